@@ -8,6 +8,7 @@ LDFLAGS   := -s -w -X $(PKG)/internal/version.Version=$(VERSION)
 # Every main package under */cmd/*: bin/<name> for each one that exists.
 CMDS      := $(sort $(dir $(wildcard */cmd/*/main.go)))
 FUZZTIME  ?= 10s
+BENCHN    ?= 40000
 
 export CGO_ENABLED ?= 0
 
@@ -47,9 +48,11 @@ demo: ## run the smoke scenario on the embedded stack (lands with wxload)
 	@echo "demo: not available yet: it runs 'wxload demo' (the smoke scenario on an"
 	@echo "embedded Redis, mockwx and wxpushd), which lands with the wxload issue."
 
-bench: ## print side-by-side performance ratios (lands with wxpushd)
-	@echo "bench: not available yet: it compares wxpushd against bare Gin, bare net/http"
-	@echo "and a direct send, measured in one run; it lands with the service issue."
+bench: ## side-by-side performance ratios, measured in one run (BENCHN requests per side)
+	@echo "mockwx template send vs a bare net/http handler decoding the same JSON (same load generator, alternating rounds):"
+	@$(GO) test -run '^$$' -bench 'TemplateSendVsBare' -benchtime $(BENCHN)x ./mockwx/ | awk '/^Benchmark/ {for (i = 3; i < NF; i += 2) printf "  %-16s %s\n", $$(i+1), $$i}'
+	@echo "mockwx ledger, 10 million entries (bytes per entry, heap):"
+	@$(GO) test -run 'TestLedgerTenMillionEntries' -v ./mockwx/ | grep -E 'bytes/entry|heap|ok|FAIL' | sed 's/^/  /'
 
 conformance: ## run the container conformance suites (lands with conformance)
 	@echo "conformance: not available yet: it runs the testcontainers-go suites, which"

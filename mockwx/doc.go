@@ -1,0 +1,58 @@
+// Package mockwx is a faithful, programmable mock of the WeChat Official
+// Account API (api.weixin.qq.com), for testing WeChat clients offline.
+//
+// A Server is an http.Handler that answers WeChat's routes at WeChat's
+// paths with WeChat's semantics — always HTTP 200 and an errcode, errmsg
+// ending in " rid: ..." — and an admin API under /_mock/ on the same
+// listener:
+//
+//   - GET /cgi-bin/token: validates grant_type, appid and secret; each
+//     call mints a token and the previous one stays valid for a grace
+//     period (300 s) and then answers 40001; daily budget -> 45009.
+//   - POST /cgi-bin/stable_token: a separate namespace; the same token
+//     while valid, a successor in its last 300 s (both valid);
+//     force_refresh at most 20 a day and 30 s apart.
+//   - Every API call checks access_token: missing 41001, malformed 40014,
+//     unknown or superseded beyond grace 40001, expired 42001.
+//   - POST /cgi-bin/message/template/send: 40003, 40036, 40037, 47001,
+//     47003 (typed fields, with the data.X.value path), 40165, 43004,
+//     45009; client_msg_id deduplicates per (appid, openid, id) for 10
+//     minutes, answering the original msgid; msgids exceed 2^53. Each
+//     accepted send is recorded in the ledger and its TEMPLATESENDJOBFINISH
+//     is pushed to the app's callback URL in plain, compat or safe mode,
+//     signed and encrypted with internal/wechat, retried like WeChat.
+//   - POST /cgi-bin/clear_quota (10 a month, 48006), GET /cgi-bin/getcallbackip.
+//
+// # Fault rules
+//
+// Rules (POST /_mock/faults, or preloaded from the config) are evaluated
+// in the order they were added. For each call, a rule applies when its
+// endpoint matches ("*" covers token, stable_token and template_send; the
+// callback push needs an explicit "callback" rule), its match fields equal
+// the call's, it is inside its after_ms/for_ms window and not exhausted
+// (times). An applicable rule lets its first skip calls pass, then fires
+// with its probability. Every firing rule adds latency (the largest
+// wins); the first firing rule with an action decides it, and later
+// action rules are passed over untouched. Actions:
+//
+//   - errcode, http_status: answered instead of processing the call.
+//   - reset, timeout, malformed, empty: the call is processed (a send is
+//     accepted and delivered, a token is minted) and then the answer is
+//     lost — a connection reset, a hang until the client gives up, half a
+//     JSON body, or an empty body. This is the case client_msg_id and the
+//     token grace period exist for.
+//   - delivery_status: the Status of the pushed TEMPLATESENDJOBFINISH.
+//     On a "callback" rule, a connection fault loses the push entirely.
+//
+// All randomness (tokens, msgids, request ids, probabilities, latencies,
+// nonces) comes from RNGs seeded by Options.Seed, so the same seed and the
+// same requests give the same answers. POST /_mock/reset returns the mock
+// to its starting state, preloaded rules included.
+//
+// The admin API is a test tool: never expose a mock to a network you do
+// not control. MOCKWX_ADMIN_TOKEN (Options.AdminToken) guards it with a
+// bearer token.
+//
+// Client drives the admin API from Go; package mockwxtest starts a mock on
+// 127.0.0.1:0 for a test.
+package mockwx
