@@ -1,0 +1,97 @@
+// Package metrics holds wxpushd's Prometheus collectors on a private
+// registry (no global state): one Metrics per service instance. Labels
+// carry app names, errcodes, reasons and routes — never a secret.
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the service's collectors.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	Accepted        *prometheus.CounterVec   // app
+	Replayed        *prometheus.CounterVec   // app: idempotent replays
+	Sent            *prometheus.CounterVec   // app
+	Failed          *prometheus.CounterVec   // app, reason
+	Attempts        *prometheus.CounterVec   // app, errcode ("0" success, "transport", "http_5xx"...)
+	Retries         *prometheus.CounterVec   // app, class
+	Reclaimed       prometheus.Counter       // stream entries taken over from a dead worker
+	InFlight        prometheus.Gauge         // sends under way in this instance
+	TokenRefreshes  *prometheus.CounterVec   // app, result (ok, error, budget_refused)
+	TokenBudgetUsed *prometheus.GaugeVec     // app: token calls today (shared counter)
+	TokenInvalid    *prometheus.CounterVec   // app, result (deleted, stale): 40001/40014/42001 seen
+	SendSeconds     *prometheus.HistogramVec // app: one WeChat send call
+	EndToEndSeconds *prometheus.HistogramVec // app: accepted -> sent
+	HTTPRequests    *prometheus.CounterVec   // route, code
+	HTTPSeconds     *prometheus.HistogramVec // route
+	RedisErrors     *prometheus.CounterVec   // op
+}
+
+// New returns the collectors registered on a fresh registry, with the Go
+// runtime and process collectors.
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+	latency := []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+	e2e := []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300, 900}
+	m := &Metrics{
+		Registry:        r,
+		Accepted:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_messages_accepted_total", Help: "Messages durably queued by the API."}, []string{"app"}),
+		Replayed:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_messages_replayed_total", Help: "Requests answered from an idempotency key."}, []string{"app"}),
+		Sent:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_messages_sent_total", Help: "Messages WeChat accepted (msgid returned)."}, []string{"app"}),
+		Failed:          prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_messages_failed_total", Help: "Messages that ended failed, by reason."}, []string{"app", "reason"}),
+		Attempts:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_send_attempts_total", Help: "WeChat send attempts by outcome (errcode, or transport/timeout/http_NNN/malformed)."}, []string{"app", "errcode"}),
+		Retries:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_retries_total", Help: "Sends scheduled again, by errcode class."}, []string{"app", "class"}),
+		Reclaimed:       prometheus.NewCounter(prometheus.CounterOpts{Name: "wxpush_queue_reclaimed_total", Help: "Queue entries reclaimed from workers that stopped without acknowledging."}),
+		InFlight:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "wxpush_sends_in_flight", Help: "WeChat sends under way in this instance."}),
+		TokenRefreshes:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_token_refreshes_total", Help: "Access token fetches from WeChat by this instance, by result."}, []string{"app", "result"}),
+		TokenBudgetUsed: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wxpush_token_budget_used", Help: "Token calls made today by all instances (shared counter)."}, []string{"app"}),
+		TokenInvalid:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_token_invalidations_total", Help: "Token-invalid errcodes seen, by whether the cached token was deleted or was already replaced."}, []string{"app", "result"}),
+		SendSeconds:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wxpush_send_duration_seconds", Help: "Duration of one WeChat template send call.", Buckets: latency}, []string{"app"}),
+		EndToEndSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wxpush_accept_to_sent_seconds", Help: "From API acceptance to WeChat accepting the message.", Buckets: e2e}, []string{"app"}),
+		HTTPRequests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_http_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}),
+		HTTPSeconds:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wxpush_http_request_duration_seconds", Help: "API request duration by route.", Buckets: latency}, []string{"route"}),
+		RedisErrors:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_redis_errors_total", Help: "Redis operations that failed, by operation."}, []string{"op"}),
+	}
+	for _, c := range []prometheus.Collector{
+		m.Accepted, m.Replayed, m.Sent, m.Failed, m.Attempts, m.Retries, m.Reclaimed, m.InFlight,
+		m.TokenRefreshes, m.TokenBudgetUsed, m.TokenInvalid, m.SendSeconds, m.EndToEndSeconds,
+		m.HTTPRequests, m.HTTPSeconds, m.RedisErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	} {
+		f(c)
+	}
+	return m
+}
+
+// QueueStats is what the queue gauges read at scrape time.
+type QueueStats struct {
+	Depth            float64 // messages waiting: stream backlog + delayed retries
+	Pending          float64 // delivered to a worker, not yet acknowledged
+	Delayed          float64 // waiting in the retry schedule
+	OldestAgeSeconds float64 // age of the oldest waiting message
+}
+
+// RegisterQueue adds the queue gauges, read from fn at scrape time.
+func (m *Metrics) RegisterQueue(fn func() QueueStats) {
+	gauge := func(name, help string, pick func(QueueStats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return pick(fn()) })
+	}
+	m.Registry.MustRegister(
+		gauge("wxpush_queue_depth", "Messages waiting to be sent (stream backlog and delayed retries).", func(s QueueStats) float64 { return s.Depth }),
+		gauge("wxpush_queue_pending", "Queue entries delivered to a worker and not yet acknowledged.", func(s QueueStats) float64 { return s.Pending }),
+		gauge("wxpush_queue_delayed", "Messages waiting for their retry time.", func(s QueueStats) float64 { return s.Delayed }),
+		gauge("wxpush_queue_oldest_age_seconds", "Age of the oldest waiting message.", func(s QueueStats) float64 { return s.OldestAgeSeconds }),
+	)
+}
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}

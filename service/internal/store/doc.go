@@ -1,0 +1,10 @@
+// Package store is wxpushd's Redis layer: message records, idempotency
+// keys, the durable queue (a stream with a consumer group, a delayed-retry
+// sorted set, a dead-letter stream) and the msgid index. Every key carries
+// the hash tag {wxp} so multi-key scripts stay in one Cluster slot.
+//
+// Enqueue is one Lua script per message: the idempotency check, the record
+// and the stream entry are written atomically, so a 202 is only ever given
+// for a message that is stored, and concurrent requests with one key
+// create one message.
+package store

@@ -1,0 +1,456 @@
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wxpush/wxpush/service"
+)
+
+// Options configure a Store. Zero values take the defaults shown.
+type Options struct {
+	// Prefix starts every key; it must contain the {hash tag}. Default
+	// "wxp:{wxp}:".
+	Prefix string
+	// Retention is how long a message record lives after its last update
+	// (default 7 days).
+	Retention time.Duration
+	// IdempotencyTTL is how long an idempotency key is remembered
+	// (default 24 h).
+	IdempotencyTTL time.Duration
+	// Group is the consumer group of the workers (default "workers").
+	Group string
+}
+
+// Store is wxpushd's Redis layer. It is safe for concurrent use.
+type Store struct {
+	rdb   redis.UniversalClient
+	opts  Options
+	keys  keys
+	batch coalescer
+}
+
+type keys struct {
+	prefix, stream, delayed, dlq string
+}
+
+func (k keys) msg(id string) string { return k.prefix + "msg:" + id }
+
+func (k keys) idem(key string) string {
+	sum := sha256.Sum256([]byte(key))
+	return k.prefix + "idem:" + hex.EncodeToString(sum[:16])
+}
+
+func (k keys) msgid(app string, msgid int64) string {
+	return k.prefix + "msgid:" + app + ":" + strconv.FormatInt(msgid, 10)
+}
+
+// New returns a Store on rdb.
+func New(rdb redis.UniversalClient, opts Options) *Store {
+	if opts.Prefix == "" {
+		opts.Prefix = "wxp:{wxp}:"
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 7 * 24 * time.Hour
+	}
+	if opts.IdempotencyTTL <= 0 {
+		opts.IdempotencyTTL = 24 * time.Hour
+	}
+	if opts.Group == "" {
+		opts.Group = "workers"
+	}
+	p := opts.Prefix
+	return &Store{rdb: rdb, opts: opts, keys: keys{prefix: p, stream: p + "queue", delayed: p + "delayed", dlq: p + "dead"}}
+}
+
+// Prefix returns the key prefix, for packages that keep their own keys
+// (tokens) in the same slot.
+func (s *Store) Prefix() string { return s.opts.Prefix }
+
+// Client returns the Redis client.
+func (s *Store) Client() redis.UniversalClient { return s.rdb }
+
+// NewID returns a new message id: 26 characters, time-ordered (48-bit
+// milliseconds then 80 random bits, Crockford base32). It doubles as the
+// WeChat client_msg_id of the message, identical on every attempt.
+func NewID(now time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(now.UnixMilli())<<16)
+	_, _ = rand.Read(b[6:])
+	return idEncoding.EncodeToString(b[:])
+}
+
+// idEncoding is Crockford's base32: its alphabet is in ASCII order, so ids
+// sort by time.
+var idEncoding = base32.NewEncoding("0123456789ABCDEFGHJKMNPQRSTVWXYZ").WithPadding(base32.NoPadding)
+
+// unavailable wraps a Redis error as ErrUnavailable.
+func unavailable(op string, err error) error {
+	return fmt.Errorf("%w: %s: %v", ErrUnavailable, op, err)
+}
+
+// Ping checks that Redis answers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
+		return unavailable("ping", err)
+	}
+	return nil
+}
+
+// enqueueScript stores one message with an idempotency key atomically:
+// the key check, the record, the stream entry and the key. KEYS: msg,
+// stream, idem. ARGV: id, hash, idemTTLms, retentionSec, nowMs, request JSON.
+// Returns {1, id} created, {2, originalID} replayed, {3, originalID} conflict.
+// Messages without a key need no check and are written with MULTI/EXEC.
+var enqueueScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[3])
+if v then
+  local sep = string.find(v, ' ', 1, true)
+  local oid = string.sub(v, sep + 1)
+  if string.sub(v, 1, sep - 1) == ARGV[2] then return {2, oid} end
+  return {3, oid}
+end
+redis.call('HSET', KEYS[1], 'req', ARGV[6], 'status', 'queued', 'created_at', ARGV[5])
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
+redis.call('SET', KEYS[3], ARGV[2] .. ' ' .. ARGV[1], 'PX', ARGV[3])
+return {1, ARGV[1]}
+`)
+
+// Record is a message as stored, with the request the worker sends.
+type Record struct {
+	service.Message
+	Request service.SendRequest
+}
+
+// Get returns the public view of a message.
+func (s *Store) Get(ctx context.Context, id string) (*service.Message, error) {
+	r, err := s.Load(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return &r.Message, nil
+}
+
+// Load returns a message record with its request.
+func (s *Store) Load(ctx context.Context, id string) (*Record, error) {
+	h, err := s.rdb.HGetAll(ctx, s.keys.msg(id)).Result()
+	if err != nil {
+		return nil, unavailable("load", err)
+	}
+	if len(h) == 0 {
+		return nil, ErrNotFound
+	}
+	return decodeRecord(id, h)
+}
+
+func decodeRecord(id string, h map[string]string) (*Record, error) {
+	ms := func(k string) time.Time {
+		n, err := strconv.ParseInt(h[k], 10, 64)
+		if err != nil || n == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(n).UTC()
+	}
+	optional := func(k string) *time.Time {
+		if t := ms(k); !t.IsZero() {
+			return &t
+		}
+		return nil
+	}
+	r := &Record{}
+	if err := json.Unmarshal([]byte(h["req"]), &r.Request); err != nil {
+		return nil, fmt.Errorf("store: message %s: corrupt request: %w", id, err)
+	}
+	r.ID, r.App, r.ToUser, r.TemplateID = id, r.Request.App, r.Request.ToUser, r.Request.TemplateID
+	r.Status, r.Reason = service.Status(h["status"]), h["reason"]
+	r.Attempts, _ = strconv.Atoi(h["attempts"])
+	r.MsgID, _ = strconv.ParseInt(h["msgid"], 10, 64)
+	if code, ok := h["last_errcode"]; ok {
+		n, _ := strconv.Atoi(code)
+		r.LastError = &service.SendError{ErrCode: n, ErrMsg: h["last_errmsg"]}
+	}
+	r.CreatedAt = ms("created_at")
+	if r.UpdatedAt = ms("updated_at"); r.UpdatedAt.IsZero() {
+		r.UpdatedAt = r.CreatedAt
+	}
+	r.SentAt, r.DeliveredAt = optional("sent_at"), optional("delivered_at")
+	return r, nil
+}
+
+// --- the queue ----------------------------------------------------------------
+
+// Entry is one stream entry handed to a worker.
+type Entry struct {
+	StreamID  string // the stream entry id, to acknowledge
+	MessageID string
+}
+
+func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
+
+// EnsureGroup creates the stream and its consumer group if missing. After
+// a Redis restart without persistence both are gone; workers call this on
+// NOGROUP and carry on.
+func (s *Store) EnsureGroup(ctx context.Context) error {
+	err := s.rdb.XGroupCreateMkStream(ctx, s.keys.stream, s.opts.Group, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return unavailable("create group", err)
+	}
+	return nil
+}
+
+func entries(msgs []redis.XMessage) []Entry {
+	out := make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		id, _ := m.Values["id"].(string)
+		out = append(out, Entry{StreamID: m.ID, MessageID: id})
+	}
+	return out
+}
+
+// Read takes up to count new entries for consumer, blocking up to block.
+// The call is bounded by block plus two seconds even if the server never
+// answers (a half-open connection, a server restarting).
+func (s *Store) Read(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
+	ctx, cancel := context.WithTimeout(ctx, block+2*time.Second)
+	defer cancel()
+	for try := 0; ; try++ {
+		res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: s.opts.Group, Consumer: consumer, Streams: []string{s.keys.stream, ">"}, Count: int64(count), Block: block,
+		}).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return nil, nil
+		case isNoGroup(err) && try == 0:
+			if err := s.EnsureGroup(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		case err != nil:
+			return nil, unavailable("read", err)
+		}
+		var out []Entry
+		for _, st := range res {
+			out = append(out, entries(st.Messages)...)
+		}
+		return out, nil
+	}
+}
+
+// Reclaim takes over up to count entries that other consumers received
+// more than minIdle ago and never acknowledged (their worker died).
+func (s *Store) Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]Entry, error) {
+	msgs, _, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream: s.keys.stream, Group: s.opts.Group, Consumer: consumer, MinIdle: minIdle, Start: "0-0", Count: int64(count),
+	}).Result()
+	if isNoGroup(err) {
+		return nil, s.EnsureGroup(ctx)
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("reclaim", err)
+	}
+	return entries(msgs), nil
+}
+
+// markSendingScript counts one more attempt. KEYS: msg. ARGV: nowMs.
+// Returns the attempt number, or 0 when the record is gone.
+var markSendingScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'sending', 'updated_at', ARGV[1])
+return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+`)
+
+// MarkSending records that an attempt starts and returns its number
+// (0: the record no longer exists).
+func (s *Store) MarkSending(ctx context.Context, id string, now time.Time) (int, error) {
+	n, err := markSendingScript.Run(ctx, s.rdb, []string{s.keys.msg(id)}, now.UnixMilli()).Int()
+	if err != nil {
+		return 0, unavailable("mark sending", err)
+	}
+	return n, nil
+}
+
+// SettleKind is what a worker decided for a message.
+type SettleKind string
+
+// The kinds of settlement.
+const (
+	SettleSent  SettleKind = "sent"  // WeChat accepted it
+	SettleRetry SettleKind = "retry" // send again at Due
+	SettleFail  SettleKind = "fail"  // final failure, to the dead-letter stream
+	SettleDrop  SettleKind = "drop"  // the record is gone or already final: just acknowledge
+)
+
+// Settlement is the outcome of one attempt.
+type Settlement struct {
+	Kind    SettleKind
+	App     string    // the message's app (keys the msgid index)
+	MsgID   int64     // SettleSent
+	Due     time.Time // SettleRetry
+	Reason  string    // SettleFail
+	ErrCode int       // the attempt's errcode (0 for transport errors)
+	ErrMsg  string    // the attempt's error text, without secrets
+	Refund  bool      // SettleRetry: the attempt does not count (pacing, quota, app stopped)
+	HasErr  bool      // ErrCode/ErrMsg are set
+}
+
+// settleScript records an outcome and acknowledges the stream entry in one
+// step, so an entry is never acknowledged without its outcome recorded.
+// KEYS: msg, stream, delayed, dlq, msgidx.
+// ARGV: group, streamID, kind, nowMs, msgid, dueMs, reason, hasErr, errcode, errmsg, retentionSec, refund, id.
+var settleScript = redis.NewScript(`
+local exists = redis.call('EXISTS', KEYS[1]) == 1
+if exists and ARGV[3] ~= 'drop' then
+  local status = redis.call('HGET', KEYS[1], 'status')
+  if status ~= 'sent' and status ~= 'delivered' and status ~= 'failed' then
+    redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+    if ARGV[8] == '1' then
+      redis.call('HSET', KEYS[1], 'last_errcode', ARGV[9], 'last_errmsg', ARGV[10])
+    end
+    if ARGV[3] == 'sent' then
+      redis.call('HSET', KEYS[1], 'status', 'sent', 'msgid', ARGV[5], 'sent_at', ARGV[4])
+      redis.call('SET', KEYS[5], ARGV[13], 'EX', ARGV[11])
+    elseif ARGV[3] == 'retry' then
+      redis.call('HSET', KEYS[1], 'status', 'retrying')
+      if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
+      redis.call('ZADD', KEYS[3], ARGV[6], ARGV[13])
+    elseif ARGV[3] == 'fail' then
+      redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', ARGV[7])
+      redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100000', '*', 'id', ARGV[13], 'reason', ARGV[7], 'errcode', ARGV[9], 'errmsg', ARGV[10])
+    end
+    redis.call('EXPIRE', KEYS[1], ARGV[11])
+  end
+end
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[2], ARGV[2])
+return 1
+`)
+
+// Settle records an attempt's outcome for entry and acknowledges it,
+// atomically. A record that is already final is left as it is.
+func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Time) error {
+	msgidKey := s.keys.msgid(st.App, st.MsgID)
+	b2s := func(b bool) string {
+		if b {
+			return "1"
+		}
+		return "0"
+	}
+	err := settleScript.Run(ctx, s.rdb,
+		[]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, msgidKey},
+		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, st.Due.UnixMilli(), st.Reason,
+		b2s(st.HasErr), st.ErrCode, st.ErrMsg, int64(s.opts.Retention.Seconds()), b2s(st.Refund), e.MessageID,
+	).Err()
+	if err != nil {
+		return unavailable("settle", err)
+	}
+	return nil
+}
+
+// moveDueScript moves retries whose time has come back to the stream.
+// KEYS: delayed, stream. ARGV: nowMs, limit. Returns how many moved.
+var moveDueScript = redis.NewScript(`
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('XADD', KEYS[2], '*', 'id', id)
+end
+return #ids
+`)
+
+// MoveDue moves up to limit due retries back to the stream. Every
+// instance runs it; the script makes each move happen once.
+func (s *Store) MoveDue(ctx context.Context, now time.Time, limit int) (int, error) {
+	n, err := moveDueScript.Run(ctx, s.rdb, []string{s.keys.delayed, s.keys.stream}, now.UnixMilli(), limit).Int()
+	if err != nil {
+		return 0, unavailable("move due", err)
+	}
+	return n, nil
+}
+
+// releaseScript hands an entry back to the queue at once (graceful
+// shutdown of a worker that received but did not start it).
+// KEYS: stream. ARGV: group, streamID, id.
+var releaseScript = redis.NewScript(`
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+redis.call('XADD', KEYS[1], '*', 'id', ARGV[3])
+return 1
+`)
+
+// Release hands an entry back to the queue for another worker.
+func (s *Store) Release(ctx context.Context, e Entry) error {
+	if err := releaseScript.Run(ctx, s.rdb, []string{s.keys.stream}, s.opts.Group, e.StreamID, e.MessageID).Err(); err != nil {
+		return unavailable("release", err)
+	}
+	return nil
+}
+
+// QueueStats describes the queue for metrics.
+type QueueStats struct {
+	Backlog, Pending, Delayed int64
+	OldestAge                 time.Duration
+}
+
+// Stats reads the queue's size: entries not yet delivered to a worker,
+// delivered but unacknowledged, and waiting for a retry time.
+func (s *Store) Stats(ctx context.Context, now time.Time) (QueueStats, error) {
+	pipe := s.rdb.Pipeline()
+	xlen := pipe.XLen(ctx, s.keys.stream)
+	pending := pipe.XPending(ctx, s.keys.stream, s.opts.Group)
+	delayed := pipe.ZCard(ctx, s.keys.delayed)
+	first := pipe.XRangeN(ctx, s.keys.stream, "-", "+", 1)
+	_, _ = pipe.Exec(ctx)
+	var st QueueStats
+	if err := xlen.Err(); err != nil && !errors.Is(err, redis.Nil) {
+		return st, unavailable("stats", err)
+	}
+	st.Delayed = delayed.Val()
+	if p, err := pending.Result(); err == nil {
+		st.Pending = p.Count
+	}
+	st.Backlog = max(xlen.Val()-st.Pending, 0)
+	if msgs := first.Val(); len(msgs) > 0 {
+		if ms, err := strconv.ParseInt(strings.SplitN(msgs[0].ID, "-", 2)[0], 10, 64); err == nil {
+			st.OldestAge = max(now.Sub(time.UnixMilli(ms)), 0)
+		}
+	}
+	return st, nil
+}
+
+// DeadLetters returns up to count entries of the dead-letter stream.
+func (s *Store) DeadLetters(ctx context.Context, count int64) ([]map[string]any, error) {
+	msgs, err := s.rdb.XRangeN(ctx, s.keys.dlq, "-", "+", count).Result()
+	if err != nil {
+		return nil, unavailable("dead letters", err)
+	}
+	out := make([]map[string]any, 0, len(msgs))
+	for _, m := range msgs {
+		out = append(out, m.Values)
+	}
+	return out, nil
+}
+
+// MessageByMsgID returns the message id that WeChat's msgid belongs to.
+func (s *Store) MessageByMsgID(ctx context.Context, app string, msgid int64) (string, error) {
+	id, err := s.rdb.Get(ctx, s.keys.msgid(app, msgid)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", unavailable("msgid index", err)
+	}
+	return id, nil
+}

@@ -1,0 +1,149 @@
+package service
+
+import "time"
+
+// SendRequest is the body of POST /v1/messages: one template message.
+type SendRequest struct {
+	// App names the configured WeChat app; empty means the only app, or the
+	// app named "default".
+	App         string               `json:"app,omitempty"`
+	ToUser      string               `json:"touser"`
+	TemplateID  string               `json:"template_id"`
+	URL         string               `json:"url,omitempty"`
+	MiniProgram *MiniProgram         `json:"miniprogram,omitempty"`
+	Data        map[string]DataValue `json:"data"`
+}
+
+// MiniProgram is the mini program a message jumps to.
+type MiniProgram struct {
+	AppID    string `json:"appid"`
+	PagePath string `json:"pagepath,omitempty"`
+}
+
+// DataValue is the value of one template placeholder.
+type DataValue struct {
+	Value string `json:"value"`
+	Color string `json:"color,omitempty"`
+}
+
+// BatchItem is one message of a batch, with its own idempotency key.
+type BatchItem struct {
+	SendRequest
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+}
+
+// BatchRequest is the body of POST /v1/messages/batch (1 to MaxBatch items).
+type BatchRequest struct {
+	Messages []BatchItem `json:"messages"`
+}
+
+// MaxBatch is the largest batch POST /v1/messages/batch accepts.
+const MaxBatch = 1000
+
+// Accepted answers a message that was durably queued (HTTP 202).
+type Accepted struct {
+	ID     string `json:"id"`
+	Status Status `json:"status"`
+}
+
+// BatchResult is one item's outcome in a batch answer, in request order.
+type BatchResult struct {
+	Index      int    `json:"index"`
+	StatusCode int    `json:"status_code"` // what POST /v1/messages would have answered
+	ID         string `json:"id,omitempty"`
+	Status     Status `json:"status,omitempty"`
+	Replayed   bool   `json:"replayed,omitempty"` // an idempotency key matched an earlier request
+	Error      *Error `json:"error,omitempty"`
+}
+
+// BatchResponse is the body of a batch answer: 202 when every item was
+// accepted (or replayed), 207 otherwise.
+type BatchResponse struct {
+	Accepted int           `json:"accepted"`
+	Rejected int           `json:"rejected"`
+	Results  []BatchResult `json:"results"`
+}
+
+// Status is where a message is in its life.
+type Status string
+
+// The statuses, in the order a message moves through them:
+// queued -> sending -> (retrying -> sending)* -> sent -> delivered, or failed.
+const (
+	StatusQueued    Status = "queued"
+	StatusSending   Status = "sending"
+	StatusRetrying  Status = "retrying"
+	StatusSent      Status = "sent"      // WeChat accepted it and returned a msgid
+	StatusDelivered Status = "delivered" // WeChat's delivery report said success
+	StatusFailed    Status = "failed"
+)
+
+// Terminal reports whether no further send will be made for the status.
+func (s Status) Terminal() bool {
+	return s == StatusSent || s == StatusDelivered || s == StatusFailed
+}
+
+// Reasons a message failed.
+const (
+	ReasonPermanentErrcode  = "permanent_errcode"  // WeChat refused it for good (40003, 43004, 47003...)
+	ReasonAttemptsExhausted = "attempts_exhausted" // every attempt failed transiently
+	ReasonUserBlock         = "user_block"         // delivery report: the user blocks the account
+	ReasonSystemFailed      = "system_failed"      // delivery report: WeChat failed it
+	ReasonFreqLimit         = "freq_limit"         // delivery report: per-user frequency limit
+	ReasonDeliveryFailed    = "failed"             // delivery report with an unknown failure status
+)
+
+// Message is the body of GET /v1/messages/{id}.
+type Message struct {
+	ID          string     `json:"id"`
+	App         string     `json:"app"`
+	ToUser      string     `json:"touser"`
+	TemplateID  string     `json:"template_id"`
+	Status      Status     `json:"status"`
+	Reason      string     `json:"reason,omitempty"` // why it failed
+	Attempts    int        `json:"attempts"`
+	MsgID       int64      `json:"msgid,omitempty"` // WeChat's msgid, once sent
+	LastError   *SendError `json:"last_error,omitempty"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
+	SentAt      *time.Time `json:"sent_at,omitempty"`
+	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+}
+
+// SendError is the last error WeChat (or the network) gave for a message.
+// Errcode is 0 for transport failures, whose text is in ErrMsg.
+type SendError struct {
+	ErrCode int    `json:"errcode"`
+	ErrMsg  string `json:"errmsg"`
+}
+
+// ErrorResponse is the body of every API error.
+type ErrorResponse struct {
+	Error Error `json:"error"`
+}
+
+// Error describes an API error; Field names the offending request field.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// API error codes.
+const (
+	CodeInvalidRequest      = "invalid_request"      // 400
+	CodeUnauthorized        = "unauthorized"         // 401
+	CodeNotFound            = "not_found"            // 404
+	CodeIdempotencyConflict = "idempotency_conflict" // 409
+	CodeMethodNotAllowed    = "method_not_allowed"   // 405
+	CodePayloadTooLarge     = "payload_too_large"    // 413
+	CodeUnavailable         = "unavailable"          // 503
+	CodeInternal            = "internal"             // 500
+)
+
+// HTTP headers of the API.
+const (
+	HeaderIdempotencyKey = "Idempotency-Key"
+	HeaderReplayed       = "Idempotent-Replayed"
+	HeaderRequestID      = "X-Request-Id"
+)
