@@ -1,0 +1,448 @@
+// Package worker is wxpushd's send pipeline: it takes messages from the
+// Redis queue, sends them to WeChat with the app's shared access token and
+// a client_msg_id equal to the message id (the same on every attempt, so a
+// resend after a lost answer never reaches the user twice), classifies the
+// outcome with internal/wechat's taxonomy, and settles it: sent, retry
+// later (full-jitter backoff), or failed to the dead-letter stream.
+//
+// Every instance runs a Worker on the same consumer group. Entries a dead
+// worker received but never acknowledged are reclaimed after the
+// visibility timeout; due retries are moved back to the stream by whichever
+// instance gets there first.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/wxpush/wxpush/internal/wechat"
+	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/metrics"
+	"github.com/wxpush/wxpush/service/internal/store"
+)
+
+// Queue is what the worker needs from the store.
+type Queue interface {
+	Read(ctx context.Context, consumer string, count int, block time.Duration) ([]store.Entry, error)
+	Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]store.Entry, error)
+	Load(ctx context.Context, id string) (*store.Record, error)
+	MarkSending(ctx context.Context, id string, now time.Time) (int, error)
+	Settle(ctx context.Context, e store.Entry, st store.Settlement, now time.Time) error
+	MoveDue(ctx context.Context, now time.Time, limit int) (int, error)
+	Release(ctx context.Context, e store.Entry) error
+	EnsureGroup(ctx context.Context) error
+}
+
+// Tokens hands out the apps' shared access tokens.
+type Tokens interface {
+	Token(ctx context.Context, app string) (wechat.Secret, error)
+	Invalidate(ctx context.Context, app string, bad wechat.Secret) (bool, error)
+}
+
+// Sender sends one template message to WeChat.
+type Sender interface {
+	SendTemplate(ctx context.Context, token wechat.Secret, msg *wechat.TemplateMessage) (int64, error)
+}
+
+var (
+	_ Queue  = (*store.Store)(nil)
+	_ Sender = (*wechat.Client)(nil)
+)
+
+// Options tune a Worker. Zero values take the defaults shown.
+type Options struct {
+	Consumer     string        // this instance's consumer name (required)
+	Concurrency  int           // sends at once in this instance (default 16)
+	MaxAttempts  int           // send attempts before attempts_exhausted (default 8)
+	BackoffBase  time.Duration // first retry delay bound (default 1 s)
+	BackoffCap   time.Duration // largest retry delay bound (default 5 min)
+	SendTimeout  time.Duration // one WeChat call (default 10 s)
+	Visibility   time.Duration // reclaim entries unacknowledged this long (default 60 s; > SendTimeout + token wait)
+	ReclaimEvery time.Duration // default min(5 s, Visibility/2)
+	MoveEvery    time.Duration // how often due retries are moved (default 250 ms)
+	PaceDelay    time.Duration // after 45011 (default 60 s)
+	QuotaDelay   time.Duration // after 45009, re-check interval (default 5 min)
+	AppDelay     time.Duration // after an app-level errcode or token failure (default 5 min)
+	Drain        time.Duration // on shutdown, how long in-flight sends may finish (default 10 s)
+	Now          func() time.Time
+	Logger       *slog.Logger
+	Metrics      *metrics.Metrics
+	Rand         *rand.Rand // jitter; nil: a time-seeded source
+}
+
+func (o *Options) defaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 8
+	}
+	def(&o.BackoffBase, time.Second)
+	def(&o.BackoffCap, 5*time.Minute)
+	def(&o.SendTimeout, 10*time.Second)
+	def(&o.Visibility, 60*time.Second)
+	def(&o.ReclaimEvery, min(5*time.Second, o.Visibility/2))
+	def(&o.MoveEvery, 250*time.Millisecond)
+	def(&o.PaceDelay, 60*time.Second)
+	def(&o.QuotaDelay, 5*time.Minute)
+	def(&o.AppDelay, 5*time.Minute)
+	def(&o.Drain, 10*time.Second)
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	if o.Rand == nil {
+		o.Rand = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x776f726b))
+	}
+}
+
+// Worker runs the pipeline of one instance.
+type Worker struct {
+	q      Queue
+	tokens Tokens
+	sender Sender
+	o      Options
+	randMu sync.Mutex
+}
+
+// New returns a Worker; Run starts it.
+func New(q Queue, tokens Tokens, sender Sender, opts Options) (*Worker, error) {
+	if opts.Consumer == "" {
+		return nil, errors.New("worker: consumer name is required")
+	}
+	opts.defaults()
+	return &Worker{q: q, tokens: tokens, sender: sender, o: opts}, nil
+}
+
+// Run consumes the queue until ctx is done, then stops reading, hands back
+// entries it received but did not start, lets in-flight sends finish for
+// up to Options.Drain, and returns. Whatever is still unacknowledged after
+// that is reclaimed by another instance after the visibility timeout.
+func (w *Worker) Run(ctx context.Context) error {
+	// Sends run on their own context so that shutdown lets them finish
+	// (bounded by Drain) instead of cutting them mid-call.
+	sendCtx, cancelSends := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelSends()
+
+	jobs := make(chan store.Entry)
+	var procs sync.WaitGroup
+	for range w.o.Concurrency {
+		procs.Go(func() {
+			for e := range jobs {
+				w.process(sendCtx, e)
+			}
+		})
+	}
+	var loops sync.WaitGroup
+	loops.Go(func() { w.every(ctx, w.o.MoveEvery, w.moveDue) })
+	loops.Go(func() { w.every(ctx, w.o.ReclaimEvery, func(ctx context.Context) { w.reclaim(ctx, jobs) }) })
+
+	w.readLoop(ctx, jobs)
+	close(jobs)
+	loops.Wait()
+
+	done := make(chan struct{})
+	go func() { procs.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.o.Drain):
+		w.o.Logger.Warn("shutdown: in-flight sends did not finish in time; they will be reclaimed", "drain", w.o.Drain)
+		cancelSends()
+		<-done
+	}
+	return nil
+}
+
+// readLoop feeds jobs until ctx is done. Entries read but not taken by a
+// processor when ctx ends are handed back to the queue.
+func (w *Worker) readLoop(ctx context.Context, jobs chan<- store.Entry) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		entries, err := w.q.Read(ctx, w.o.Consumer, w.o.Concurrency, time.Second)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			w.o.Metrics.RedisErrors.WithLabelValues("read").Inc()
+			w.o.Logger.Warn("queue read failed; backing off", "err", err, "backoff", backoff)
+			sleep(ctx, backoff)
+			backoff = min(backoff*2, 5*time.Second)
+			// Redis may have come back empty: recreate the stream and
+			// group (a no-op when they exist) rather than wait to be told.
+			_ = w.q.EnsureGroup(ctx)
+			continue
+		}
+		backoff = 100 * time.Millisecond
+		for i, e := range entries {
+			select {
+			case jobs <- e:
+			case <-ctx.Done():
+				w.release(entries[i:])
+				return
+			}
+		}
+	}
+}
+
+func (w *Worker) release(entries []store.Entry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, e := range entries {
+		if err := w.q.Release(ctx, e); err != nil {
+			w.o.Logger.Warn("shutdown: could not hand back a queue entry; it will be reclaimed", "id", e.MessageID, "err", err)
+		}
+	}
+}
+
+func (w *Worker) every(ctx context.Context, d time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn(ctx)
+		}
+	}
+}
+
+func (w *Worker) moveDue(ctx context.Context) {
+	for {
+		n, err := w.q.MoveDue(ctx, w.o.Now(), 500)
+		if err != nil {
+			if ctx.Err() == nil {
+				w.o.Metrics.RedisErrors.WithLabelValues("move_due").Inc()
+			}
+			return
+		}
+		if n < 500 {
+			return
+		}
+	}
+}
+
+func (w *Worker) reclaim(ctx context.Context, jobs chan<- store.Entry) {
+	entries, err := w.q.Reclaim(ctx, w.o.Consumer, w.o.Visibility, w.o.Concurrency)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.o.Metrics.RedisErrors.WithLabelValues("reclaim").Inc()
+		}
+		return
+	}
+	for i, e := range entries {
+		w.o.Metrics.Reclaimed.Inc()
+		w.o.Logger.Info("reclaimed a message from a stopped worker", "id", e.MessageID)
+		select {
+		case jobs <- e:
+		case <-ctx.Done():
+			w.release(entries[i:])
+			return
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// process takes one entry to a settlement.
+func (w *Worker) process(ctx context.Context, e store.Entry) {
+	log := w.o.Logger.With("id", e.MessageID)
+	rec, err := w.q.Load(ctx, e.MessageID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		w.settle(ctx, log, e, store.Settlement{Kind: store.SettleDrop})
+		return
+	case err != nil:
+		log.Warn("cannot load message; leaving it to be reclaimed", "err", err)
+		return
+	case rec.Status.Terminal():
+		w.settle(ctx, log, e, store.Settlement{Kind: store.SettleDrop, App: rec.App})
+		return
+	}
+	log = log.With("app", rec.App)
+	w.o.Metrics.InFlight.Inc()
+	defer w.o.Metrics.InFlight.Dec()
+	st := w.attempt(ctx, log, rec)
+	st.App = rec.App
+	w.settle(ctx, log, e, st)
+	w.observe(rec, st)
+}
+
+// attempt makes one send (two when the token was stale) and decides.
+func (w *Worker) attempt(ctx context.Context, log *slog.Logger, rec *store.Record) store.Settlement {
+	attempt, err := w.q.MarkSending(ctx, rec.ID, w.o.Now())
+	if err != nil {
+		return w.retryLater(rec, 1, err, false)
+	}
+	if attempt == 0 {
+		return store.Settlement{Kind: store.SettleDrop}
+	}
+	tok, err := w.tokens.Token(ctx, rec.App)
+	if err != nil {
+		log.Warn("no access token; the message waits", "err", err, "class", wechat.Classify(err))
+		return store.Settlement{Kind: store.SettleRetry, Due: w.o.Now().Add(w.o.AppDelay), Refund: true, HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}
+	}
+	msg := toWeChat(rec)
+	msgid, err := w.send(ctx, rec, tok, msg)
+	var tokenErr error // the rejected first attempt, kept as last_error if the retry succeeds
+	if wechat.TokenInvalid(err) {
+		tokenErr = err
+		// The cached token went stale (superseded, expired, or revoked):
+		// drop it only if it is still the one that failed, then retry once.
+		deleted, ierr := w.tokens.Invalidate(ctx, rec.App, tok)
+		log.Info("access token rejected; refreshing and retrying once", "errcode", wechat.Code(err), "deleted", deleted, "invalidate_err", ierr)
+		if tok, terr := w.tokens.Token(ctx, rec.App); terr == nil {
+			if n, merr := w.q.MarkSending(ctx, rec.ID, w.o.Now()); merr == nil && n > 0 {
+				attempt = n
+			}
+			msgid, err = w.send(ctx, rec, tok, msg)
+		}
+	}
+	st := w.decide(log, rec, attempt, msgid, err)
+	if st.Kind == store.SettleSent && tokenErr != nil {
+		st.HasErr, st.ErrCode, st.ErrMsg = true, wechat.Code(tokenErr), tokenErr.Error()
+	}
+	return st
+}
+
+func (w *Worker) send(ctx context.Context, rec *store.Record, tok wechat.Secret, msg *wechat.TemplateMessage) (int64, error) {
+	ctx, cancel := context.WithTimeout(ctx, w.o.SendTimeout)
+	defer cancel()
+	start := time.Now()
+	msgid, err := w.sender.SendTemplate(ctx, tok, msg)
+	w.o.Metrics.SendSeconds.WithLabelValues(rec.App).Observe(time.Since(start).Seconds())
+	w.o.Metrics.Attempts.WithLabelValues(rec.App, outcomeLabel(err)).Inc()
+	return msgid, err
+}
+
+// decide maps an attempt's result to a settlement using the taxonomy.
+func (w *Worker) decide(log *slog.Logger, rec *store.Record, attempt int, msgid int64, err error) store.Settlement {
+	now := w.o.Now()
+	class := wechat.Classify(err)
+	if class == wechat.ClassOK {
+		return store.Settlement{Kind: store.SettleSent, MsgID: msgid}
+	}
+	errSt := store.Settlement{HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}
+	switch class {
+	case wechat.ClassPermanentMessage:
+		errSt.Kind, errSt.Reason = store.SettleFail, service.ReasonPermanentErrcode
+		log.Info("message failed permanently", "errcode", errSt.ErrCode, "err", err)
+		return errSt
+	case wechat.ClassPace:
+		w.o.Metrics.Retries.WithLabelValues(rec.App, class.String()).Inc()
+		errSt.Kind, errSt.Due, errSt.Refund = store.SettleRetry, now.Add(w.o.PaceDelay), true
+		return errSt
+	case wechat.ClassQuota:
+		w.o.Metrics.Retries.WithLabelValues(rec.App, class.String()).Inc()
+		log.Warn("daily quota exhausted; the message waits", "errcode", errSt.ErrCode)
+		errSt.Kind, errSt.Due, errSt.Refund = store.SettleRetry, now.Add(w.o.QuotaDelay), true
+		return errSt
+	case wechat.ClassPermanentApp:
+		w.o.Metrics.Retries.WithLabelValues(rec.App, class.String()).Inc()
+		log.Error("app-level WeChat error: the app cannot send until an operator acts; messages wait", "errcode", errSt.ErrCode, "err", err)
+		errSt.Kind, errSt.Due, errSt.Refund = store.SettleRetry, now.Add(w.o.AppDelay), true
+		return errSt
+	}
+	// ClassRetry, and ClassTokenInvalid after the one immediate retry.
+	return w.retryLater(rec, attempt, err, true)
+}
+
+// retryLater schedules a retry with full-jitter backoff, or fails the
+// message once its attempts are used up.
+func (w *Worker) retryLater(rec *store.Record, attempt int, err error, counted bool) store.Settlement {
+	st := store.Settlement{HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}
+	if counted && attempt >= w.o.MaxAttempts {
+		st.Kind, st.Reason = store.SettleFail, service.ReasonAttemptsExhausted
+		return st
+	}
+	w.o.Metrics.Retries.WithLabelValues(rec.App, wechat.Classify(err).String()).Inc()
+	st.Kind, st.Due, st.Refund = store.SettleRetry, w.o.Now().Add(w.backoff(attempt)), !counted
+	return st
+}
+
+// backoff is full jitter: uniform in [0, min(cap, base * 2^(attempt-1))).
+func (w *Worker) backoff(attempt int) time.Duration {
+	bound := w.o.BackoffCap
+	if attempt < 31 {
+		bound = min(w.o.BackoffCap, w.o.BackoffBase<<max(attempt-1, 0))
+	}
+	w.randMu.Lock()
+	defer w.randMu.Unlock()
+	return time.Duration(w.o.Rand.Int64N(int64(bound)) + 1)
+}
+
+func (w *Worker) settle(ctx context.Context, log *slog.Logger, e store.Entry, st store.Settlement) {
+	// Settle even if shutdown cancelled the send context: the outcome is
+	// known and recording it is what prevents a needless resend.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if err := w.q.Settle(sctx, e, st, w.o.Now()); err != nil {
+		w.o.Metrics.RedisErrors.WithLabelValues("settle").Inc()
+		log.Warn("cannot record the outcome; the message will be reclaimed and resent with the same client_msg_id", "err", err)
+	}
+}
+
+func (w *Worker) observe(rec *store.Record, st store.Settlement) {
+	switch st.Kind {
+	case store.SettleSent:
+		w.o.Metrics.Sent.WithLabelValues(rec.App).Inc()
+		w.o.Metrics.EndToEndSeconds.WithLabelValues(rec.App).Observe(w.o.Now().Sub(rec.CreatedAt).Seconds())
+	case store.SettleFail:
+		w.o.Metrics.Failed.WithLabelValues(rec.App, st.Reason).Inc()
+	}
+}
+
+// toWeChat builds the WeChat request. client_msg_id is the message id, the
+// same on every attempt.
+func toWeChat(rec *store.Record) *wechat.TemplateMessage {
+	r := rec.Request
+	m := &wechat.TemplateMessage{ToUser: r.ToUser, TemplateID: r.TemplateID, URL: r.URL, ClientMsgID: rec.ID, Data: make(map[string]wechat.DataItem, len(r.Data))}
+	if r.MiniProgram != nil {
+		m.MiniProgram = &wechat.MiniProgram{AppID: r.MiniProgram.AppID, PagePath: r.MiniProgram.PagePath}
+	}
+	for k, v := range r.Data {
+		m.Data[k] = wechat.DataItem{Value: v.Value, Color: v.Color}
+	}
+	return m
+}
+
+// outcomeLabel names an attempt's outcome for the attempts metric.
+func outcomeLabel(err error) string {
+	if err == nil {
+		return "0"
+	}
+	if code := wechat.Code(err); code != 0 {
+		return strconv.Itoa(code)
+	}
+	var ce *wechat.CallError
+	if errors.As(err, &ce) {
+		if ce.Kind == wechat.CallHTTPStatus {
+			return fmt.Sprintf("http_%d", ce.StatusCode)
+		}
+		return string(ce.Kind)
+	}
+	return "error"
+}

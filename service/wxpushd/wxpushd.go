@@ -1,0 +1,310 @@
+// Package wxpushd runs the wxpushd push service: the HTTP API in front of
+// the Redis queue, the workers that send to WeChat with shared access
+// tokens, and their lifecycle. cmd/wxpushd is a thin main around it; tests
+// and wxload start it in-process with New and Run.
+package wxpushd
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wxpush/wxpush/internal/version"
+	"github.com/wxpush/wxpush/internal/wechat"
+	"github.com/wxpush/wxpush/service/internal/httpapi"
+	"github.com/wxpush/wxpush/service/internal/metrics"
+	"github.com/wxpush/wxpush/service/internal/store"
+	"github.com/wxpush/wxpush/service/internal/token"
+	"github.com/wxpush/wxpush/service/internal/worker"
+)
+
+// Server is one wxpushd instance.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	rdb     redis.UniversalClient
+	mini    *miniredis.Miniredis // the embedded store, when no Redis URL
+	store   *store.Store
+	tokens  *token.Manager
+	worker  *worker.Worker
+	metrics *metrics.Metrics
+	handler http.Handler
+	ln      net.Listener
+
+	closeOnce sync.Once
+}
+
+// Options are what a caller passes besides Config.
+type Options struct {
+	Logger *slog.Logger // nil: JSON logs to stderr at Config.LogLevel
+	// HTTPClient calls WeChat; nil: a client with keep-alives.
+	HTTPClient *http.Client
+	// Listener, when set, is served instead of listening on Config.Addr.
+	Listener net.Listener
+}
+
+// New connects to Redis (or starts the embedded store), builds the
+// pipeline and listens. Run serves.
+func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = withDefaults(cfg)
+	log := opts.Logger
+	if log == nil {
+		var level slog.Level
+		if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+			return nil, fmt.Errorf("log level %q: %w", cfg.LogLevel, err)
+		}
+		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	}
+	log = log.With("instance", cfg.Instance)
+	s := &Server{cfg: cfg, log: log, metrics: metrics.New()}
+	if err := s.connect(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.build(opts); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.ln = opts.Listener
+	if s.ln == nil {
+		ln, err := net.Listen("tcp", cfg.Addr)
+		if err != nil {
+			s.Close()
+			return nil, err
+		}
+		s.ln = ln
+	}
+	return s, nil
+}
+
+func withDefaults(c Config) Config {
+	if c.Addr == "" {
+		c.Addr = ":8080"
+	}
+	if c.WeChatBaseURL == "" {
+		c.WeChatBaseURL = wechat.DefaultBaseURL
+	}
+	if c.TokenMode == "" {
+		c.TokenMode = token.ModeStable
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	if c.LogLevel == "" {
+		c.LogLevel = "info"
+	}
+	if c.KeyPrefix == "" {
+		c.KeyPrefix = "wxp:{wxp}:"
+	}
+	if c.Instance == "" {
+		host, _ := os.Hostname()
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		c.Instance = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b[:]))
+	}
+	return c
+}
+
+// connect opens the Redis client named by the URL, or the embedded store.
+func (s *Server) connect(ctx context.Context) error {
+	if s.cfg.RedisURL == "" {
+		m := miniredis.NewMiniRedis()
+		if err := m.Start(); err != nil {
+			return fmt.Errorf("embedded store: %w", err)
+		}
+		s.mini = m
+		s.log.Warn("NO REDIS CONFIGURED: using an embedded in-process store. Messages are NOT durable and are lost when this process exits. Set WXPUSH_REDIS_URL for production.", "addr", m.Addr())
+		s.rdb = redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true})
+		return nil
+	}
+	rdb, err := redisClient(s.cfg.RedisURL)
+	if err != nil {
+		return fmt.Errorf("%w: redis URL: %v", ErrUsage, err)
+	}
+	s.rdb = rdb
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(pctx).Err(); err != nil {
+		// Not fatal: the API answers 503 and workers back off until Redis answers.
+		s.log.Warn("redis does not answer yet; the API answers 503 until it does", "err", err)
+	}
+	return nil
+}
+
+// redisClient parses standalone, Sentinel (master_name) and Cluster
+// (cluster+redis://) URLs. Every client honours context deadlines, so a
+// hung connection cannot stall a worker past its bound.
+func redisClient(u string) (redis.UniversalClient, error) {
+	if rest, ok := strings.CutPrefix(u, "cluster+"); ok {
+		o, err := redis.ParseClusterURL(rest)
+		if err != nil {
+			return nil, err
+		}
+		o.ContextTimeoutEnabled = true
+		return redis.NewClusterClient(o), nil
+	}
+	if strings.Contains(u, "master_name=") {
+		o, err := redis.ParseFailoverURL(u)
+		if err != nil {
+			return nil, err
+		}
+		o.ContextTimeoutEnabled = true
+		return redis.NewFailoverClient(o), nil
+	}
+	o, err := redis.ParseURL(u)
+	if err != nil {
+		return nil, err
+	}
+	o.ContextTimeoutEnabled = true
+	return redis.NewClient(o), nil
+}
+
+func (s *Server) build(opts Options) error {
+	cfg := s.cfg
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}
+	}
+	wc, err := wechat.NewClient(cfg.WeChatBaseURL, hc)
+	if err != nil {
+		return err
+	}
+	s.store = store.New(s.rdb, store.Options{Prefix: cfg.KeyPrefix, Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL})
+	apps := make([]token.App, 0, len(cfg.Apps))
+	names := make([]string, 0, len(cfg.Apps))
+	for _, a := range cfg.Apps {
+		apps = append(apps, token.App{Name: a.Name, AppID: a.AppID, Secret: a.Secret})
+		names = append(names, a.Name)
+	}
+	s.tokens, err = token.NewManager(s.rdb, wc, apps, token.Options{
+		Prefix: cfg.KeyPrefix, Mode: cfg.TokenMode, DailyBudget: cfg.TokenDailyBudget, Logger: s.log, Metrics: s.metrics,
+	})
+	if err != nil {
+		return err
+	}
+	s.worker, err = worker.New(s.store, s.tokens, wc, worker.Options{
+		Consumer: cfg.Instance, Concurrency: cfg.Workers, MaxAttempts: cfg.MaxAttempts,
+		BackoffBase: cfg.BackoffBase, BackoffCap: cfg.BackoffCap, SendTimeout: cfg.SendTimeout,
+		Visibility: cfg.Visibility, Drain: cfg.ShutdownTimeout / 2, Logger: s.log, Metrics: s.metrics,
+		PaceDelay: cfg.PaceDelay, QuotaDelay: cfg.QuotaDelay, AppDelay: cfg.AppDelay,
+	})
+	if err != nil {
+		return err
+	}
+	s.metrics.RegisterQueue(func() metrics.QueueStats {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		st, err := s.store.Stats(ctx, time.Now())
+		if err != nil {
+			return metrics.QueueStats{}
+		}
+		return metrics.QueueStats{
+			Depth: float64(st.Backlog + st.Delayed), Pending: float64(st.Pending), Delayed: float64(st.Delayed),
+			OldestAgeSeconds: st.OldestAge.Seconds(),
+		}
+	})
+	if cfg.InsecureNoAuth {
+		s.log.Warn("API AUTHENTICATION DISABLED (--insecure-no-auth): anyone who can reach this port can send messages")
+	}
+	s.handler, err = httpapi.New(httpapi.Options{
+		Queue: s.store, Apps: names, APIKeys: cfg.APIKeys, InsecureNoAuth: cfg.InsecureNoAuth,
+		NewID: func() string { return store.NewID(time.Now()) }, Now: time.Now, Logger: s.log, Metrics: s.metrics,
+	})
+	return err
+}
+
+// Addr returns the address the API listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// URL returns the API's base URL on loopback.
+func (s *Server) URL() string {
+	addr := s.Addr()
+	if host, port, err := net.SplitHostPort(addr); err == nil && (host == "::" || host == "0.0.0.0" || host == "") {
+		addr = net.JoinHostPort("127.0.0.1", port)
+	}
+	return "http://" + addr
+}
+
+// Handler returns the HTTP API handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Metrics returns the instance's collectors.
+func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
+
+// EmbeddedRedis returns the embedded store, or nil when a Redis URL is set.
+func (s *Server) EmbeddedRedis() *miniredis.Miniredis { return s.mini }
+
+// Run serves the API and runs the workers until ctx is done, then shuts
+// down gracefully within Config.ShutdownTimeout: the listener stops
+// accepting, in-flight requests finish, the workers hand back what they
+// have not started and let in-flight sends finish.
+func (s *Server) Run(ctx context.Context) error {
+	s.log.Info("wxpushd starting", "addr", s.Addr(), "version", version.Version, "apps", len(s.cfg.Apps),
+		"token_mode", s.cfg.TokenMode, "embedded_store", s.mini != nil)
+	if err := s.store.EnsureGroup(ctx); err != nil {
+		s.log.Warn("cannot create the queue yet; workers retry", "err", err)
+	}
+	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(s.ln) }()
+	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	workDone := make(chan error, 1)
+	if s.cfg.NoWorkers {
+		s.log.Info("API only (--no-workers): this instance does not send")
+		workDone <- nil
+	} else {
+		go func() { workDone <- s.worker.Run(workCtx) }()
+	}
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+	}
+	s.log.Info("wxpushd shutting down", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if serr := hs.Shutdown(sctx); serr != nil && err == nil {
+		err = fmt.Errorf("http shutdown: %w", serr)
+	}
+	stopWork()
+	select {
+	case <-workDone:
+	case <-sctx.Done():
+		s.log.Warn("workers did not stop in time; unfinished messages will be reclaimed by other instances")
+	}
+	s.log.Info("wxpushd stopped")
+	return err
+}
+
+// Close releases Redis and the embedded store. Call it after Run returns.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		if s.ln != nil {
+			_ = s.ln.Close()
+		}
+		if s.rdb != nil {
+			_ = s.rdb.Close()
+		}
+		if s.mini != nil {
+			s.mini.Close()
+		}
+	})
+}
