@@ -265,15 +265,18 @@ func (s *Store) Reclaim(ctx context.Context, consumer string, minIdle time.Durat
 }
 
 // markSendingScript counts one more attempt. KEYS: msg. ARGV: nowMs.
-// Returns the attempt number, or 0 when the record is gone.
+// Returns the attempt number, 0 when the record is gone, -1 when it is
+// already final (another worker finished it: never regress a final status).
 var markSendingScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return 0 end
+if status == 'sent' or status == 'delivered' or status == 'failed' then return -1 end
 redis.call('HSET', KEYS[1], 'status', 'sending', 'updated_at', ARGV[1])
 return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
 `)
 
 // MarkSending records that an attempt starts and returns its number
-// (0: the record no longer exists).
+// (0: the record no longer exists; -1: it is already final).
 func (s *Store) MarkSending(ctx context.Context, id string, now time.Time) (int, error) {
 	n, err := markSendingScript.Run(ctx, s.rdb, []string{s.keys.msg(id)}, now.UnixMilli()).Int()
 	if err != nil {

@@ -169,6 +169,13 @@ func TestQueueLifecycle(t *testing.T) {
 	require.Len(t, again, 1)
 	assert.Equal(t, "b", again[0].MessageID)
 
+	n, err = s.MarkSending(ctx, "a", now)
+	require.NoError(t, err)
+	assert.Equal(t, -1, n, "a final record is not marked sending again (reclaim race)")
+	n, err = s.MarkSending(ctx, "no-such-message", now)
+	require.NoError(t, err)
+	assert.Equal(t, 0, n)
+
 	// A final record is never overwritten by a late settlement.
 	require.NoError(t, s.Settle(ctx, store.Entry{StreamID: "0-1", MessageID: "a"}, store.Settlement{Kind: store.SettleFail, Reason: "x"}, now))
 	a, _ = s.Get(ctx, "a")

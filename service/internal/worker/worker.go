@@ -285,25 +285,33 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 	log = log.With("app", rec.App)
 	w.o.Metrics.InFlight.Inc()
 	defer w.o.Metrics.InFlight.Dec()
-	st := w.attempt(ctx, log, rec)
+	st, ok := w.attempt(ctx, log, rec)
+	if !ok {
+		// Nothing was attempted and nothing can be recorded now: leave the
+		// entry unacknowledged; it is reclaimed after the visibility timeout.
+		return
+	}
 	st.App = rec.App
 	w.settle(ctx, log, e, st)
 	w.observe(rec, st)
 }
 
-// attempt makes one send (two when the token was stale) and decides.
-func (w *Worker) attempt(ctx context.Context, log *slog.Logger, rec *store.Record) store.Settlement {
+// attempt makes one send (two when the token was stale) and decides. It
+// reports false when the attempt could not even be recorded (Redis error).
+func (w *Worker) attempt(ctx context.Context, log *slog.Logger, rec *store.Record) (store.Settlement, bool) {
 	attempt, err := w.q.MarkSending(ctx, rec.ID, w.o.Now())
 	if err != nil {
-		return w.retryLater(rec, 1, err, false)
+		w.o.Metrics.RedisErrors.WithLabelValues("mark_sending").Inc()
+		log.Warn("cannot record the attempt; leaving the message to be reclaimed", "err", err)
+		return store.Settlement{}, false
 	}
-	if attempt == 0 {
-		return store.Settlement{Kind: store.SettleDrop}
+	if attempt <= 0 { // gone, or finished by another worker meanwhile
+		return store.Settlement{Kind: store.SettleDrop}, true
 	}
 	tok, err := w.tokens.Token(ctx, rec.App)
 	if err != nil {
 		log.Warn("no access token; the message waits", "err", err, "class", wechat.Classify(err))
-		return store.Settlement{Kind: store.SettleRetry, Due: w.o.Now().Add(w.o.AppDelay), Refund: true, HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}
+		return store.Settlement{Kind: store.SettleRetry, Due: w.o.Now().Add(w.o.AppDelay), Refund: true, HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}, true
 	}
 	msg := toWeChat(rec)
 	msgid, err := w.send(ctx, rec, tok, msg)
@@ -325,7 +333,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, rec *store.Recor
 	if st.Kind == store.SettleSent && tokenErr != nil {
 		st.HasErr, st.ErrCode, st.ErrMsg = true, wechat.Code(tokenErr), tokenErr.Error()
 	}
-	return st
+	return st, true
 }
 
 func (w *Worker) send(ctx context.Context, rec *store.Record, tok wechat.Secret, msg *wechat.TemplateMessage) (int64, error) {
@@ -367,19 +375,19 @@ func (w *Worker) decide(log *slog.Logger, rec *store.Record, attempt int, msgid 
 		return errSt
 	}
 	// ClassRetry, and ClassTokenInvalid after the one immediate retry.
-	return w.retryLater(rec, attempt, err, true)
+	return w.retryLater(rec, attempt, err)
 }
 
 // retryLater schedules a retry with full-jitter backoff, or fails the
 // message once its attempts are used up.
-func (w *Worker) retryLater(rec *store.Record, attempt int, err error, counted bool) store.Settlement {
+func (w *Worker) retryLater(rec *store.Record, attempt int, err error) store.Settlement {
 	st := store.Settlement{HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}
-	if counted && attempt >= w.o.MaxAttempts {
+	if attempt >= w.o.MaxAttempts {
 		st.Kind, st.Reason = store.SettleFail, service.ReasonAttemptsExhausted
 		return st
 	}
 	w.o.Metrics.Retries.WithLabelValues(rec.App, wechat.Classify(err).String()).Inc()
-	st.Kind, st.Due, st.Refund = store.SettleRetry, w.o.Now().Add(w.backoff(attempt)), !counted
+	st.Kind, st.Due = store.SettleRetry, w.o.Now().Add(w.backoff(attempt))
 	return st
 }
 
