@@ -180,7 +180,7 @@ func TestGracefulShutdown(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // let some sends start
 	start := time.Now()
 	a.stop(t)
-	assert.Less(t, time.Since(start), cfg.ShutdownTimeout+time.Second, "shutdown is bounded")
+	assert.Less(t, time.Since(start), cfg.ShutdownTimeout+5*time.Second, "shutdown is bounded by the timeout (plus slack for a loaded machine)")
 
 	b := startInstance(t, cfg)
 	api.base = b.URL()
