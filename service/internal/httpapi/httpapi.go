@@ -83,6 +83,7 @@ type api struct {
 	now     func() time.Time
 	log     *slog.Logger
 	metrics *metrics.Metrics
+	obs     *observers
 	maxBody int64
 }
 
@@ -123,6 +124,7 @@ func New(opts Options) (http.Handler, error) {
 	if a.metrics == nil {
 		a.metrics = metrics.New()
 	}
+	a.obs = newObservers(a.metrics)
 	if a.maxBody <= 0 {
 		a.maxBody = DefaultMaxBody
 	}

@@ -76,9 +76,9 @@ func (a *api) enqueue(c *gin.Context, msgs []store.NewMessage) ([]store.EnqueueR
 func (a *api) count(app string, o store.Outcome) {
 	switch o {
 	case store.Created:
-		a.metrics.Accepted.WithLabelValues(app).Inc()
+		a.obs.accepted(app).Inc()
 	case store.Replayed:
-		a.metrics.Replayed.WithLabelValues(app).Inc()
+		a.obs.replayed(app).Inc()
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
 
@@ -69,8 +68,8 @@ func (a *api) observe(c *gin.Context) {
 		route = unmatchedRoute
 	}
 	status := c.Writer.Status()
-	a.metrics.HTTPRequests.WithLabelValues(route, strconv.Itoa(status)).Inc()
-	a.metrics.HTTPSeconds.WithLabelValues(route).Observe(d.Seconds())
+	a.obs.requests(route, status).Inc()
+	a.obs.seconds(route).Observe(d.Seconds())
 	// Successes are counted by the metrics and logged at debug level only:
 	// at thousands of requests a second a line each is noise and cost.
 	// Client errors are logged at info, server errors at warn.
@@ -81,7 +80,11 @@ func (a *api) observe(c *gin.Context) {
 	case status >= 400:
 		level = slog.LevelInfo
 	}
-	a.log.LogAttrs(c.Request.Context(), level, "http request",
+	ctx := c.Request.Context()
+	if !a.log.Enabled(ctx, level) {
+		return
+	}
+	a.log.LogAttrs(ctx, level, "http request",
 		slog.String("method", c.Request.Method),
 		slog.String("route", route),
 		slog.Int("status", status),

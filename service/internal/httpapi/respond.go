@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/gin-gonic/gin"
 
@@ -21,16 +22,38 @@ const internalBody = `{"error":{"code":"internal","message":"internal error"}}`
 
 // writeJSON writes v as JSON without HTML escaping.
 func (a *api) writeJSON(c *gin.Context, status int, v any) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	rb := respBufs.Get().(*respBuf)
+	defer rb.put()
+	if err := rb.enc.Encode(v); err != nil {
 		a.log.ErrorContext(c.Request.Context(), "encoding response", "request_id", requestIDOf(c), "err", err)
 		status = http.StatusInternalServerError
-		buf.Reset()
-		buf.WriteString(internalBody + "\n")
+		rb.buf.Reset()
+		rb.buf.WriteString(internalBody + "\n")
 	}
-	c.Data(status, "application/json; charset=utf-8", buf.Bytes())
+	c.Data(status, "application/json; charset=utf-8", rb.buf.Bytes())
+}
+
+// respBuf is a reusable response buffer with its encoder (no HTML
+// escaping). c.Data copies the bytes out before the buffer is reused.
+type respBuf struct {
+	buf bytes.Buffer
+	enc *json.Encoder
+}
+
+var respBufs = sync.Pool{New: func() any {
+	rb := &respBuf{}
+	rb.enc = json.NewEncoder(&rb.buf)
+	rb.enc.SetEscapeHTML(false)
+	return rb
+}}
+
+// put returns the buffer to the pool, unless a large answer grew it.
+func (rb *respBuf) put() {
+	if rb.buf.Cap() > 64<<10 {
+		return
+	}
+	rb.buf.Reset()
+	respBufs.Put(rb)
 }
 
 // abort writes an API error and stops the handler chain.
