@@ -3,17 +3,13 @@ package store
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/wxpush/wxpush/service"
 )
 
 // maxPipeline bounds how many messages one Redis pipeline carries.
@@ -121,21 +117,61 @@ func (s *Store) leadBatches(c *coalescer) {
 	}
 }
 
-// writeBatch writes every message of the calls in one MULTI/EXEC: keyless
-// messages as HSET+EXPIRE+XADD, keyed ones through enqueueScript, and fills
-// in each call's results.
+// batchScript stores a batch of messages in one atomic step. For each
+// message it writes the record and the stream entry; a message with an
+// idempotency key is first checked against it (replay or conflict) and the
+// key is set with it. KEYS: stream, then per message its record key and,
+// when keyed, its idempotency key. ARGV: retentionSec, idemTTLms, then per
+// message: keyed (0/1), id, hash, nowMs, request JSON. Returns a flat list
+// of {outcome, id} pairs in order: 1 created, 2 replayed, 3 conflict.
+var batchScript = redis.NewScript(`
+local out = {}
+local k, a = 2, 3
+while a <= #ARGV do
+  local keyed, id, hash, now, req = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
+  a = a + 5
+  local msg = KEYS[k]
+  k = k + 1
+  local done = false
+  if keyed == '1' then
+    local idem = KEYS[k]
+    k = k + 1
+    local v = redis.call('GET', idem)
+    if v then
+      local sep = string.find(v, ' ', 1, true)
+      local oid = string.sub(v, sep + 1)
+      if string.sub(v, 1, sep - 1) == hash then
+        out[#out+1] = 2
+      else
+        out[#out+1] = 3
+      end
+      out[#out+1] = oid
+      done = true
+    else
+      redis.call('SET', idem, hash .. ' ' .. id, 'PX', ARGV[2])
+    end
+  end
+  if not done then
+    redis.call('HSET', msg, 'req', req, 'status', 'queued', 'created_at', now)
+    redis.call('EXPIRE', msg, ARGV[1])
+    redis.call('XADD', KEYS[1], '*', 'id', id)
+    out[#out+1] = 1
+    out[#out+1] = id
+  end
+end
+return out
+`)
+
+// writeBatch writes every message of the calls with one script call and
+// fills in each call's results. One command means one reply: Script.Run's
+// fallback from EVALSHA to EVAL on NOSCRIPT cannot apply anything twice.
 func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
-	type item struct {
-		msg    *NewMessage
-		keys   []string
-		args   []any
-		script *redis.Cmd       // keyed messages
-		xadd   *redis.StringCmd // keyless messages: the last command of the three
-	}
-	var items [][]item
-	pipe := s.rdb.TxPipeline()
+	keys := []string{s.keys.stream}
+	args := []any{int64(s.opts.Retention.Seconds()), s.opts.IdempotencyTTL.Milliseconds()}
+	var written []*enqueueCall
 	for _, call := range calls {
-		its := make([]item, len(call.msgs))
+		var ks []string
+		var as []any
 		for i := range call.msgs {
 			m := &call.msgs[i]
 			req := m.RequestJSON
@@ -146,70 +182,51 @@ func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
 					break
 				}
 			}
-			it := &its[i]
-			it.msg = m
-			if m.IdempotencyKey == "" {
-				key := s.keys.msg(m.ID)
-				pipe.HSet(ctx, key, "req", req, "status", string(service.StatusQueued), "created_at", m.AcceptedAt.UnixMilli())
-				pipe.Expire(ctx, key, s.opts.Retention)
-				it.xadd = pipe.XAdd(ctx, &redis.XAddArgs{Stream: s.keys.stream, Values: []any{"id", m.ID}})
-				continue
+			keyed := "0"
+			ks = append(ks, s.keys.msg(m.ID))
+			if m.IdempotencyKey != "" {
+				keyed = "1"
+				ks = append(ks, s.keys.idem(m.IdempotencyKey))
 			}
-			it.keys = []string{s.keys.msg(m.ID), s.keys.stream, s.keys.idem(m.IdempotencyKey)}
-			it.args = []any{m.ID, m.RequestHash, s.opts.IdempotencyTTL.Milliseconds(), int64(s.opts.Retention.Seconds()), m.AcceptedAt.UnixMilli(), req}
-			it.script = enqueueScript.EvalSha(ctx, pipe, it.keys, it.args...)
+			as = append(as, keyed, m.ID, m.RequestHash, m.AcceptedAt.UnixMilli(), req)
 		}
-		items = append(items, its)
+		if call.err == nil {
+			keys, args = append(keys, ks...), append(args, as...)
+			written = append(written, call)
+		}
 	}
-	_, _ = pipe.Exec(ctx) // errors are read per command below
-
-	for ci, call := range calls {
-		if call.err != nil {
-			continue
+	if len(written) == 0 {
+		return
+	}
+	vals, err := batchScript.Run(ctx, s.rdb, keys, args...).Slice()
+	n := 0
+	for _, call := range written {
+		n += len(call.msgs)
+	}
+	if err == nil && len(vals) != 2*n {
+		err = fmt.Errorf("unexpected reply of %d values for %d messages", len(vals), n)
+	}
+	if err != nil {
+		for _, call := range written {
+			call.err = unavailable("enqueue", err)
 		}
+		return
+	}
+	i := 0
+	for _, call := range written {
 		res := make([]EnqueueResult, len(call.msgs))
-		for i, it := range items[ci] {
-			var r EnqueueResult
-			var err error
-			if it.xadd != nil {
-				if err = it.xadd.Err(); err != nil {
-					err = unavailable("enqueue", err)
-				}
-				r = EnqueueResult{Outcome: Created, ID: it.msg.ID}
-			} else {
-				cmd := it.script
-				if err := cmd.Err(); err != nil && strings.HasPrefix(err.Error(), "NOSCRIPT") {
-					// NOSCRIPT: this script did not run (Redis restarted and
-					// lost its script cache), so running it now cannot apply
-					// a message twice. Script.Run loads and runs it.
-					cmd = enqueueScript.Run(ctx, s.rdb, it.keys, it.args...)
-				}
-				r, err = enqueueResult(cmd)
-			}
-			if err != nil {
-				call.err = err
+		for j := range res {
+			code, _ := vals[i].(int64)
+			id, _ := vals[i+1].(string)
+			i += 2
+			if code < int64(Created) || code > int64(Conflict) {
+				call.err = unavailable("enqueue", fmt.Errorf("unexpected outcome %d", code))
 				break
 			}
-			res[i] = r
+			res[j] = EnqueueResult{Outcome: Outcome(code), ID: id}
 		}
 		if call.err == nil {
 			call.res = res
 		}
 	}
-}
-
-func enqueueResult(cmd *redis.Cmd) (EnqueueResult, error) {
-	vals, err := cmd.Slice()
-	if err != nil || len(vals) != 2 {
-		if err == nil {
-			err = errors.New("unexpected reply")
-		}
-		return EnqueueResult{}, unavailable("enqueue", err)
-	}
-	code, _ := vals[0].(int64)
-	id, _ := vals[1].(string)
-	if code < int64(Created) || code > int64(Conflict) {
-		return EnqueueResult{}, unavailable("enqueue", fmt.Errorf("unexpected outcome %d", code))
-	}
-	return EnqueueResult{Outcome: Outcome(code), ID: id}, nil
 }

@@ -109,26 +109,6 @@ func (s *Store) Ping(ctx context.Context) error {
 	return nil
 }
 
-// enqueueScript stores one message with an idempotency key atomically:
-// the key check, the record, the stream entry and the key. KEYS: msg,
-// stream, idem. ARGV: id, hash, idemTTLms, retentionSec, nowMs, request JSON.
-// Returns {1, id} created, {2, originalID} replayed, {3, originalID} conflict.
-// Messages without a key need no check and are written with MULTI/EXEC.
-var enqueueScript = redis.NewScript(`
-local v = redis.call('GET', KEYS[3])
-if v then
-  local sep = string.find(v, ' ', 1, true)
-  local oid = string.sub(v, sep + 1)
-  if string.sub(v, 1, sep - 1) == ARGV[2] then return {2, oid} end
-  return {3, oid}
-end
-redis.call('HSET', KEYS[1], 'req', ARGV[6], 'status', 'queued', 'created_at', ARGV[5])
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('XADD', KEYS[2], '*', 'id', ARGV[1])
-redis.call('SET', KEYS[3], ARGV[2] .. ' ' .. ARGV[1], 'PX', ARGV[3])
-return {1, ARGV[1]}
-`)
-
 // Record is a message as stored, with the request the worker sends.
 type Record struct {
 	service.Message
