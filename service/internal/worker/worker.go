@@ -354,24 +354,24 @@ func (w *Worker) decide(log *slog.Logger, rec *store.Record, attempt int, msgid 
 		return store.Settlement{Kind: store.SettleSent, MsgID: msgid}
 	}
 	errSt := store.Settlement{HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}
+	var wait time.Duration // pacing, quota and app-level errors wait without spending an attempt
 	switch class {
 	case wechat.ClassPermanentMessage:
 		errSt.Kind, errSt.Reason = store.SettleFail, service.ReasonPermanentErrcode
 		log.Info("message failed permanently", "errcode", errSt.ErrCode, "err", err)
 		return errSt
 	case wechat.ClassPace:
-		w.o.Metrics.Retries.WithLabelValues(rec.App, class.String()).Inc()
-		errSt.Kind, errSt.Due, errSt.Refund = store.SettleRetry, now.Add(w.o.PaceDelay), true
-		return errSt
+		wait = w.o.PaceDelay
 	case wechat.ClassQuota:
-		w.o.Metrics.Retries.WithLabelValues(rec.App, class.String()).Inc()
 		log.Warn("daily quota exhausted; the message waits", "errcode", errSt.ErrCode)
-		errSt.Kind, errSt.Due, errSt.Refund = store.SettleRetry, now.Add(w.o.QuotaDelay), true
-		return errSt
+		wait = w.o.QuotaDelay
 	case wechat.ClassPermanentApp:
-		w.o.Metrics.Retries.WithLabelValues(rec.App, class.String()).Inc()
 		log.Error("app-level WeChat error: the app cannot send until an operator acts; messages wait", "errcode", errSt.ErrCode, "err", err)
-		errSt.Kind, errSt.Due, errSt.Refund = store.SettleRetry, now.Add(w.o.AppDelay), true
+		wait = w.o.AppDelay
+	}
+	if wait > 0 {
+		w.o.Metrics.Retries.WithLabelValues(rec.App, class.String()).Inc()
+		errSt.Kind, errSt.Due, errSt.Refund = store.SettleRetry, now.Add(wait), true
 		return errSt
 	}
 	// ClassRetry, and ClassTokenInvalid after the one immediate retry.
