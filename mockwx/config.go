@@ -259,14 +259,14 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
 	}
 	s := c.Settings
-	for name, v := range map[string]int{
-		"token_grace_seconds": s.TokenGraceSeconds, "stable_handover_seconds": s.StableHandoverSeconds,
-		"dedup_window_seconds": s.DedupWindowSeconds, "callback_delay_ms": s.CallbackDelayMS,
-		"callback_timeout_ms": s.CallbackTimeoutMS, "callback_retries": s.CallbackRetries,
-		"callback_workers": s.CallbackWorkers, "ledger_capacity": s.LedgerCapacity, "ledger_data_capacity": s.LedgerDataCapacity,
+	for _, f := range []namedInt{
+		{"token_grace_seconds", s.TokenGraceSeconds}, {"stable_handover_seconds", s.StableHandoverSeconds},
+		{"dedup_window_seconds", s.DedupWindowSeconds}, {"callback_delay_ms", s.CallbackDelayMS},
+		{"callback_timeout_ms", s.CallbackTimeoutMS}, {"callback_retries", s.CallbackRetries},
+		{"callback_workers", s.CallbackWorkers}, {"ledger_capacity", s.LedgerCapacity}, {"ledger_data_capacity", s.LedgerDataCapacity},
 	} {
-		if v < 0 {
-			add("settings."+name, "must not be negative")
+		if f.value < 0 {
+			add("settings."+f.name, "must not be negative")
 		}
 	}
 	seen := map[string]bool{}
@@ -309,14 +309,14 @@ func (c Config) Validate() error {
 		} else if a.CallbackURL != "" && a.CallbackMode != "" && a.CallbackMode != wechat.ModePlain {
 			add(p+".encoding_aes_key", "required in %s mode", a.CallbackMode)
 		}
-		for name, v := range map[string]int{
-			"token_expires_in": a.TokenExpiresIn, "token_daily_limit": a.TokenDailyLimit,
-			"stable_token_daily_limit": a.StableTokenDailyLimit, "template_daily_limit": a.TemplateDailyLimit,
-			"clear_quota_monthly_limit": a.ClearQuotaMonthlyLimit, "force_refresh_daily_limit": a.ForceRefreshDailyLimit,
-			"force_refresh_spacing_seconds": a.ForceRefreshSpacingSeconds,
+		for _, f := range []namedInt{
+			{"token_expires_in", a.TokenExpiresIn}, {"token_daily_limit", a.TokenDailyLimit},
+			{"stable_token_daily_limit", a.StableTokenDailyLimit}, {"template_daily_limit", a.TemplateDailyLimit},
+			{"clear_quota_monthly_limit", a.ClearQuotaMonthlyLimit}, {"force_refresh_daily_limit", a.ForceRefreshDailyLimit},
+			{"force_refresh_spacing_seconds", a.ForceRefreshSpacingSeconds},
 		} {
-			if v < 0 {
-				add(p+"."+name, "must not be negative")
+			if f.value < 0 {
+				add(p+"."+f.name, "must not be negative")
 			}
 		}
 		tids := map[string]bool{}
@@ -365,11 +365,7 @@ func (c Config) Validate() error {
 
 // withDefaults fills the zero settings with their defaults.
 func (s Settings) withDefaults() Settings {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
+	def := defaultInt
 	def(&s.TokenGraceSeconds, 300)
 	def(&s.StableHandoverSeconds, 300)
 	def(&s.DedupWindowSeconds, 600)
@@ -387,11 +383,7 @@ func (s Settings) withDefaults() Settings {
 
 // withDefaults fills the zero limits of an app with WeChat's values.
 func (a App) withDefaults() App {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
+	def := defaultInt
 	def(&a.TokenExpiresIn, 7200)
 	def(&a.TokenDailyLimit, 2000)
 	def(&a.StableTokenDailyLimit, 500_000)
@@ -410,3 +402,17 @@ func (a App) withDefaults() App {
 }
 
 func seconds(n int) time.Duration { return time.Duration(n) * time.Second }
+
+// namedInt is a setting's name and value, checked in a fixed order so that
+// errors read the same on every run.
+type namedInt struct {
+	name  string
+	value int
+}
+
+// defaultInt sets *v to d when it is zero.
+func defaultInt(v *int, d int) {
+	if *v == 0 {
+		*v = d
+	}
+}
