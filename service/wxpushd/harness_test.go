@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -86,7 +87,7 @@ func startInstance(t testing.TB, cfg Config) *instance {
 	in := &instance{Server: s, cancel: cancel, stopped: make(chan struct{}), logs: logs}
 	go func() {
 		defer close(in.stopped)
-		if err := s.Run(ctx); err != nil {
+		if err := s.Run(ctx); err != nil && !errors.Is(err, ErrKilled) {
 			t.Errorf("wxpushd Run: %v", err)
 		}
 	}()

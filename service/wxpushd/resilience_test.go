@@ -18,8 +18,8 @@ import (
 	"github.com/wxpush/wxpush/service/internal/redistest"
 )
 
-// TestCrashMidSendIsReclaimed: instance A loses Redis in the middle of its
-// sends (as if killed: nothing is acknowledged); instance B reclaims the
+// TestCrashMidSendIsReclaimed: instance A is killed in the middle of its
+// sends (Kill: nothing more is acknowledged); instance B reclaims the
 // entries after the visibility timeout and resends them with the same
 // client_msg_id. Every message ends sent, delivered exactly once.
 func TestCrashMidSendIsReclaimed(t *testing.T) {
@@ -40,8 +40,12 @@ func TestCrashMidSendIsReclaimed(t *testing.T) {
 		st, err := mock.Admin.Stats(t.Context())
 		return err == nil && st.SendCalls >= 4
 	}, 10*time.Second, 10*time.Millisecond, "A is sending")
-	_ = a.rdb.Close() // the crash: A can no longer acknowledge anything
-	a.stop(t)
+	a.Kill() // the crash: A can no longer acknowledge anything
+	select {
+	case <-a.stopped:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Run did not return after Kill")
+	}
 
 	b := startInstance(t, cfg)
 	bapi := api

@@ -43,6 +43,11 @@ type Server struct {
 	handler http.Handler
 	ln      net.Listener
 
+	mu     sync.Mutex
+	hs     *http.Server       // set while Run serves
+	halt   context.CancelFunc // stops the workers without a drain
+	killed bool
+
 	closeOnce sync.Once
 }
 
@@ -260,8 +265,16 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(s.ln) }()
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
+	s.mu.Lock()
+	if s.killed {
+		s.mu.Unlock()
+		stopWork()
+		return ErrKilled
+	}
+	s.hs, s.halt = hs, stopWork
+	s.mu.Unlock()
+	go func() { serveErr <- hs.Serve(s.ln) }()
 	workDone := make(chan error, 1)
 	if s.cfg.NoWorkers {
 		s.log.Info("API only (--no-workers): this instance does not send")
@@ -297,8 +310,43 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Warn("workers are slow to stop; waiting for them (unfinished messages will be reclaimed by other instances)")
 		<-workDone
 	}
+	s.mu.Lock()
+	killed := s.killed
+	s.mu.Unlock()
+	if killed {
+		return ErrKilled
+	}
 	s.log.Info("wxpushd stopped")
 	return err
+}
+
+// ErrKilled is what Run returns after Kill.
+var ErrKilled = errors.New("wxpushd: killed")
+
+// Kill stops the instance the way kill -9 would, as far as anything outside
+// the process can tell: Redis is cut off first, so nothing more is written
+// or acknowledged; then every connection is dropped and the workers stop
+// without handing anything back. Messages the instance held stay pending in
+// the queue until another instance reclaims them after the visibility
+// timeout. wxload's crash scenarios and the conformance suites use it; Run
+// returns soon after. Close still releases what is left.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	s.killed = true
+	hs, halt := s.hs, s.halt
+	s.mu.Unlock()
+	if s.rdb != nil {
+		_ = s.rdb.Close()
+	}
+	if hs != nil {
+		_ = hs.Close()
+	} else if s.ln != nil {
+		_ = s.ln.Close()
+	}
+	if halt != nil {
+		halt()
+	}
+	s.log.Warn("wxpushd killed: no drain, no hand-back")
 }
 
 // Close releases Redis and the embedded store. Call it after Run returns.
