@@ -1,0 +1,205 @@
+package loadtest
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/wxpush/wxpush/mockwx"
+	"github.com/wxpush/wxpush/service"
+)
+
+// tracked is one accepted message as the accounting follows it.
+type tracked struct {
+	id, marker, app, touser string
+	acceptedAt              time.Time
+	deliveries              int       // ledger entries with errcode 0 that were not deduplicated
+	firstAt                 time.Time // mock receipt of the first delivery
+	status                  service.Status
+	reason                  string
+}
+
+func (t *tracked) failed() bool { return t.status == service.StatusFailed }
+
+// accountant attributes the mock's ledger entries to accepted messages by
+// their marker. It is used from one goroutine.
+type accountant struct {
+	tag      string
+	appIDs   map[string]bool // the run's appids, to count unattributed entries
+	since    time.Time
+	byMarker map[string]*tracked
+	byID     map[string]*tracked
+	// unacked counts deliveries of markers the API never acknowledged (the
+	// answer was lost: a timeout, or an instance killed mid-request).
+	unacked      map[string]int
+	idConflicts  int // a repeat answered with a different id than its original
+	unattributed int
+	startSeq     uint64 // the ledger's end before the run
+	lastSeq      uint64
+}
+
+func newAccountant(tag string, apps map[string]mockwx.App, since time.Time) *accountant {
+	a := &accountant{tag: tag, appIDs: map[string]bool{}, since: since, byMarker: map[string]*tracked{},
+		byID: map[string]*tracked{}, unacked: map[string]int{}}
+	for _, app := range apps {
+		a.appIDs[app.AppID] = true
+	}
+	return a
+}
+
+// accept records an acknowledged message; a repeat with the same marker
+// keeps the first acknowledgement.
+func (a *accountant) accept(it item, id string, at time.Time) {
+	if t, ok := a.byMarker[it.marker]; ok {
+		if t.id != id {
+			a.idConflicts++
+		}
+		return
+	}
+	t := &tracked{id: id, marker: it.marker, app: it.app, touser: it.touser, acceptedAt: at}
+	if n := a.unacked[it.marker]; n > 0 { // the ledger saw it before the answer was processed
+		delete(a.unacked, it.marker)
+		t.deliveries = n
+	}
+	a.byMarker[it.marker] = t
+	a.byID[id] = t
+}
+
+// ledgerData is the part of a ledger entry's data the accounting reads.
+type ledgerData map[string]struct {
+	Value string `json:"value"`
+}
+
+// markerOf returns the entry's marker if it belongs to this run.
+func (a *accountant) markerOf(e mockwx.LedgerEntry) (string, bool) {
+	if len(e.Data) == 0 {
+		return "", false
+	}
+	// A cheap check before decoding: most entries of a shared mock that
+	// are not ours do not contain the tag at all.
+	if !strings.Contains(string(e.Data), a.tag) {
+		return "", false
+	}
+	var d ledgerData
+	if err := json.Unmarshal(e.Data, &d); err != nil {
+		return "", false
+	}
+	m := d[MarkerKey].Value
+	if !strings.HasPrefix(m, a.tag+"-") {
+		return "", false
+	}
+	return m, true
+}
+
+// ledger applies one ledger entry.
+func (a *accountant) ledger(e mockwx.LedgerEntry, receipts func(t *tracked, at time.Time)) {
+	if e.Seq > a.lastSeq {
+		a.lastSeq = e.Seq
+	}
+	marker, ok := a.markerOf(e)
+	if !ok {
+		if len(e.Data) == 0 && a.appIDs[e.AppID] && !e.ReceivedAt.Before(a.since) {
+			a.unattributed++
+		}
+		return
+	}
+	if e.ErrCode != 0 || e.Deduplicated {
+		return
+	}
+	t, ok := a.byMarker[marker]
+	if !ok {
+		a.unacked[marker]++
+		return
+	}
+	t.deliveries++
+	if t.deliveries == 1 {
+		t.firstAt = e.ReceivedAt
+		if receipts != nil {
+			receipts(t, e.ReceivedAt)
+		}
+	}
+}
+
+// outstanding lists the messages with no final outcome yet.
+func (a *accountant) outstanding() []*tracked {
+	var out []*tracked
+	for _, t := range a.byMarker {
+		if t.deliveries == 0 && !t.failed() {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// unconfirmed lists delivered messages whose status is not final yet
+// (their delivery report has not been applied).
+func (a *accountant) unconfirmed() []*tracked {
+	var out []*tracked
+	for _, t := range a.byMarker {
+		if t.deliveries > 0 && t.status != service.StatusDelivered && !t.failed() {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// fill computes the delivery figures. Every accepted message is exactly
+// one of delivered, failed (the service says so, whatever WeChat did) and
+// lost.
+func (a *accountant) fill(d *Delivery, statusChecked int) {
+	d.Accepted = len(a.byMarker)
+	d.FailedByReason = map[string]int{}
+	d.Apps = map[string]AppFlow{}
+	e2e := newHist()
+	for _, t := range a.byMarker {
+		f := d.Apps[t.app]
+		f.Accepted++
+		switch {
+		case t.failed():
+			d.Failed++
+			f.Failed++
+			reason := t.reason
+			if reason == "" {
+				reason = "unknown"
+			}
+			d.FailedByReason[reason]++
+		case t.deliveries > 0:
+			d.Delivered++
+			f.Delivered++
+		default:
+			d.Lost++
+			f.Lost++
+		}
+		if t.deliveries > 1 {
+			d.Duplicates++
+		}
+		if t.status == service.StatusDelivered {
+			d.Confirmed++
+		}
+		if t.deliveries > 0 && !t.firstAt.IsZero() {
+			_ = e2e.RecordValue(max(t.firstAt.Sub(t.acceptedAt), 0).Microseconds())
+		}
+		d.Apps[t.app] = f
+	}
+	d.E2ELatencyMS = percentiles(e2e)
+	d.Unattributed = a.unattributed
+	d.StatusChecked = statusChecked
+}
+
+func newHist() *hdrhistogram.Histogram {
+	return hdrhistogram.New(1, int64(2*time.Hour/time.Microsecond), 3)
+}
+
+// percentiles reads a histogram of microseconds as milliseconds.
+func percentiles(h *hdrhistogram.Histogram) Percentiles {
+	if h.TotalCount() == 0 {
+		return Percentiles{}
+	}
+	ms := func(us int64) float64 { return float64(us) / 1000 }
+	return Percentiles{
+		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
+		Max: ms(h.Max()), Mean: h.Mean() / 1000,
+	}
+}

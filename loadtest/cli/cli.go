@@ -1,0 +1,285 @@
+// Package cli is the wxload command line: run, demo, list, validate,
+// schema and report. cmd/wxload is a thin main around Main, so tests drive
+// the command in-process.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/wxpush/wxpush/loadtest"
+	"github.com/wxpush/wxpush/scenarios"
+)
+
+// Exit statuses.
+const (
+	ExitPassed = 0
+	ExitFailed = 1
+	ExitUsage  = 2
+)
+
+// Render writes a run directory's index.html; nil leaves the plain text
+// report loadtest writes. Package reports sets it.
+var Render func(dir string) error
+
+const usage = `wxload runs declarative load scenarios against wxpushd (with mockwx behind it),
+accounts for every message end to end, and writes a run directory with
+summary.json and index.html.
+
+usage:
+  wxload run SCENARIO [flags]   run a catalog scenario (by name) or a scenario file
+  wxload demo                   run the smoke scenario on the embedded stack
+  wxload list                   list the catalog
+  wxload validate FILE...       check scenario files
+  wxload schema                 print the scenario JSON Schema (for editors)
+  wxload report RUNDIR          render RUNDIR/index.html again and print the summary
+
+run flags:
+  --out DIR          run directory (default runs/NAME-TIMESTAMP)
+  --service URL      a running wxpushd (repeat or comma-separate for several); remote mode
+  --mock URL         the mock behind it (remote mode)
+  --mock-token T     the mock's admin token (or MOCKWX_ADMIN_TOKEN)
+  --api-key K        the service's API key (or WXLOAD_API_KEY)
+  --redis URL        embedded stack: use this Redis instead of an embedded one
+  --seed N           override the scenario's seed
+  --quiet            no progress, only the final verdict line
+  --no-self-check    skip the generator self-check
+  --status-limit N   read at most N message statuses after the drain (default 50000)
+
+exit status: 0 expectations held, 1 an expectation failed, 2 bad usage or config.
+`
+
+// Main runs the command and returns its exit status.
+func Main(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ExitUsage
+	}
+	switch args[0] {
+	case "run":
+		return run(ctx, args[1:], getenv, stdout, stderr, "")
+	case "demo":
+		if len(args) > 1 {
+			fmt.Fprintln(stderr, "wxload demo takes no arguments")
+			return ExitUsage
+		}
+		return run(ctx, []string{"smoke"}, getenv, stdout, stderr, "demo")
+	case "list":
+		return list(stdout, stderr)
+	case "validate":
+		return validate(args[1:], stdout, stderr)
+	case "schema":
+		b, err := scenarios.Schema()
+		if err != nil {
+			fmt.Fprintln(stderr, "wxload:", err)
+			return ExitFailed
+		}
+		fmt.Fprintln(stdout, string(b))
+		return ExitPassed
+	case "report":
+		return report(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return ExitPassed
+	default:
+		fmt.Fprintf(stderr, "wxload: unknown command %q\n\n%s", args[0], usage)
+		return ExitUsage
+	}
+}
+
+type multi []string
+
+func (m *multi) String() string { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*m = append(*m, strings.TrimRight(s, "/"))
+		}
+	}
+	return nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, demo string) int {
+	fs := flag.NewFlagSet("wxload run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	var (
+		opts     loadtest.Options
+		services multi
+		seed     int64
+		quiet    bool
+	)
+	fs.StringVar(&opts.OutDir, "out", "", "")
+	fs.Var(&services, "service", "")
+	fs.StringVar(&opts.MockURL, "mock", "", "")
+	fs.StringVar(&opts.MockToken, "mock-token", getenv("MOCKWX_ADMIN_TOKEN"), "")
+	fs.StringVar(&opts.APIKey, "api-key", getenv("WXLOAD_API_KEY"), "")
+	fs.StringVar(&opts.RedisURL, "redis", "", "")
+	fs.Int64Var(&seed, "seed", 0, "")
+	fs.BoolVar(&quiet, "quiet", false, "")
+	fs.BoolVar(&opts.NoSelfCheck, "no-self-check", false, "")
+	fs.IntVar(&opts.StatusCheckLimit, "status-limit", 0, "")
+	// Flags may follow the scenario: parse, take the positional, parse on.
+	var pos []string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return ExitUsage
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+	if len(pos) != 1 {
+		fmt.Fprintln(stderr, "wxload run: name one scenario (a catalog name, see wxload list, or a file)")
+		return ExitUsage
+	}
+	sc, err := loadScenario(pos[0])
+	if err != nil {
+		fmt.Fprintln(stderr, "wxload:", err)
+		return ExitUsage
+	}
+	if seed != 0 {
+		sc.Seed = seed
+	}
+	if len(services) > 0 {
+		opts.Services = services
+		if opts.APIKey == "" {
+			fmt.Fprintln(stderr, "wxload: --service needs --api-key (or WXLOAD_API_KEY)")
+			return ExitUsage
+		}
+	}
+	if opts.OutDir == "" && demo != "" {
+		opts.OutDir = filepath.Join("runs", "demo-"+time.Now().Format("20060102-150405"))
+	}
+	if !quiet {
+		opts.Progress = stderr
+		opts.Interactive = isTerminal(stderr)
+	}
+	opts.Render = Render
+	res, err := loadtest.Run(ctx, sc, opts)
+	if err != nil {
+		fmt.Fprintln(stderr, "wxload:", err)
+		if errors.Is(err, loadtest.ErrUsage) {
+			return ExitUsage
+		}
+		return ExitFailed
+	}
+	s := res.Summary
+	if !quiet {
+		fmt.Fprintln(stdout)
+		fmt.Fprint(stdout, loadtest.TextReport(s))
+	}
+	verdict := "PASSED"
+	if !s.Passed {
+		verdict = "FAILED"
+	}
+	report, _ := filepath.Abs(filepath.Join(res.Dir, loadtest.ReportFile))
+	fmt.Fprintf(stdout, "\n%s %s: accepted %d, delivered %d, failed %d, lost %d, duplicates %d; report: %s\n",
+		s.Scenario, verdict, s.Delivery.Accepted, s.Delivery.Delivered, s.Delivery.Failed, s.Delivery.Lost, s.Delivery.Duplicates, report)
+	if !s.Passed {
+		return ExitFailed
+	}
+	return ExitPassed
+}
+
+// loadScenario reads a file when the argument names one, else the catalog.
+func loadScenario(arg string) (scenarios.Scenario, error) {
+	if strings.ContainsAny(arg, "/\\") || strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") {
+		return scenarios.ReadFile(arg)
+	}
+	if _, err := os.Stat(arg); err == nil {
+		return scenarios.ReadFile(arg)
+	}
+	return scenarios.Get(arg)
+}
+
+func list(stdout, stderr io.Writer) int {
+	all, err := scenarios.Catalog()
+	if err != nil {
+		fmt.Fprintln(stderr, "wxload:", err)
+		return ExitFailed
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tINSTANCES\tLOAD\tDESCRIPTION")
+	for _, sc := range all {
+		desc := sc.Description
+		if i := strings.IndexAny(desc, ".:"); i > 0 && i < 90 {
+			desc = desc[:i]
+		} else if len([]rune(desc)) > 90 {
+			desc = string([]rune(desc)[:87]) + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f req over %s\t%s\n", sc.Name, sc.Stack.Instances, sc.Load.TotalHits(), sc.Load.Duration, desc)
+	}
+	_ = tw.Flush()
+	return ExitPassed
+}
+
+func validate(files []string, stdout, stderr io.Writer) int {
+	if len(files) == 0 {
+		fmt.Fprintln(stderr, "wxload validate: name one or more scenario files")
+		return ExitUsage
+	}
+	code := ExitPassed
+	for _, f := range files {
+		sc, err := scenarios.ReadFile(f)
+		if err == nil {
+			err = loadtest.CheckExpectations(sc.Expect)
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "%s: invalid\n%v\n", f, err)
+			code = ExitUsage
+			continue
+		}
+		fmt.Fprintf(stdout, "%s: ok (%s, %.0f requests over %s, %d expectations)\n", f, sc.Name, sc.Load.TotalHits(), sc.Load.Duration, len(sc.Expect))
+	}
+	return code
+}
+
+func report(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
+		fmt.Fprintln(stderr, "wxload report: name one run directory")
+		return ExitUsage
+	}
+	dir := args[0]
+	s, err := loadtest.ReadSummary(dir)
+	if err != nil {
+		fmt.Fprintln(stderr, "wxload:", err)
+		return ExitUsage
+	}
+	if Render != nil {
+		err = Render(dir)
+	} else {
+		err = loadtest.WritePlainReport(dir, s)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "wxload:", err)
+		return ExitFailed
+	}
+	fmt.Fprint(stdout, loadtest.TextReport(s))
+	p, _ := filepath.Abs(filepath.Join(dir, loadtest.ReportFile))
+	fmt.Fprintf(stdout, "\nreport: %s\n", p)
+	if !s.Passed {
+		return ExitFailed
+	}
+	return ExitPassed
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,12 @@
+// Package loadtest runs wxload scenarios: it starts the embedded stack
+// (Redis, mockwx and N wxpushd instances in-process on loopback) or
+// connects to a running deployment, programs the mock, offers an
+// open-model load with vegeta while the scenario's timeline runs, waits for
+// the pipeline to drain, and accounts for every message end to end by the
+// marker each one carries to the mock's ledger.
+//
+// A run directory holds summary.json (the verdict and the figures
+// expectations read), series.json (second-by-second figures and fault
+// bands for charts), results.bin (vegeta's raw results), ledger.jsonl (the
+// mock's ledger entries of the run), summary.txt and index.html.
+package loadtest

@@ -1,0 +1,639 @@
+package loadtest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/goccy/go-yaml"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/wxpush/wxpush/internal/version"
+	"github.com/wxpush/wxpush/mockwx"
+	"github.com/wxpush/wxpush/scenarios"
+	"github.com/wxpush/wxpush/service"
+)
+
+// ErrUsage marks a scenario or options that cannot run (exit status 2).
+var ErrUsage = errors.New("usage")
+
+// Options are how a scenario runs, as opposed to what it does.
+type Options struct {
+	// OutDir is the run directory (created; default runs/NAME-TIMESTAMP).
+	OutDir string
+	// Services, when set, are the base URLs of a running deployment
+	// (remote mode); MockURL, MockToken and APIKey go with them.
+	Services  []string
+	MockURL   string
+	MockToken string
+	APIKey    string
+	// RedisURL makes the embedded stack use this Redis instead of an
+	// embedded one.
+	RedisURL string
+	// Progress receives the live progress lines and the final summary;
+	// nil is quiet.
+	Progress io.Writer
+	// Interactive redraws the progress line in place (a terminal).
+	Interactive bool
+	// NoSelfCheck skips the generator self-check.
+	NoSelfCheck bool
+	// StatusCheckLimit caps how many messages' statuses are read after the
+	// drain to count confirmed deliveries (default 50,000; undelivered
+	// messages are always checked).
+	StatusCheckLimit int
+	// Render writes index.html for a run directory; nil writes a plain
+	// text report. Package reports provides the real one.
+	Render func(dir string) error
+}
+
+// Result is a finished run.
+type Result struct {
+	Dir     string
+	Summary *Summary
+}
+
+// Run runs a scenario end to end and writes its run directory. The error
+// is about the run itself (the stack would not start, the directory could
+// not be written); a run whose expectations fail returns a Summary with
+// Passed false and no error.
+func Run(ctx context.Context, sc scenarios.Scenario, opts Options) (*Result, error) {
+	sc = sc.WithDefaults()
+	if err := sc.Validate(); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if err := CheckExpectations(sc.Expect); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	remoteMode := len(opts.Services) > 0
+	if remoteMode {
+		if opts.MockURL == "" {
+			return nil, fmt.Errorf("%w: --service needs --mock (the mock's URL, for the ledger)", ErrUsage)
+		}
+		for i, a := range sc.Mock.Timeline {
+			if a.RestartRedis != nil || a.KillInstance != nil || a.StartInstance != nil {
+				return nil, fmt.Errorf("%w: mock.timeline[%d]: %s is %v", ErrUsage, i, a.Kind(), errRemote)
+			}
+		}
+	}
+	if opts.StatusCheckLimit == 0 {
+		opts.StatusCheckLimit = 50_000
+	}
+	if opts.OutDir == "" {
+		opts.OutDir = filepath.Join("runs", sc.Name+"-"+time.Now().Format("20060102-150405"))
+	}
+	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	r := &runner{sc: sc, opts: opts, out: opts.Progress}
+	if r.out == nil {
+		r.out = io.Discard
+	}
+	sum, err := r.run(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Result{Dir: opts.OutDir, Summary: sum}, nil
+}
+
+type runner struct {
+	sc    scenarios.Scenario
+	opts  Options
+	out   io.Writer
+	stack Stack
+	sum   Summary
+
+	progMu   sync.Mutex
+	lastLine int
+}
+
+func (r *runner) logf(format string, args ...any) {
+	r.progMu.Lock()
+	defer r.progMu.Unlock()
+	if r.opts.Interactive && r.lastLine > 0 {
+		fmt.Fprint(r.out, "\n")
+		r.lastLine = 0
+	}
+	fmt.Fprintf(r.out, format+"\n", args...)
+}
+
+// status prints a progress line: in place on a terminal, else as a line.
+func (r *runner) status(line string) {
+	r.progMu.Lock()
+	defer r.progMu.Unlock()
+	if r.opts.Interactive {
+		pad := max(r.lastLine-len(line), 0)
+		fmt.Fprintf(r.out, "\r%s%*s", line, pad, "")
+		r.lastLine = len(line)
+		return
+	}
+	fmt.Fprintln(r.out, line)
+}
+
+func (r *runner) run(ctx context.Context) (*Summary, error) {
+	sc, opts := r.sc, r.opts
+	s := &r.sum
+	s.Scenario, s.Description = sc.Name, sc.Description
+	s.Run.Seed, s.Run.Version, s.Run.GoVersion, s.Run.Cores = sc.Seed, version.Version, runtime.Version(), runtime.NumCPU()
+	s.Run.Instances = sc.Stack.Instances
+	s.Generator.PeakRate = sc.Load.PeakRate()
+	s.Generator.TargetRate = sc.Load.TotalHits() / sc.Load.Duration.D().Seconds()
+	if src, err := yaml.Marshal(sc); err == nil {
+		_ = os.WriteFile(filepath.Join(opts.OutDir, "scenario.yaml"), src, 0o644)
+	}
+
+	if !opts.NoSelfCheck {
+		rate, err := selfCheck(ctx, 2*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("generator self-check: %w", err)
+		}
+		s.Generator.SelfCheckRate = rate
+		r.logf("generator self-check: this machine generates up to %.0f requests/s against a trivial loopback target (scenario peak %.0f/s)", rate, s.Generator.PeakRate)
+	}
+
+	r.logf("starting the stack for %q ...", sc.Name)
+	var err error
+	if len(opts.Services) > 0 {
+		r.stack, err = connectRemote(ctx, sc, opts.Services, opts.MockURL, opts.MockToken, opts.APIKey)
+	} else {
+		ledgerData := int(math.Min(sc.Load.TotalHits()*float64(max(sc.Load.Batch.Size, 1))*1.2+100_000, 5_000_000))
+		r.stack, err = startEmbedded(ctx, sc, opts.RedisURL, filepath.Join(opts.OutDir, "logs"), ledgerData)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer r.stack.Close()
+	s.Run.Mode, s.Run.Redis = r.stack.Describe()
+	if s.Run.Mode == "embedded" {
+		r.logf("stack: %d wxpushd instance(s) %v, mockwx, Redis %s; logs in %s", sc.Stack.Instances, r.stack.ServiceURLs(), s.Run.Redis, filepath.Join(opts.OutDir, "logs"))
+	}
+	startStats, err := r.stack.Mock().Stats(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("mock stats: %w", err)
+	}
+	startSeq, err := ledgerEnd(ctx, r.stack.Mock())
+	if err != nil {
+		return nil, fmt.Errorf("mock ledger: %w", err)
+	}
+
+	tag := runTag(sc.Seed)
+	gen, err := newGenerator(sc, tag, r.stack.APIKey(), r.stack.MockApps(), r.stack.ServiceURLs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	resultsFile, err := os.Create(filepath.Join(opts.OutDir, "results.bin"))
+	if err != nil {
+		return nil, err
+	}
+	defer resultsFile.Close()
+	enc := vegeta.NewEncoder(resultsFile)
+
+	start := time.Now()
+	s.Run.Started = start
+	acct := newAccountant(tag, r.stack.MockApps(), start)
+	acct.startSeq, acct.lastSeq = startSeq, startSeq
+	series := newSeriesBuilder(start)
+	var seriesMu sync.Mutex // series is written by the result loop and the sampler
+	live := &liveStats{}
+
+	// Background: the timeline, the metrics sampler, the progress line.
+	bgCtx, stopBG := context.WithCancel(ctx)
+	defer stopBG()
+	var bg sync.WaitGroup
+	tl := &timeline{stack: r.stack, start: start, apps: r.stack.MockApps()}
+	bg.Add(1)
+	go func() { defer bg.Done(); tl.run(bgCtx, sc.Mock.Timeline) }()
+	sampler := &sampler{urls: r.stack.ServiceURLs}
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		sampler.loop(bgCtx, func(m scrape) {
+			seriesMu.Lock()
+			sec := series.at(time.Now())
+			sec.QueueDepth, sec.TokenRefreshes, sec.Retries, sec.InstancesUp = m.queueDepth, m.tokenRefreshes, m.retries, m.up
+			seriesMu.Unlock()
+			live.queue.Store(int64(m.queueDepth))
+		})
+	}()
+	attackDone := make(chan struct{})
+	bg.Add(1)
+	go func() {
+		defer bg.Done()
+		r.progress(bgCtx, live, start, attackDone)
+	}()
+
+	// The attack: open model, no worker cap.
+	tr := &http.Transport{
+		MaxIdleConnsPerHost: 10_000,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	defer tr.CloseIdleConnections()
+	atk := vegeta.NewAttacker(
+		vegeta.Client(&http.Client{Transport: echoTransport{tr}, Timeout: sc.Load.Timeout.D()}),
+		vegeta.MaxBody(256<<10),
+		vegeta.Workers(uint64(max(16, runtime.NumCPU()*8))),
+	)
+	r.logf("attack: %s for %s (%.0f requests), recipients %d, duplicates %.0f%%, batches %.0f%%",
+		describePacer(sc.Load), sc.Load.Duration, sc.Load.TotalHits(), sc.Load.Recipients, sc.Load.DuplicateRatio*100, sc.Load.Batch.Share*100)
+	var vm vegeta.Metrics
+	acceptHist, lagHist := newHist(), newHist()
+	attackStart := time.Now()
+	for res := range atk.Attack(gen.Targeter(), pacer{load: sc.Load}, sc.Load.Duration.D(), sc.Name) {
+		vm.Add(res)
+		_ = acceptHist.RecordValue(max(res.Latency.Microseconds(), 1))
+		due := attackStart.Add(sc.Load.HitTime(res.Seq))
+		_ = lagHist.RecordValue(max(res.Timestamp.Sub(due).Microseconds(), 1))
+		n, _ := strconv.ParseUint(res.Headers.Get(reqHeader), 10, 64)
+		req := gen.take(n)
+		seriesMu.Lock()
+		sec := series.at(res.Timestamp)
+		sec.Sent++
+		sec.latency(max(res.Latency.Microseconds(), 1))
+		r.handle(res, req, acct, sec, live)
+		seriesMu.Unlock()
+		res.Body = nil // the raw results keep the figures, not the bodies
+		if err := enc.Encode(res); err != nil {
+			return nil, fmt.Errorf("results.bin: %w", err)
+		}
+	}
+	vm.Close()
+	close(attackDone)
+	attackEnd := time.Now()
+	s.Run.DurationSeconds = attackEnd.Sub(start).Seconds()
+	r.fillAccept(&vm, acceptHist)
+	s.Generator.LagMS = percentiles(lagHist)
+	s.Generator.AchievedRate = float64(s.Accept.Requests) / sc.Load.Duration.D().Seconds()
+	r.judgeGenerator()
+	live.draining.Store(true)
+
+	// Drain: follow the ledger and the statuses until every accepted
+	// message has an outcome (or the drain timeout).
+	receipt := func(t *tracked, at time.Time) {
+		seriesMu.Lock()
+		series.at(at).delivered(max(at.Sub(t.acceptedAt).Microseconds(), 1))
+		seriesMu.Unlock()
+	}
+	checked, drained := r.drain(ctx, acct, receipt, live, attackEnd)
+	s.Delivery.DrainSeconds = time.Since(attackEnd).Seconds()
+	s.Delivery.Drained = drained
+	stopBG()
+	bg.Wait()
+	r.endProgress()
+
+	// Figures from the mock and the service.
+	final := sampler.scrapeAll(ctx)
+	s.Service = final.figures
+	s.Service.QueueDepthMax = sampler.maxDepth
+	s.Service.ScrapeFailures += sampler.failures
+	if err := r.mockFigures(ctx, startStats); err != nil {
+		s.Run.Warnings = append(s.Run.Warnings, "mock stats: "+err.Error())
+	}
+	acct.fill(&s.Delivery, checked)
+	if acct.idConflicts > 0 {
+		s.Run.Warnings = append(s.Run.Warnings, fmt.Sprintf("%d repeated requests were answered with a different message id than the original", acct.idConflicts))
+	}
+	if n := len(acct.unacked); n > 0 {
+		s.Run.Warnings = append(s.Run.Warnings, fmt.Sprintf("%d messages reached WeChat although the API's answer never arrived (a lost answer, not a loss)", n))
+	}
+	if s.Delivery.Unattributed > 0 {
+		s.Run.Warnings = append(s.Run.Warnings, fmt.Sprintf("%d ledger entries of this run had their data evicted by the mock (raise its ledger_data_capacity): they cannot be attributed", s.Delivery.Unattributed))
+	}
+	s.Run.Timeline = tl.events()
+	for _, ev := range s.Run.Timeline {
+		if ev.Error != "" {
+			s.Run.TimelineErrors++
+		}
+	}
+	s.Run.Finished = time.Now()
+	s.zeroMaps()
+	s.Evaluate(sc.Expect)
+
+	ser := Series{Start: start, Seconds: series.build(sc.Load.RateAt), Bands: bands(sc, s.Run.Timeline, attackEnd.Sub(start).Seconds()),
+		Spectrum: spectrum(acceptHist)}
+	ser.E2ESpectrum = e2eSpectrum(acct)
+	if err := r.write(acct, ser); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// handle processes one vegeta result: what the API acknowledged.
+func (r *runner) handle(res *vegeta.Result, req *request, acct *accountant, sec *secondAcc, live *liveStats) {
+	s := &r.sum
+	live.sent.Add(1)
+	live.observe(res.Latency)
+	if res.Error != "" || res.Code < 200 || res.Code >= 300 {
+		sec.Errors++
+		live.errors.Add(1)
+		s.Accept.Errors++
+		kind := res.Error
+		if res.Code != 0 {
+			kind = strconv.Itoa(int(res.Code))
+		} else {
+			kind = classifyTransport(kind)
+		}
+		s.Accept.ErrorKinds[kind]++
+		if req != nil && !req.batch && res.Code == http.StatusConflict {
+			s.Accept.ItemErrors++
+		}
+		return
+	}
+	sec.OK++
+	if req == nil {
+		return
+	}
+	end := res.Timestamp.Add(res.Latency)
+	if req.dup {
+		s.Accept.DuplicateRequests++
+	}
+	if req.batch {
+		s.Accept.BatchRequests++
+		var br service.BatchResponse
+		if err := json.Unmarshal(res.Body, &br); err != nil {
+			s.Accept.ItemErrors += len(req.items)
+			return
+		}
+		for _, it := range br.Results {
+			if it.Index < 0 || it.Index >= len(req.items) || it.ID == "" {
+				s.Accept.ItemErrors++
+				continue
+			}
+			if it.Replayed {
+				s.Accept.Replayed++
+				sec.Replayed++
+			}
+			before := len(acct.byMarker)
+			acct.accept(req.items[it.Index], it.ID, end)
+			if len(acct.byMarker) > before {
+				sec.Accepted++
+				live.accepted.Add(1)
+			}
+		}
+		return
+	}
+	var a service.Accepted
+	if err := json.Unmarshal(res.Body, &a); err != nil || a.ID == "" {
+		s.Accept.ItemErrors++
+		return
+	}
+	if res.Headers.Get("Idempotent-Replayed") == "true" {
+		s.Accept.Replayed++
+		sec.Replayed++
+	}
+	before := len(acct.byMarker)
+	acct.accept(req.items[0], a.ID, end)
+	if len(acct.byMarker) > before {
+		sec.Accepted++
+		live.accepted.Add(1)
+	}
+}
+
+func classifyTransport(e string) string {
+	switch {
+	case e == "":
+		return "unknown"
+	case containsAny(e, "connection refused"):
+		return "connection_refused"
+	case containsAny(e, "reset by peer", "EOF", "broken pipe"):
+		return "connection_reset"
+	case containsAny(e, "timeout", "deadline exceeded"):
+		return "timeout"
+	default:
+		return "transport"
+	}
+}
+
+func (r *runner) fillAccept(vm *vegeta.Metrics, h interface{ TotalCount() int64 }) {
+	a := &r.sum.Accept
+	a.Requests = int(vm.Requests)
+	a.Rate = vm.Rate
+	a.Throughput = vm.Throughput
+	a.SuccessRatio = vm.Success
+	a.StatusCodes = map[string]int{}
+	for k, v := range vm.StatusCodes {
+		a.StatusCodes[k] = v
+	}
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	a.LatencyMS = Percentiles{P50: ms(vm.Latencies.P50), P90: ms(vm.Latencies.P90), P99: ms(vm.Latencies.P99), Max: ms(vm.Latencies.Max), Mean: ms(vm.Latencies.Mean)}
+	_ = h
+}
+
+// judgeGenerator decides whether the generator, rather than the service,
+// limited the offered load.
+func (r *runner) judgeGenerator() {
+	g := &r.sum.Generator
+	switch {
+	case g.SelfCheckRate > 0 && g.PeakRate > 0.8*g.SelfCheckRate:
+		g.Saturated = true
+		g.Reason = fmt.Sprintf("the peak rate %.0f/s is above 80%% of what this machine's generator reached against a trivial target (%.0f/s)", g.PeakRate, g.SelfCheckRate)
+	case g.LagMS.P99 > 100:
+		g.Saturated = true
+		g.Reason = fmt.Sprintf("requests left up to %.0f ms (p99) after they were due: the generator fell behind its schedule", g.LagMS.P99)
+	case g.AchievedRate < 0.95*g.TargetRate:
+		g.Saturated = true
+		g.Reason = fmt.Sprintf("the generator sent %.1f/s of the %.1f/s offered", g.AchievedRate, g.TargetRate)
+	}
+}
+
+// drain follows the ledger and the statuses until every accepted message
+// has an outcome, then waits for delivery reports to be applied. It
+// returns how many statuses it read and whether it finished in time.
+func (r *runner) drain(ctx context.Context, acct *accountant, receipt func(*tracked, time.Time), live *liveStats, from time.Time) (int, bool) {
+	deadline := from.Add(r.sc.DrainTimeout.D())
+	mock := r.stack.Mock()
+	checked := 0
+	lastStatus := time.Time{}
+	readLedger := func() {
+		_ = mock.AllMessages(ctx, acct.lastSeq, func(e mockwx.LedgerEntry) error {
+			acct.ledger(e, receipt)
+			return nil
+		})
+	}
+	for {
+		readLedger()
+		out := acct.outstanding()
+		live.outstanding.Store(int64(len(out)))
+		live.delivered.Store(int64(len(acct.byMarker) - len(out)))
+		if len(out) == 0 {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.logf("drain timeout: %d messages have no outcome after %s", len(out), r.sc.DrainTimeout)
+			checked += r.checkStatuses(ctx, out)
+			return checked, false
+		}
+		if time.Since(lastStatus) > 3*time.Second && time.Since(from) > 2*time.Second {
+			// Failed messages never reach the ledger: ask the service.
+			checked += r.checkStatuses(ctx, out[:min(len(out), 2000)])
+			lastStatus = time.Now()
+			continue
+		}
+		sleepCtx(ctx, 250*time.Millisecond)
+	}
+	// Delivery reports: statuses move to delivered (or failed) when the
+	// mock's callbacks are applied. Read them all (up to the limit),
+	// repeating for those not final yet, within the drain budget.
+	callbacks := false
+	for _, a := range r.sc.Mock.Apps {
+		callbacks = callbacks || a.CallbackMode != "off"
+	}
+	all := make([]*tracked, 0, len(acct.byMarker))
+	for _, t := range acct.byMarker {
+		all = append(all, t)
+	}
+	if len(all) > r.opts.StatusCheckLimit {
+		r.sum.Run.Warnings = append(r.sum.Run.Warnings, fmt.Sprintf("statuses read for %d of %d messages (--status-limit)", r.opts.StatusCheckLimit, len(all)))
+		all = all[:r.opts.StatusCheckLimit]
+	}
+	checked += r.checkStatuses(ctx, all)
+	if !callbacks {
+		return checked, true
+	}
+	confirmBy := time.Now().Add(15 * time.Second)
+	if confirmBy.After(deadline) {
+		confirmBy = deadline
+	}
+	for time.Now().Before(confirmBy) && ctx.Err() == nil {
+		var pending []*tracked
+		for _, t := range all {
+			if t.deliveries > 0 && t.status != service.StatusDelivered && !t.failed() {
+				pending = append(pending, t)
+			}
+		}
+		if len(pending) == 0 {
+			break
+		}
+		sleepCtx(ctx, 500*time.Millisecond)
+		checked += r.checkStatuses(ctx, pending)
+	}
+	return checked, true
+}
+
+// checkStatuses reads GET /v1/messages/{id} for each message, 16 at a time.
+func (r *runner) checkStatuses(ctx context.Context, ts []*tracked) int {
+	urls := r.stack.ServiceURLs()
+	if len(urls) == 0 || len(ts) == 0 {
+		return 0
+	}
+	hc := &http.Client{Timeout: 5 * time.Second}
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
+	for i, t := range ts {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, urls[i%len(urls)]+"/v1/messages/"+t.id, nil)
+			if err != nil {
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+r.stack.APIKey())
+			resp, err := hc.Do(req)
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return
+			}
+			var m service.Message
+			if json.NewDecoder(resp.Body).Decode(&m) == nil {
+				n.Add(1)
+				t.status, t.reason = m.Status, m.Reason
+			}
+		}()
+	}
+	wg.Wait()
+	return int(n.Load())
+}
+
+func (r *runner) mockFigures(ctx context.Context, before mockwx.Stats) error {
+	st, err := r.stack.Mock().Stats(ctx)
+	if err != nil {
+		return err
+	}
+	m := &r.sum.Mock
+	m.TokenCalls = st.TokenCalls - before.TokenCalls
+	m.StableTokenCalls = st.StableTokenCalls - before.StableTokenCalls
+	m.SendCalls = st.SendCalls - before.SendCalls
+	m.Delivered = st.Delivered - before.Delivered
+	m.Deduplicated = st.Deduplicated - before.Deduplicated
+	m.FaultsFired = st.FaultsFired - before.FaultsFired
+	m.ByErrcode = map[string]int64{}
+	for k, v := range st.ByErrcode {
+		if d := v - before.ByErrcode[k]; d != 0 {
+			m.ByErrcode[k] = d
+		}
+	}
+	m.Injected = map[string]int64{}
+	for k, v := range st.Injected {
+		if d := v - before.Injected[k]; d != 0 {
+			m.Injected[k] = d
+		}
+	}
+	m.CallbacksSent = st.Callbacks.Sent - before.Callbacks.Sent
+	m.CallbacksAcked = st.Callbacks.Acked - before.Callbacks.Acked
+	m.CallbacksFailed = st.Callbacks.Failed - before.Callbacks.Failed
+	return nil
+}
+
+// ledgerEnd is the mock ledger's last sequence number.
+func ledgerEnd(ctx context.Context, c *mockwx.Client) (uint64, error) {
+	var last uint64
+	err := c.AllMessages(ctx, 0, func(e mockwx.LedgerEntry) error {
+		last = e.Seq
+		return nil
+	})
+	return last, err
+}
+
+func runTag(seed int64) string {
+	v := uint64(time.Now().UnixNano()) ^ uint64(seed)*0x9e3779b97f4a7c15
+	return "wl" + strconv.FormatUint(v%(36*36*36*36*36), 36)
+}
+
+func describePacer(l scenarios.Load) string {
+	p := l.Pacer
+	switch p.Type {
+	case scenarios.PacerLinear:
+		return fmt.Sprintf("linear %.0f -> %.0f req/s", p.Rate, p.To)
+	case scenarios.PacerSine:
+		return fmt.Sprintf("sine %.0f ± %.0f req/s every %s", p.Rate, p.Amp, p.Period)
+	case scenarios.PacerSteps:
+		return fmt.Sprintf("%d steps up to %.0f req/s", len(p.Steps), l.PeakRate())
+	default:
+		return fmt.Sprintf("constant %.0f req/s", p.Rate)
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+func containsAny(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(s, sub) {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,340 @@
+package loadtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
+
+	"github.com/wxpush/wxpush/scenarios"
+)
+
+// Summary is summary.json: the verdict and the figures of one run.
+// Expectations are expressions over its JSON field names.
+type Summary struct {
+	Scenario     string              `json:"scenario"`
+	Description  string              `json:"description"`
+	Passed       bool                `json:"passed"`
+	Expectations []ExpectationResult `json:"expectations"`
+	Run          RunInfo             `json:"run"`
+	Accept       Accept              `json:"accept"`
+	Delivery     Delivery            `json:"delivery"`
+	Mock         MockFigures         `json:"mock"`
+	Service      ServiceFigures      `json:"service"`
+	Generator    Generator           `json:"generator"`
+}
+
+// ExpectationResult is one expectation and what the run measured.
+type ExpectationResult struct {
+	Name   string `json:"name"`
+	Expr   string `json:"expr"`
+	Value  any    `json:"value"` // the first field the expression reads
+	Passed bool   `json:"passed"`
+	Error  string `json:"error,omitempty"`
+}
+
+// RunInfo describes the run itself.
+type RunInfo struct {
+	Started         time.Time       `json:"started"`
+	Finished        time.Time       `json:"finished"`
+	DurationSeconds float64         `json:"duration_seconds"` // attack
+	Mode            string          `json:"mode"`             // embedded or remote
+	Instances       int             `json:"instances"`
+	Redis           string          `json:"redis"` // embedded, url
+	Seed            int64           `json:"seed"`
+	Version         string          `json:"version"`
+	GoVersion       string          `json:"go_version"`
+	Cores           int             `json:"cores"`
+	Timeline        []TimelineEvent `json:"timeline"`
+	TimelineErrors  int             `json:"timeline_errors"`
+	Warnings        []string        `json:"warnings"`
+}
+
+// TimelineEvent is one timeline action as it happened.
+type TimelineEvent struct {
+	AtSeconds  float64 `json:"at_seconds"` // since the start of the load
+	EndSeconds float64 `json:"end_seconds,omitempty"`
+	Action     string  `json:"action"`
+	Detail     string  `json:"detail"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// Percentiles are latency percentiles in milliseconds.
+type Percentiles struct {
+	P50  float64 `json:"p50"`
+	P90  float64 `json:"p90"`
+	P99  float64 `json:"p99"`
+	Max  float64 `json:"max"`
+	Mean float64 `json:"mean"`
+}
+
+// Accept is what the API answered to the generator.
+type Accept struct {
+	Requests          int            `json:"requests"`   // HTTP requests made
+	Messages          int            `json:"messages"`   // messages in them (batches count each)
+	Rate              float64        `json:"rate"`       // requests sent per second
+	Throughput        float64        `json:"throughput"` // successful requests per second, tail included
+	SuccessRatio      float64        `json:"success_ratio"`
+	LatencyMS         Percentiles    `json:"latency_ms"`
+	StatusCodes       map[string]int `json:"status_codes"`
+	Errors            int            `json:"errors"` // transport errors and non-2xx answers
+	ErrorKinds        map[string]int `json:"error_kinds"`
+	Replayed          int            `json:"replayed"`           // answers with Idempotent-Replayed
+	DuplicateRequests int            `json:"duplicate_requests"` // requests that repeated an earlier key
+	BatchRequests     int            `json:"batch_requests"`
+	ItemErrors        int            `json:"item_errors"` // batch items refused
+}
+
+// Delivery accounts for every accepted message after the drain. Every
+// accepted message is exactly one of delivered, failed and lost.
+type Delivery struct {
+	Accepted       int                `json:"accepted"`  // distinct messages the API acknowledged
+	Delivered      int                `json:"delivered"` // WeChat accepted the send (the mock's ledger)
+	Failed         int                `json:"failed"`    // the service reports it failed
+	FailedByReason map[string]int     `json:"failed_by_reason"`
+	Duplicates     int                `json:"duplicates"` // messages WeChat accepted more than once
+	Lost           int                `json:"lost"`       // neither delivered nor failed after the drain
+	Confirmed      int                `json:"confirmed"`  // status delivered: the delivery report was applied
+	StatusChecked  int                `json:"status_checked"`
+	Unattributed   int                `json:"unattributed"` // ledger entries of this run whose data was evicted
+	E2ELatencyMS   Percentiles        `json:"e2e_latency_ms"`
+	DrainSeconds   float64            `json:"drain_seconds"`
+	Drained        bool               `json:"drained"`
+	Apps           map[string]AppFlow `json:"apps"`
+}
+
+// AppFlow is the accounting of one app.
+type AppFlow struct {
+	Accepted  int `json:"accepted"`
+	Delivered int `json:"delivered"`
+	Failed    int `json:"failed"`
+	Lost      int `json:"lost"`
+}
+
+// MockFigures are the mock's counters at the end of the run.
+type MockFigures struct {
+	TokenCalls       int64            `json:"token_calls"`
+	StableTokenCalls int64            `json:"stable_token_calls"`
+	SendCalls        int64            `json:"send_calls"`
+	Delivered        int64            `json:"delivered"`
+	Deduplicated     int64            `json:"deduplicated"`
+	ByErrcode        map[string]int64 `json:"by_errcode"`
+	FaultsFired      int64            `json:"faults_fired"`
+	Injected         map[string]int64 `json:"injected"`
+	CallbacksSent    int64            `json:"callbacks_sent"`
+	CallbacksAcked   int64            `json:"callbacks_acked"`
+	CallbacksFailed  int64            `json:"callbacks_failed"`
+}
+
+// ServiceFigures are scraped from the instances' /metrics at the end (sums
+// over instances that were up).
+type ServiceFigures struct {
+	Accepted        float64            `json:"accepted"`
+	Replayed        float64            `json:"replayed"`
+	Sent            float64            `json:"sent"`
+	Failed          float64            `json:"failed"`
+	Retries         float64            `json:"retries"`
+	Reclaimed       float64            `json:"reclaimed"`
+	TokenRefreshes  float64            `json:"token_refreshes"`
+	RedisErrors     float64            `json:"redis_errors"`
+	AttemptsByCode  map[string]float64 `json:"attempts_by_errcode"`
+	QueueDepthMax   float64            `json:"queue_depth_max"`
+	ScrapeFailures  int                `json:"scrape_failures"`
+	InstancesSeenUp int                `json:"instances_seen_up"`
+}
+
+// Generator tells whether the load generator, not the service, limited
+// the run.
+type Generator struct {
+	TargetRate    float64     `json:"target_rate"`   // mean offered rate
+	PeakRate      float64     `json:"peak_rate"`     // highest offered rate
+	AchievedRate  float64     `json:"achieved_rate"` // requests sent per second
+	SelfCheckRate float64     `json:"self_check_rate"`
+	LagMS         Percentiles `json:"lag_ms"` // scheduling lag: sent minus due
+	Saturated     bool        `json:"saturated"`
+	Reason        string      `json:"reason,omitempty"`
+}
+
+// env is the summary as expressions see it: its JSON form.
+func (s *Summary) env() (map[string]any, error) {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	err = json.Unmarshal(b, &m)
+	return m, err
+}
+
+// Evaluate checks every expectation of sc against the summary, fills in
+// Expectations and Passed.
+func (s *Summary) Evaluate(expect []scenarios.Expectation) {
+	env, err := s.env()
+	s.Expectations = nil
+	s.Passed = true
+	for _, e := range expect {
+		r := ExpectationResult{Name: e.Label(), Expr: e.Expr}
+		if err != nil {
+			r.Error = err.Error()
+		} else {
+			r.Passed, r.Value, r.Error = evaluate(e.Expr, env)
+		}
+		if !r.Passed {
+			s.Passed = false
+		}
+		s.Expectations = append(s.Expectations, r)
+	}
+}
+
+func evaluate(src string, env map[string]any) (passed bool, value any, errText string) {
+	prog, err := expr.Compile(src, expr.Env(env), expr.AsBool())
+	if err != nil {
+		return false, nil, firstLine(err.Error())
+	}
+	out, err := expr.Run(prog, env)
+	if err != nil {
+		return false, nil, firstLine(err.Error())
+	}
+	if p := firstPath(src); p != "" {
+		if v, err := expr.Eval(p, env); err == nil {
+			value = v
+		}
+	}
+	return out.(bool), value, ""
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+var pathRE = regexp.MustCompile(`[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*|\["[^"]*"\])+`)
+
+// firstPath is the first field path the expression reads, reported as the
+// expectation's measured value.
+func firstPath(src string) string { return pathRE.FindString(src) }
+
+// CheckExpectations reports expressions that do not compile or read
+// fields summary.json does not have (a typo would otherwise make an
+// expectation silently compare nil).
+func CheckExpectations(expect []scenarios.Expectation) error {
+	zero := &Summary{}
+	env, err := zero.env()
+	if err != nil {
+		return err
+	}
+	var problems []string
+	for i, e := range expect {
+		tree, err := parser.Parse(e.Expr)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("expect[%d] %q: %s", i, e.Expr, firstLine(err.Error())))
+			continue
+		}
+		v := &pathVisitor{env: env}
+		ast.Walk(&tree.Node, v)
+		for _, bad := range v.bad {
+			problems = append(problems, fmt.Sprintf("expect[%d] %q: summary.json has no field %s", i, e.Expr, bad))
+		}
+		if _, err := expr.Compile(e.Expr, expr.Env(env), expr.AsBool()); err != nil {
+			problems = append(problems, fmt.Sprintf("expect[%d] %q: %s", i, e.Expr, firstLine(err.Error())))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s", strings.Join(problems, "\n"))
+	}
+	return nil
+}
+
+// pathVisitor collects member paths (a.b.c) that do not exist in the zero
+// summary. Keys under a map-valued field (by_errcode, apps, ...) are free.
+type pathVisitor struct {
+	env map[string]any
+	bad []string
+}
+
+func (v *pathVisitor) Visit(node *ast.Node) {
+	m, ok := (*node).(*ast.MemberNode)
+	if !ok {
+		if id, ok := (*node).(*ast.IdentifierNode); ok {
+			if _, known := v.env[id.Value]; !known && !builtin(id.Value) {
+				v.bad = append(v.bad, id.Value)
+			}
+		}
+		return
+	}
+	parts, ok := memberPath(m)
+	if !ok {
+		return
+	}
+	var cur any = v.env
+	for i, p := range parts {
+		obj, isMap := cur.(map[string]any)
+		if !isMap {
+			return // a value below a dynamic key, or a non-object: nothing to check
+		}
+		next, known := obj[p]
+		if !known {
+			if len(obj) == 0 { // a map with dynamic keys
+				return
+			}
+			v.bad = append(v.bad, strings.Join(parts[:i+1], "."))
+			return
+		}
+		cur = next
+	}
+}
+
+func builtin(name string) bool {
+	switch name {
+	case "true", "false", "nil", "len", "abs", "max", "min", "all", "any", "none", "one", "filter", "map", "count", "sum":
+		return true
+	}
+	return false
+}
+
+func memberPath(m *ast.MemberNode) ([]string, bool) {
+	var parts []string
+	var n ast.Node = m
+	for {
+		switch x := n.(type) {
+		case *ast.MemberNode:
+			s, ok := x.Property.(*ast.StringNode)
+			if !ok {
+				return nil, false
+			}
+			parts = append([]string{s.Value}, parts...)
+			n = x.Node
+		case *ast.IdentifierNode:
+			return append([]string{x.Value}, parts...), true
+		default:
+			return nil, false
+		}
+	}
+}
+
+// zeroMaps makes the summary's maps non-nil so that summary.json shows
+// them as {} and expressions can index them.
+func (s *Summary) zeroMaps() {
+	for _, p := range []any{&s.Accept.StatusCodes, &s.Accept.ErrorKinds, &s.Delivery.FailedByReason,
+		&s.Delivery.Apps, &s.Mock.ByErrcode, &s.Mock.Injected, &s.Service.AttemptsByCode} {
+		rv := reflect.ValueOf(p).Elem()
+		if rv.IsNil() {
+			rv.Set(reflect.MakeMap(rv.Type()))
+		}
+	}
+	if s.Expectations == nil {
+		s.Expectations = []ExpectationResult{}
+	}
+	if s.Run.Timeline == nil {
+		s.Run.Timeline = []TimelineEvent{}
+	}
+	if s.Run.Warnings == nil {
+		s.Run.Warnings = []string{}
+	}
+}
