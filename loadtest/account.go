@@ -93,8 +93,9 @@ func (a *accountant) markerOf(e mockwx.LedgerEntry) (string, bool) {
 	return m, true
 }
 
-// ledger applies one ledger entry.
-func (a *accountant) ledger(e mockwx.LedgerEntry, receipts func(t *tracked, at time.Time)) {
+// ledger applies one ledger entry. entry, when set, sees every entry of
+// this run; receipts sees each message's first delivery.
+func (a *accountant) ledger(e mockwx.LedgerEntry, entry func(mockwx.LedgerEntry), receipts func(t *tracked, at time.Time)) {
 	if e.Seq > a.lastSeq {
 		a.lastSeq = e.Seq
 	}
@@ -104,6 +105,9 @@ func (a *accountant) ledger(e mockwx.LedgerEntry, receipts func(t *tracked, at t
 			a.unattributed++
 		}
 		return
+	}
+	if entry != nil {
+		entry(e)
 	}
 	if e.ErrCode != 0 || e.Deduplicated {
 		return

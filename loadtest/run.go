@@ -286,7 +286,12 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 		series.at(at).delivered(max(at.Sub(t.acceptedAt).Microseconds(), 1))
 		seriesMu.Unlock()
 	}
-	checked, drained := r.drain(ctx, acct, receipt, live, attackEnd)
+	entry := func(e mockwx.LedgerEntry) {
+		seriesMu.Lock()
+		series.at(e.ReceivedAt).errcode(strconv.Itoa(e.ErrCode))
+		seriesMu.Unlock()
+	}
+	checked, drained := r.drain(ctx, acct, entry, receipt, live, attackEnd)
 	s.Delivery.DrainSeconds = time.Since(attackEnd).Seconds()
 	s.Delivery.Drained = drained
 	stopBG()
@@ -451,14 +456,14 @@ func (r *runner) judgeGenerator() {
 // drain follows the ledger and the statuses until every accepted message
 // has an outcome, then waits for delivery reports to be applied. It
 // returns how many statuses it read and whether it finished in time.
-func (r *runner) drain(ctx context.Context, acct *accountant, receipt func(*tracked, time.Time), live *liveStats, from time.Time) (int, bool) {
+func (r *runner) drain(ctx context.Context, acct *accountant, entry func(mockwx.LedgerEntry), receipt func(*tracked, time.Time), live *liveStats, from time.Time) (int, bool) {
 	deadline := from.Add(r.sc.DrainTimeout.D())
 	mock := r.stack.Mock()
 	checked := 0
 	lastStatus := time.Time{}
 	readLedger := func() {
 		_ = mock.AllMessages(ctx, acct.lastSeq, func(e mockwx.LedgerEntry) error {
-			acct.ledger(e, receipt)
+			acct.ledger(e, entry, receipt)
 			return nil
 		})
 	}
