@@ -18,7 +18,7 @@ export CGO_ENABLED ?= 0
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## build bin/wxpushd, bin/mockwx (and bin/wxload once it exists), static (CGO_ENABLED=0)
+build: ## build bin/wxpushd, bin/mockwx and bin/wxload, static (CGO_ENABLED=0)
 	@mkdir -p $(BIN)
 	@if [ -z "$(CMDS)" ]; then echo "build: no programs yet (internal/wechat only)"; fi
 	@for d in $(CMDS); do \
@@ -44,9 +44,8 @@ fuzz: ## run every native fuzz target for FUZZTIME each (default 10s)
 		done; \
 	done
 
-demo: ## run the smoke scenario on the embedded stack (lands with wxload)
-	@echo "demo: not available yet: it runs 'wxload demo' (the smoke scenario on an"
-	@echo "embedded Redis, mockwx and wxpushd), which lands with the wxload issue."
+demo: ## run the smoke scenario on the embedded stack (Redis, mockwx, wxpushd in one process); prints the report's path
+	$(GO) run ./loadtest/cmd/wxload demo
 
 bench: ## side-by-side performance ratios, measured in one run (BENCHN requests per side)
 	@echo "wxpushd POST /v1/messages (auth, validation, durable enqueue) vs a bare Gin handler decoding the same JSON:"
@@ -73,5 +72,5 @@ up: ## start the stack with docker compose (lands with conformance)
 down: ## stop the docker compose stack
 	@echo "down: not available yet: docker-compose.yml lands with the conformance issue."
 
-clean: ## remove build output
-	rm -rf $(BIN) reports/out
+clean: ## remove build output and run directories
+	rm -rf $(BIN) reports/out runs
