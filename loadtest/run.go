@@ -40,8 +40,9 @@ type Options struct {
 	MockURL   string
 	MockToken string
 	APIKey    string
-	// RedisURL makes the embedded stack use this Redis instead of an
-	// embedded one.
+	// RedisURL makes the embedded stack use this Redis; RedisAuto (empty)
+	// starts a private redis-server when one is installed and miniredis
+	// otherwise; RedisMini and RedisProcess force one of the two.
 	RedisURL string
 	// Progress receives the live progress lines and the final summary;
 	// nil is quiet.

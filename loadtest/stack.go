@@ -55,7 +55,8 @@ type embedded struct {
 	logDir   string
 	apiKey   string
 	redisURL string
-	mini     *miniredis.Miniredis // nil with --redis
+	mini     *miniredis.Miniredis // the in-process Redis, if that is the one
+	proc     *redisProc           // the private redis-server, if that is the one
 	mock     *mockwx.Server
 	mockHTTP *http.Server
 	mockURL  string
@@ -107,7 +108,18 @@ func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir 
 		return nil, err
 	}
 
-	if e.redisURL == "" {
+	switch redisURL {
+	case RedisAuto, RedisProcess:
+		e.proc, err = startRedisProc(ctx, filepath.Join(logDir, "redis"))
+		if err == nil {
+			e.redisURL = e.proc.url()
+			break
+		}
+		if redisURL == RedisProcess {
+			return nil, err
+		}
+		fallthrough
+	case RedisMini:
 		e.mini = miniredis.NewMiniRedis()
 		if err := e.mini.StartAddr("127.0.0.1:0"); err != nil {
 			return nil, fmt.Errorf("embedded redis: %w", err)
@@ -298,8 +310,11 @@ func (e *embedded) KillInstance(i int) error {
 // RestartRedis stops the embedded Redis for down and starts it again on
 // the same address with its data.
 func (e *embedded) RestartRedis(ctx context.Context, down time.Duration) error {
+	if e.proc != nil {
+		return e.proc.restart(ctx, down)
+	}
 	if e.mini == nil {
-		return errors.New("restart_redis needs the embedded Redis (run without --redis)")
+		return errors.New("restart_redis needs an embedded Redis (run without --redis URL)")
 	}
 	e.mini.Close()
 	select {
@@ -326,8 +341,11 @@ func (e *embedded) MockApps() map[string]mockwx.App { return e.apps }
 func (e *embedded) APIKey() string                  { return e.apiKey }
 
 func (e *embedded) Describe() (string, string) {
-	if e.mini != nil {
-		return "embedded", "embedded (miniredis)"
+	switch {
+	case e.proc != nil:
+		return "embedded", "redis-server (private process, append-only file)"
+	case e.mini != nil:
+		return "embedded", "miniredis (in-process)"
 	}
 	return "embedded", "external"
 }
@@ -379,6 +397,9 @@ func (e *embedded) Close() {
 	}
 	if e.mini != nil {
 		e.mini.Close()
+	}
+	if e.proc != nil {
+		e.proc.stop()
 	}
 	for _, c := range e.closers {
 		c()
