@@ -34,7 +34,7 @@ type Summary struct {
 type ExpectationResult struct {
 	Name   string `json:"name"`
 	Expr   string `json:"expr"`
-	Value  any    `json:"value"` // the first field the expression reads
+	Value  any    `json:"value"` // the left side of its comparison, as measured
 	Passed bool   `json:"passed"`
 	Error  string `json:"error,omitempty"`
 }
@@ -201,12 +201,38 @@ func evaluate(src string, env map[string]any) (passed bool, value any, errText s
 	if err != nil {
 		return false, nil, firstLine(err.Error())
 	}
-	if p := firstPath(src); p != "" {
+	if p := measured(src); p != "" {
 		if v, err := expr.Eval(p, env); err == nil {
 			value = v
 		}
 	}
 	return out.(bool), value, ""
+}
+
+// measured is the part of an expectation reported as its measured value:
+// the left side of its (first) comparison, e.g. "a + b" for "a + b <= 30",
+// else the first field path it reads.
+func measured(src string) string {
+	tree, err := parser.Parse(src)
+	if err != nil {
+		return firstPath(src)
+	}
+	n := tree.Node
+	for {
+		b, ok := n.(*ast.BinaryNode)
+		if !ok {
+			break
+		}
+		switch b.Operator {
+		case "==", "!=", "<", "<=", ">", ">=":
+			return b.Left.String()
+		case "&&", "||", "and", "or":
+			n = b.Left
+			continue
+		}
+		break
+	}
+	return firstPath(src)
 }
 
 func firstLine(s string) string {
