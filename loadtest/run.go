@@ -146,6 +146,7 @@ func (r *runner) status(line string) {
 func (r *runner) run(ctx context.Context) (*Summary, error) {
 	sc, opts := r.sc, r.opts
 	s := &r.sum
+	s.zeroMaps()
 	s.Scenario, s.Description = sc.Name, sc.Description
 	s.Run.Seed, s.Run.Version, s.Run.GoVersion, s.Run.Cores = sc.Seed, version.Version, runtime.Version(), runtime.NumCPU()
 	s.Run.Instances = sc.Stack.Instances
@@ -352,9 +353,6 @@ func (r *runner) handle(res *vegeta.Result, req *request, acct *accountant, sec 
 			kind = classifyTransport(kind)
 		}
 		s.Accept.ErrorKinds[kind]++
-		if req != nil && !req.batch && res.Code == http.StatusConflict {
-			s.Accept.ItemErrors++
-		}
 		return
 	}
 	sec.OK++
