@@ -108,6 +108,10 @@ type Message struct {
 	UpdatedAt   time.Time  `json:"updated_at"`
 	SentAt      *time.Time `json:"sent_at,omitempty"`
 	DeliveredAt *time.Time `json:"delivered_at,omitempty"`
+	// DeliveryStatus is the Status of WeChat's delivery report, as WeChat
+	// sent it ("success", "failed:user block"...), once a report arrived:
+	// for a failure with reason "failed" it is the only detail.
+	DeliveryStatus string `json:"delivery_status,omitempty"`
 }
 
 // SendError is the last error WeChat (or the network) gave for a message.
@@ -133,6 +137,7 @@ type Error struct {
 const (
 	CodeInvalidRequest      = "invalid_request"      // 400
 	CodeUnauthorized        = "unauthorized"         // 401
+	CodeForbidden           = "forbidden"            // 403: a callback whose signature or timestamp does not check
 	CodeNotFound            = "not_found"            // 404
 	CodeIdempotencyConflict = "idempotency_conflict" // 409
 	CodeMethodNotAllowed    = "method_not_allowed"   // 405

@@ -155,7 +155,7 @@ func decodeRecord(id string, h map[string]string) (*Record, error) {
 		return nil, fmt.Errorf("store: message %s: corrupt request: %w", id, err)
 	}
 	r.ID, r.App, r.ToUser, r.TemplateID = id, r.Request.App, r.Request.ToUser, r.Request.TemplateID
-	r.Status, r.Reason = service.Status(h["status"]), h["reason"]
+	r.Status, r.Reason, r.DeliveryStatus = service.Status(h["status"]), h["reason"], h["delivery_status"]
 	r.Attempts, _ = strconv.Atoi(h["attempts"])
 	r.MsgID, _ = strconv.ParseInt(h["msgid"], 10, 64)
 	if code, ok := h["last_errcode"]; ok {
@@ -291,7 +291,10 @@ type Settlement struct {
 
 // settleScript records an outcome and acknowledges the stream entry in one
 // step, so an entry is never acknowledged without its outcome recorded.
-// KEYS: msg, stream, delayed, dlq, msgidx.
+// When it records a send it also applies a delivery report that arrived
+// before it (parked by ApplyDelivery under KEYS[6]), in the same step that
+// writes the msgid index: see delivery.go.
+// KEYS: msg, stream, delayed, dlq, msgidx, early.
 // ARGV: group, streamID, kind, nowMs, msgid, dueMs, reason, hasErr, errcode, errmsg, retentionSec, refund, id.
 var settleScript = redis.NewScript(`
 local exists = redis.call('EXISTS', KEYS[1]) == 1
@@ -305,6 +308,13 @@ if exists and ARGV[3] ~= 'drop' then
     if ARGV[3] == 'sent' then
       redis.call('HSET', KEYS[1], 'status', 'sent', 'msgid', ARGV[5], 'sent_at', ARGV[4])
       redis.call('SET', KEYS[5], ARGV[13], 'EX', ARGV[11])
+      local early = redis.call('HMGET', KEYS[6], 'result', 'reason', 'status', 'at')
+      if early[1] == 'delivered' then
+        redis.call('HSET', KEYS[1], 'status', 'delivered', 'delivered_at', early[4], 'delivery_status', early[3])
+      elseif early[1] == 'failed' then
+        redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', early[2], 'delivery_status', early[3])
+      end
+      if early[1] then redis.call('DEL', KEYS[6]) end
     elseif ARGV[3] == 'retry' then
       redis.call('HSET', KEYS[1], 'status', 'retrying')
       if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
@@ -322,17 +332,11 @@ return 1
 `)
 
 // Settle records an attempt's outcome for entry and acknowledges it,
-// atomically. A record that is already final is left as it is.
+// atomically. A record that is already final is left as it is. Recording a
+// send also applies a delivery report parked before it.
 func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Time) error {
-	msgidKey := s.keys.msgid(st.App, st.MsgID)
-	b2s := func(b bool) string {
-		if b {
-			return "1"
-		}
-		return "0"
-	}
 	err := settleScript.Run(ctx, s.rdb,
-		[]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, msgidKey},
+		[]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID)},
 		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, st.Due.UnixMilli(), st.Reason,
 		b2s(st.HasErr), st.ErrCode, st.ErrMsg, int64(s.opts.Retention.Seconds()), b2s(st.Refund), e.MessageID,
 	).Err()

@@ -1,0 +1,279 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Delivery reports: WeChat's TEMPLATESENDJOBFINISH callbacks.
+//
+// The callback endpoint records first and processes after. RecordCallback
+// is one short script per callback: it marks the callback's dedup key
+// (SET NX with a TTL) and, for a delivery report that was not seen before,
+// appends the report to the callbacks stream. Nothing else happens on the
+// request path, so the endpoint can answer WeChat quickly.
+//
+// A processor reads the stream through its own consumer group
+// (ReadReports, ReclaimReports), applies each report with ApplyDelivery
+// and acknowledges it (AckReports). ApplyDelivery is idempotent: a message
+// moves to delivered or failed only from sent, once. A report whose msgid
+// is not indexed yet (it overtook the worker's Settle) is parked under
+// early:<app>:<msgid>, and Settle applies it in the same script that
+// writes the msgid index, so the report is never lost whichever of the two
+// writes comes first.
+
+// DefaultEarlyTTL is how long a parked report waits for its send to be
+// settled (Options.EarlyTTL).
+const DefaultEarlyTTL = time.Hour
+
+// reportsGroup is the consumer group of the report processors.
+const reportsGroup = "callbacks"
+
+// DeliveryReport is a TEMPLATESENDJOBFINISH report as recorded.
+type DeliveryReport struct {
+	App    string // the app name in wxpushd's config
+	MsgID  int64  // WeChat's msgid of the send
+	Status string // WeChat's Status, raw ("success", "failed:user block"...)
+	// Delivered is the meaning of Status; Reason is the failure reason
+	// (service.Reason*) when not Delivered.
+	Delivered  bool
+	Reason     string
+	OpenID     string    // the report's FromUserName
+	ReceivedAt time.Time // when wxpushd received it
+}
+
+// ReportEntry is a recorded report handed to a processor.
+type ReportEntry struct {
+	StreamID string // to acknowledge
+	Report   DeliveryReport
+}
+
+// DeliveryOutcome is what ApplyDelivery did with a report.
+type DeliveryOutcome string
+
+// The outcomes of ApplyDelivery.
+const (
+	DeliveryDelivered DeliveryOutcome = "delivered" // the message moved from sent to delivered
+	DeliveryFailed    DeliveryOutcome = "failed"    // the message moved from sent to failed
+	DeliveryParked    DeliveryOutcome = "parked"    // no msgid index yet: kept for Settle
+	DeliveryFinal     DeliveryOutcome = "final"     // the message was already delivered or failed: unchanged
+	DeliveryGone      DeliveryOutcome = "gone"      // the index names a record that no longer exists
+	DeliveryNotSent   DeliveryOutcome = "not_sent"  // the record is not in status sent: unchanged
+)
+
+// DeliveryResult is the outcome of ApplyDelivery and the message it
+// concerned (empty when Parked).
+type DeliveryResult struct {
+	Outcome   DeliveryOutcome
+	MessageID string
+}
+
+func (k keys) early(app string, msgid int64) string {
+	return k.prefix + "early:" + app + ":" + strconv.FormatInt(msgid, 10)
+}
+
+func (k keys) reports() string { return k.prefix + "callbacks" }
+
+// seen is the dedup key of one callback. The caller's key holds
+// sender-controlled text (an openid), so it is hashed.
+func (k keys) seen(app, dedupKey string) string {
+	sum := sha256.Sum256([]byte(dedupKey))
+	return k.prefix + "cbseen:" + app + ":" + hex.EncodeToString(sum[:16])
+}
+
+// recordCallbackScript marks a callback as seen and records its report.
+// KEYS: seen, reports. ARGV: ttlMs, hasReport, then the report's fields.
+// Returns 1 when the callback is new, 0 for a retry already recorded.
+var recordCallbackScript = redis.NewScript(`
+if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
+if ARGV[2] == '1' then
+  redis.call('XADD', KEYS[2], '*', 'app', ARGV[3], 'msgid', ARGV[4], 'status', ARGV[5],
+    'delivered', ARGV[6], 'reason', ARGV[7], 'openid', ARGV[8], 'at', ARGV[9])
+end
+return 1
+`)
+
+// RecordCallback records one verified callback in a single round trip:
+// it reports false when dedupKey was already recorded for app within ttl
+// (a retry by WeChat), and otherwise marks it and, when rep is not nil,
+// appends rep to the reports stream. An error means nothing was recorded.
+func (s *Store) RecordCallback(ctx context.Context, app, dedupKey string, rep *DeliveryReport, ttl time.Duration) (bool, error) {
+	args := []any{max(ttl.Milliseconds(), 1), "0"}
+	if rep != nil {
+		args = append(args[:1], "1", rep.App, rep.MsgID, rep.Status, b2s(rep.Delivered), rep.Reason, rep.OpenID, rep.ReceivedAt.UnixMilli())
+	}
+	n, err := recordCallbackScript.Run(ctx, s.rdb, []string{s.keys.seen(app, dedupKey), s.keys.reports()}, args...).Int()
+	if err != nil {
+		return false, unavailable("record callback", err)
+	}
+	return n == 1, nil
+}
+
+// EnsureReportsGroup creates the reports stream and its consumer group if
+// missing.
+func (s *Store) EnsureReportsGroup(ctx context.Context) error {
+	err := s.rdb.XGroupCreateMkStream(ctx, s.keys.reports(), reportsGroup, "0").Err()
+	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
+		return unavailable("create reports group", err)
+	}
+	return nil
+}
+
+// ReadReports takes up to count new reports for consumer, blocking up to
+// block (a negative block does not block). The call is bounded by block
+// plus two seconds.
+func (s *Store) ReadReports(ctx context.Context, consumer string, count int, block time.Duration) ([]ReportEntry, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(block, 0)+2*time.Second)
+	defer cancel()
+	for try := 0; ; try++ {
+		res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: reportsGroup, Consumer: consumer, Streams: []string{s.keys.reports(), ">"}, Count: int64(count), Block: block,
+		}).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return nil, nil
+		case isNoGroup(err) && try == 0:
+			if err := s.EnsureReportsGroup(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		case err != nil:
+			return nil, unavailable("read reports", err)
+		}
+		var out []ReportEntry
+		for _, st := range res {
+			out = append(out, reportEntries(st.Messages)...)
+		}
+		return out, nil
+	}
+}
+
+// ReclaimReports takes over up to count reports that other consumers
+// received more than minIdle ago and never acknowledged.
+func (s *Store) ReclaimReports(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]ReportEntry, error) {
+	msgs, _, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream: s.keys.reports(), Group: reportsGroup, Consumer: consumer, MinIdle: minIdle, Start: "0-0", Count: int64(count),
+	}).Result()
+	if isNoGroup(err) {
+		return nil, s.EnsureReportsGroup(ctx)
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("reclaim reports", err)
+	}
+	return reportEntries(msgs), nil
+}
+
+// AckReports acknowledges processed reports and deletes them from the
+// stream.
+func (s *Store) AckReports(ctx context.Context, streamIDs ...string) error {
+	if len(streamIDs) == 0 {
+		return nil
+	}
+	pipe := s.rdb.TxPipeline()
+	pipe.XAck(ctx, s.keys.reports(), reportsGroup, streamIDs...)
+	pipe.XDel(ctx, s.keys.reports(), streamIDs...)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return unavailable("ack reports", err)
+	}
+	return nil
+}
+
+func reportEntries(msgs []redis.XMessage) []ReportEntry {
+	out := make([]ReportEntry, 0, len(msgs))
+	for _, m := range msgs {
+		str := func(k string) string { v, _ := m.Values[k].(string); return v }
+		msgid, _ := strconv.ParseInt(str("msgid"), 10, 64)
+		at, _ := strconv.ParseInt(str("at"), 10, 64)
+		out = append(out, ReportEntry{StreamID: m.ID, Report: DeliveryReport{
+			App: str("app"), MsgID: msgid, Status: str("status"), Delivered: str("delivered") == "1",
+			Reason: str("reason"), OpenID: str("openid"), ReceivedAt: time.UnixMilli(at).UTC(),
+		}})
+	}
+	return out
+}
+
+// applyDeliveryScript applies a report to the message its msgid names.
+// KEYS: msgidx, early, msg (the record the caller read from msgidx; any
+// key when the index was empty). ARGV: expectedID, result ("delivered" or
+// "failed"), reason, status, atMs, earlyTTLSec, retentionSec.
+// Returns an outcome, or "moved" when the index no longer names expectedID
+// (the caller reads it again).
+var applyDeliveryScript = redis.NewScript(`
+local id = redis.call('GET', KEYS[1])
+if not id then
+  if redis.call('EXISTS', KEYS[2]) == 0 then
+    redis.call('HSET', KEYS[2], 'result', ARGV[2], 'reason', ARGV[3], 'status', ARGV[4], 'at', ARGV[5])
+    redis.call('EXPIRE', KEYS[2], ARGV[6])
+  end
+  return 'parked'
+end
+if id ~= ARGV[1] then return 'moved' end
+local status = redis.call('HGET', KEYS[3], 'status')
+if not status then return 'gone' end
+if status == 'delivered' or status == 'failed' then return 'final' end
+if status ~= 'sent' then return 'not_sent' end
+if ARGV[2] == 'delivered' then
+  redis.call('HSET', KEYS[3], 'status', 'delivered', 'delivered_at', ARGV[5], 'delivery_status', ARGV[4], 'updated_at', ARGV[5])
+else
+  redis.call('HSET', KEYS[3], 'status', 'failed', 'reason', ARGV[3], 'delivery_status', ARGV[4], 'updated_at', ARGV[5])
+end
+redis.call('EXPIRE', KEYS[3], ARGV[7])
+return ARGV[2]
+`)
+
+// ApplyDelivery applies a report: a message in status sent becomes
+// delivered (delivered_at = the report's ReceivedAt) or failed with the
+// report's reason, keeping WeChat's raw status in delivery_status. It is
+// idempotent and never changes a delivered or failed message. When the
+// msgid is not indexed yet the report is parked for Settle (the first
+// parked report of a msgid wins) for earlyTTL (0: DefaultEarlyTTL).
+func (s *Store) ApplyDelivery(ctx context.Context, rep DeliveryReport, earlyTTL time.Duration) (DeliveryResult, error) {
+	if earlyTTL <= 0 {
+		earlyTTL = DefaultEarlyTTL
+	}
+	result := string(DeliveryFailed)
+	if rep.Delivered {
+		result = string(DeliveryDelivered)
+	}
+	idx := s.keys.msgid(rep.App, rep.MsgID)
+	early := s.keys.early(rep.App, rep.MsgID)
+	// The index can only go from absent to one id (it is written once, by
+	// the Settle that records the send), so one re-read is enough; the loop
+	// bound is a guard.
+	for range 3 {
+		id, err := s.rdb.Get(ctx, idx).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return DeliveryResult{}, unavailable("apply delivery", err)
+		}
+		out, err := applyDeliveryScript.Run(ctx, s.rdb, []string{idx, early, s.keys.msg(id)},
+			id, result, rep.Reason, rep.Status, rep.ReceivedAt.UnixMilli(),
+			max(int64(earlyTTL.Seconds()), 1), int64(s.opts.Retention.Seconds()),
+		).Text()
+		if err != nil {
+			return DeliveryResult{}, unavailable("apply delivery", err)
+		}
+		switch out {
+		case "moved":
+			continue
+		case string(DeliveryParked):
+			return DeliveryResult{Outcome: DeliveryParked}, nil
+		}
+		return DeliveryResult{Outcome: DeliveryOutcome(out), MessageID: id}, nil
+	}
+	return DeliveryResult{}, fmt.Errorf("store: apply delivery: msgid %d of app %s: index keeps changing", rep.MsgID, rep.App)
+}
+
+func b2s(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
