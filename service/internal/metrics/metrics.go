@@ -31,6 +31,12 @@ type Metrics struct {
 	HTTPRequests    *prometheus.CounterVec   // route, code
 	HTTPSeconds     *prometheus.HistogramVec // route
 	RedisErrors     *prometheus.CounterVec   // op
+	// Callbacks counts WeChat callback requests by app ("_unknown" for a
+	// name not configured) and result (a fixed set: see package callback).
+	Callbacks *prometheus.CounterVec // app, result
+	// DeliveryReports counts recorded delivery reports by what applying
+	// them did (delivered, failed, parked, final, gone, not_sent).
+	DeliveryReports *prometheus.CounterVec // app, outcome
 }
 
 // New returns the collectors registered on a fresh registry, with the Go
@@ -58,11 +64,13 @@ func New() *Metrics {
 		HTTPRequests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_http_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}),
 		HTTPSeconds:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wxpush_http_request_duration_seconds", Help: "API request duration by route.", Buckets: latency}, []string{"route"}),
 		RedisErrors:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_redis_errors_total", Help: "Redis operations that failed, by operation."}, []string{"op"}),
+		Callbacks:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_callbacks_total", Help: "WeChat callback requests by app and result."}, []string{"app", "result"}),
+		DeliveryReports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_delivery_reports_total", Help: "Delivery reports applied, by outcome (delivered, failed, parked, final, gone, not_sent)."}, []string{"app", "outcome"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.Accepted, m.Replayed, m.Sent, m.Failed, m.Attempts, m.Retries, m.Reclaimed, m.InFlight,
 		m.TokenRefreshes, m.TokenBudgetUsed, m.TokenInvalid, m.SendSeconds, m.EndToEndSeconds,
-		m.HTTPRequests, m.HTTPSeconds, m.RedisErrors,
+		m.HTTPRequests, m.HTTPSeconds, m.RedisErrors, m.Callbacks, m.DeliveryReports,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		f(c)

@@ -1,0 +1,359 @@
+package callback
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wxpush/wxpush/internal/wechat"
+	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/metrics"
+	"github.com/wxpush/wxpush/service/internal/store"
+)
+
+// Path is the route of the endpoint; :app is the app's name in wxpushd's
+// config.
+const Path = "/wechat/callback/:app"
+
+// Defaults of Options.
+const (
+	DefaultMaxBody       = wechat.MaxCallbackBytes
+	DefaultMaxSkew       = 5 * time.Minute
+	DefaultRecordTimeout = 2 * time.Second
+	DefaultDedupTTL      = time.Hour
+	DefaultReclaimAfter  = 30 * time.Second
+)
+
+// maxEchoStr bounds the echostr of a URL verification.
+const maxEchoStr = 1024
+
+// Results of a callback request: the "result" label of metrics.Callbacks.
+const (
+	ResultVerified    = "verified"    // URL verification answered
+	ResultReport      = "report"      // a new delivery report recorded
+	ResultEvent       = "event"       // another push (event or user message) recorded
+	ResultDuplicate   = "duplicate"   // a retry of a push already recorded
+	ResultForbidden   = "forbidden"   // missing or wrong signature, appid or ToUserName
+	ResultStale       = "stale"       // timestamp outside the window
+	ResultTooLarge    = "too_large"   // body over MaxBody
+	ResultMalformed   = "malformed"   // bad XML or envelope
+	ResultUnavailable = "unavailable" // could not be recorded in time: 503, WeChat retries
+	ResultUnknownApp  = "unknown_app" // no such app, or no callback token
+)
+
+// unknownApp is the app label of requests for an app that is not
+// configured: app names cannot start with "_", so it never collides.
+const unknownApp = "_unknown"
+
+// Store is what the endpoint and the processor need from the store.
+type Store interface {
+	RecordCallback(ctx context.Context, app, dedupKey string, rep *store.DeliveryReport, ttl time.Duration) (bool, error)
+	EnsureReportsGroup(ctx context.Context) error
+	ReadReports(ctx context.Context, consumer string, count int, block time.Duration) ([]store.ReportEntry, error)
+	ReclaimReports(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]store.ReportEntry, error)
+	ApplyDelivery(ctx context.Context, rep store.DeliveryReport, earlyTTL time.Duration) (store.DeliveryResult, error)
+	AckReports(ctx context.Context, streamIDs ...string) error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// App is one app whose callbacks are accepted.
+type App struct {
+	// Name is the app's name in wxpushd's config: the {app} of the URL.
+	Name string
+	// Crypter holds the app's callback token, appid and EncodingAESKeys
+	// (current and previous). An app without one has no endpoint.
+	Crypter *wechat.Crypter
+}
+
+// Options configure a Receiver. Zero values take the defaults.
+type Options struct {
+	Store Store // required
+	Apps  []App
+	// Consumer is this instance's name in the reports' consumer group;
+	// required by Run.
+	Consumer string
+	// MaxBody limits a push's body (default DefaultMaxBody, 64 KiB).
+	MaxBody int64
+	// MaxSkew is how far a push's timestamp may be from the clock
+	// (default DefaultMaxSkew, 5 min).
+	MaxSkew time.Duration
+	// RecordTimeout bounds the Redis write of a push (default 2 s); past
+	// it the answer is 503 and WeChat retries.
+	RecordTimeout time.Duration
+	// DedupTTL is how long a push's dedup key is kept (default 1 h).
+	DedupTTL time.Duration
+	// EarlyTTL is how long a report that arrived before its send was
+	// recorded waits (default store.DefaultEarlyTTL).
+	EarlyTTL time.Duration
+	// Block is how long the processor's read of new reports waits
+	// (default 1 s); it bounds how long Run takes to notice ctx is done.
+	Block time.Duration
+	// ReclaimAfter: reports read by an instance and not acknowledged for
+	// this long are taken over (default 30 s).
+	ReclaimAfter time.Duration
+	Now          func() time.Time // nil: time.Now
+	Logger       *slog.Logger     // nil: discard
+	Metrics      *metrics.Metrics // nil: a fresh metrics.New()
+}
+
+// Receiver is the callback endpoint and the delivery report processor.
+// Register adds its routes; Run processes reports. It is safe for
+// concurrent use.
+type Receiver struct {
+	o    Options
+	apps map[string]*wechat.Crypter
+
+	counters sync.Map // appResult -> prometheus.Counter
+}
+
+type appResult struct{ app, result string }
+
+// New checks opts and returns a Receiver.
+func New(opts Options) (*Receiver, error) {
+	if opts.Store == nil {
+		return nil, errors.New("callback: no store")
+	}
+	r := &Receiver{o: opts, apps: make(map[string]*wechat.Crypter, len(opts.Apps))}
+	for _, a := range opts.Apps {
+		if a.Name == "" || a.Crypter == nil {
+			return nil, fmt.Errorf("callback: app %q: name and crypter are required", a.Name)
+		}
+		if _, dup := r.apps[a.Name]; dup {
+			return nil, fmt.Errorf("callback: app %q is configured twice", a.Name)
+		}
+		r.apps[a.Name] = a.Crypter
+	}
+	o := &r.o
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	def(&o.MaxSkew, DefaultMaxSkew)
+	def(&o.RecordTimeout, DefaultRecordTimeout)
+	def(&o.DedupTTL, DefaultDedupTTL)
+	def(&o.EarlyTTL, store.DefaultEarlyTTL)
+	def(&o.Block, time.Second)
+	def(&o.ReclaimAfter, DefaultReclaimAfter)
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Metrics == nil {
+		o.Metrics = metrics.New()
+	}
+	return r, nil
+}
+
+// Register adds GET and POST Path to routes.
+func (r *Receiver) Register(routes gin.IRoutes) {
+	routes.GET(Path, r.serve)
+	routes.POST(Path, r.serve)
+}
+
+func (r *Receiver) serve(c *gin.Context) {
+	name := c.Param("app")
+	crypter, ok := r.apps[name]
+	if !ok {
+		r.count(unknownApp, ResultUnknownApp)
+		r.fail(c, http.StatusNotFound, service.CodeNotFound, "no callback is configured for this app")
+		return
+	}
+	if c.Request.Method == http.MethodGet {
+		r.verifyURL(c, name, crypter)
+		return
+	}
+	r.receive(c, name, crypter)
+}
+
+// verifyURL answers a URL verification.
+func (r *Receiver) verifyURL(c *gin.Context, app string, crypter *wechat.Crypter) {
+	q := c.Request.URL.Query()
+	ts, nonce, echo := q.Get(wechat.ParamTimestamp), q.Get(wechat.ParamNonce), q.Get(wechat.ParamEchoStr)
+	if len(echo) > maxEchoStr {
+		r.reject(c, app, ResultMalformed, errors.New("echostr too long"))
+		return
+	}
+	reply := echo
+	if msgSig := q.Get(wechat.ParamMsgSignature); msgSig != "" {
+		// Encrypted echostr: msg_signature covers it; a signature, when
+		// present too, must hold as well.
+		sig := q.Get(wechat.ParamSignature)
+		if ts == "" || nonce == "" || echo == "" || !crypter.Verify(msgSig, ts, nonce, echo) || (sig != "" && !crypter.Verify(sig, ts, nonce)) {
+			r.reject(c, app, ResultForbidden, wechat.ErrSignature)
+			return
+		}
+		if !r.fresh(ts) {
+			r.reject(c, app, ResultStale, errStale)
+			return
+		}
+		plain, err := crypter.Decrypt(echo)
+		if err != nil {
+			r.reject(c, app, classify(err), err)
+			return
+		}
+		reply = string(plain)
+	} else {
+		var err error
+		if reply, err = crypter.VerifyURL(q); err != nil {
+			r.reject(c, app, ResultForbidden, err)
+			return
+		}
+		if !r.fresh(ts) {
+			r.reject(c, app, ResultStale, errStale)
+			return
+		}
+	}
+	r.count(app, ResultVerified)
+	r.o.Logger.Info("callback URL verified", "app", app)
+	c.Header("X-Content-Type-Options", "nosniff")
+	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte(reply))
+}
+
+var errStale = errors.New("timestamp outside the accepted window")
+
+// receive verifies, records and acknowledges one push.
+func (r *Receiver) receive(c *gin.Context, app string, crypter *wechat.Crypter) {
+	if c.Request.ContentLength > r.o.MaxBody {
+		r.reject(c, app, ResultTooLarge, fmt.Errorf("content length %d over %d", c.Request.ContentLength, r.o.MaxBody))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, r.o.MaxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			r.reject(c, app, ResultTooLarge, fmt.Errorf("body over %d bytes", r.o.MaxBody))
+			return
+		}
+		r.reject(c, app, ResultMalformed, fmt.Errorf("reading the body: %w", err))
+		return
+	}
+	q := c.Request.URL.Query()
+	msg, err := crypter.OpenCallback(q, body)
+	if err != nil {
+		r.reject(c, app, classify(err), err)
+		return
+	}
+	if !r.fresh(q.Get(wechat.ParamTimestamp)) {
+		r.reject(c, app, ResultStale, errStale)
+		return
+	}
+	result := ResultEvent
+	var rep *store.DeliveryReport
+	if msg.MsgType == wechat.MsgTypeEvent && msg.Event == wechat.EventTemplateSendJobFinish {
+		if msg.MsgID <= 0 {
+			r.reject(c, app, ResultMalformed, errors.New("TEMPLATESENDJOBFINISH without a MsgID"))
+			return
+		}
+		res := wechat.ParseDeliveryStatus(msg.Status)
+		rep = &store.DeliveryReport{
+			App: app, MsgID: msg.MsgID, Status: msg.Status, Delivered: res.Delivered, Reason: Reason(res),
+			OpenID: msg.FromUserName, ReceivedAt: r.o.Now(),
+		}
+		result = ResultReport
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), r.o.RecordTimeout)
+	isNew, err := r.o.Store.RecordCallback(ctx, app, msg.DedupKey(), rep, r.o.DedupTTL)
+	cancel()
+	if err != nil {
+		r.o.Metrics.RedisErrors.WithLabelValues("record_callback").Inc()
+		r.count(app, ResultUnavailable)
+		r.o.Logger.Warn("callback not recorded; answering 503 so that WeChat retries", "app", app, "err", err)
+		r.fail(c, http.StatusServiceUnavailable, service.CodeUnavailable, "the callback could not be recorded; retry later")
+		return
+	}
+	if !isNew {
+		result = ResultDuplicate
+	}
+	r.count(app, result)
+	if rep != nil {
+		r.o.Logger.Debug("delivery report received", "app", app, "msgid", rep.MsgID, "status", rep.Status, "duplicate", !isNew)
+	}
+	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte("success"))
+}
+
+// Reason maps a delivery result to the reason a failed message carries
+// (service.Reason*); it is empty for a delivered one.
+func Reason(res wechat.DeliveryResult) string {
+	if res.Delivered {
+		return ""
+	}
+	switch res.Reason {
+	case wechat.ReasonUserBlock:
+		return service.ReasonUserBlock
+	case wechat.ReasonSystemFailed:
+		return service.ReasonSystemFailed
+	case wechat.ReasonFreqLimit:
+		return service.ReasonFreqLimit
+	}
+	return service.ReasonDeliveryFailed
+}
+
+// classify maps an error of internal/wechat's callback checks to a result.
+func classify(err error) string {
+	switch {
+	case errors.Is(err, wechat.ErrSignature), errors.Is(err, wechat.ErrMissingSigParam),
+		errors.Is(err, wechat.ErrAppIDMismatch), errors.Is(err, wechat.ErrToUserMismatch):
+		return ResultForbidden
+	}
+	return ResultMalformed
+}
+
+// fresh reports whether a timestamp (unix seconds) is within MaxSkew of
+// the clock.
+func (r *Receiver) fresh(ts string) bool {
+	n, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return false
+	}
+	now, skew := r.o.Now().Unix(), int64(r.o.MaxSkew/time.Second)
+	return n >= now-skew && n <= now+skew
+}
+
+// reject answers a push or verification that is refused; nothing was
+// written. The log line carries the app, the result and the check that
+// failed: never the query, the body or a key.
+func (r *Receiver) reject(c *gin.Context, app, result string, err error) {
+	r.count(app, result)
+	r.o.Logger.Info("callback rejected", "app", app, "result", result, "err", err)
+	switch result {
+	case ResultForbidden:
+		r.fail(c, http.StatusForbidden, service.CodeForbidden, "signature check failed")
+	case ResultStale:
+		r.fail(c, http.StatusForbidden, service.CodeForbidden, "timestamp outside the accepted window")
+	case ResultTooLarge:
+		r.fail(c, http.StatusRequestEntityTooLarge, service.CodePayloadTooLarge, fmt.Sprintf("body over %d bytes", r.o.MaxBody))
+	default:
+		r.fail(c, http.StatusBadRequest, service.CodeInvalidRequest, "malformed callback")
+	}
+}
+
+// fail writes an API error and stops the handler chain.
+func (r *Receiver) fail(c *gin.Context, status int, code, message string) {
+	c.AbortWithStatusJSON(status, service.ErrorResponse{Error: service.Error{Code: code, Message: message}})
+}
+
+// count adds one to metrics.Callbacks.
+func (r *Receiver) count(app, result string) {
+	k := appResult{app, result}
+	if v, ok := r.counters.Load(k); ok {
+		v.(prometheus.Counter).Inc()
+		return
+	}
+	v, _ := r.counters.LoadOrStore(k, r.o.Metrics.Callbacks.WithLabelValues(app, result))
+	v.(prometheus.Counter).Inc()
+}

@@ -1,0 +1,55 @@
+// Package callback is wxpushd's WeChat callback endpoint,
+// GET/POST /wechat/callback/{app}, and the processor that turns WeChat's
+// TEMPLATESENDJOBFINISH delivery reports into message statuses.
+//
+// # The endpoint
+//
+// GET is URL verification: the signature over (token, timestamp, nonce) is
+// checked and echostr is answered as it came. When the request also carries
+// msg_signature (an encrypted echostr, as WeCom sends it and as some WeChat
+// documents describe for safe mode), msg_signature is checked over the
+// echostr and the decrypted echostr is answered.
+//
+// POST is a push in plaintext, compatible or safe mode (encrypt_type=aes):
+// internal/wechat's Crypter checks the URL signature and, when encrypted,
+// msg_signature, decrypts with the current EncodingAESKey then the previous
+// one (key rotation), and checks the appid trailer and that the outer and
+// inner ToUserName agree. Then the timestamp must be within MaxSkew of the
+// clock (replay protection). Answers:
+//
+//	404  the app is not configured, or has no callback token
+//	413  the body is over MaxBody (64 KiB by default)
+//	400  malformed XML (including DOCTYPE, entities, deep nesting), a bad
+//	     envelope, or an encrypted push to an app without EncodingAESKey
+//	403  a missing or wrong signature, a wrong appid or ToUserName, or a
+//	     timestamp outside the window
+//	503  the push could not be recorded: WeChat retries it
+//	200  "success": the push is recorded (or was already)
+//
+// Nothing is written for a rejected push.
+//
+// # Record first, process after
+//
+// WeChat waits 5 s for an answer and retries three times. A verified push
+// costs the request path one Redis round trip, bounded by RecordTimeout
+// (2 s by default): a script marks the push's dedup key (MsgID for a
+// delivery report, FromUserName+CreateTime+Event for other events, MsgId
+// for user messages) with SET NX and a TTL, and appends a new delivery
+// report to a Redis stream. A retry finds its key and is answered
+// "success" without another record. When the record cannot be written in
+// time, the answer is 503, never "success": WeChat retries, and a push is
+// only acknowledged once it is stored.
+//
+// Run, started by every wxpushd instance, reads the stream through a
+// consumer group and applies each report with store.ApplyDelivery: sent
+// becomes delivered (WeChat's "success") or failed with reason user_block,
+// system_failed, freq_limit, or failed (an unknown failure status, kept raw
+// in delivery_status). The transition is one Lua script and idempotent. A
+// report that overtakes the worker's own write of sent and of the msgid
+// index is parked and applied by that write (store.Settle). Reports that a
+// stopped instance read but did not acknowledge are reclaimed by another
+// after ReclaimAfter.
+//
+// The callback token, EncodingAESKeys and the push bodies are never logged
+// and never reach metrics; labels are app names and a fixed set of results.
+package callback
