@@ -55,6 +55,7 @@ type Config struct {
 	PaceDelay       time.Duration // wait after 45011 (default 60 s)
 	QuotaDelay      time.Duration // re-check interval after 45009 (default 5 min)
 	AppDelay        time.Duration // re-check interval after an app-level error (default 5 min)
+	CallbackMaxSkew time.Duration // accepted distance of a callback's timestamp from the clock (default 5 min)
 	Instance        string        // consumer name; default host-pid-random
 	KeyPrefix       string        // Redis key prefix with hash tag (default "wxp:{wxp}:")
 	NoWorkers       bool          // serve the API only; other instances send
@@ -131,6 +132,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	durVar(&c.PaceDelay, "pace-delay", "WXPUSH_PACE_DELAY", 60*time.Second, "wait after 45011 (per-minute limit)")
 	durVar(&c.QuotaDelay, "quota-delay", "WXPUSH_QUOTA_DELAY", 5*time.Minute, "re-check interval after 45009 (daily quota)")
 	durVar(&c.AppDelay, "app-delay", "WXPUSH_APP_DELAY", 5*time.Minute, "re-check interval after an app-level error (bad secret, IP whitelist...)")
+	durVar(&c.CallbackMaxSkew, "callback-max-skew", "WXPUSH_CALLBACK_MAX_SKEW", 5*time.Minute, "WeChat callbacks whose timestamp is further than this from the clock are refused (replay protection)")
 	fs.StringVar(&c.Instance, "instance", env("WXPUSH_INSTANCE", ""), "this instance's name in the consumer group (env WXPUSH_INSTANCE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -232,6 +234,12 @@ func (c Config) Validate() error {
 					errs = append(errs, fmt.Errorf("apps[%d] (%s): encoding_aes_key must be 43 base64 characters", i, a.Name))
 				}
 			}
+		}
+		if a.EncodingAESKey != "" && a.CallbackToken == "" {
+			errs = append(errs, fmt.Errorf("apps[%d] (%s): encoding_aes_key needs a callback_token", i, a.Name))
+		}
+		if a.PreviousEncodingAESKey != "" && a.EncodingAESKey == "" {
+			errs = append(errs, fmt.Errorf("apps[%d] (%s): previous_encoding_aes_key needs an encoding_aes_key", i, a.Name))
 		}
 	}
 	if c.TokenMode != token.ModeStable && c.TokenMode != token.ModeClassic && c.TokenMode != "" {

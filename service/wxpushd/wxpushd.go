@@ -19,10 +19,12 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/internal/wechat"
+	"github.com/wxpush/wxpush/service/internal/callback"
 	"github.com/wxpush/wxpush/service/internal/httpapi"
 	"github.com/wxpush/wxpush/service/internal/metrics"
 	"github.com/wxpush/wxpush/service/internal/store"
@@ -39,6 +41,7 @@ type Server struct {
 	store   *store.Store
 	tokens  *token.Manager
 	worker  *worker.Worker
+	reports *callback.Receiver // WeChat callbacks: the endpoint and the delivery report processor
 	metrics *metrics.Metrics
 	handler http.Handler
 	ln      net.Listener
@@ -225,9 +228,31 @@ func (s *Server) build(opts Options) error {
 	if cfg.InsecureNoAuth {
 		s.log.Warn("API AUTHENTICATION DISABLED (--insecure-no-auth): anyone who can reach this port can send messages")
 	}
+	var cbApps []callback.App
+	for _, a := range cfg.Apps {
+		if a.CallbackToken == "" {
+			continue // no callback endpoint for this app
+		}
+		cr, err := wechat.NewCrypter(wechat.CrypterConfig{
+			Token: a.CallbackToken.Reveal(), AppID: a.AppID,
+			EncodingAESKey: a.EncodingAESKey.Reveal(), PreviousEncodingAESKey: a.PreviousEncodingAESKey.Reveal(),
+		})
+		if err != nil {
+			return fmt.Errorf("app %s: callback settings: %w", a.Name, err)
+		}
+		cbApps = append(cbApps, callback.App{Name: a.Name, Crypter: cr})
+	}
+	s.reports, err = callback.New(callback.Options{
+		Store: s.store, Apps: cbApps, Consumer: cfg.Instance, MaxSkew: cfg.CallbackMaxSkew,
+		Logger: s.log, Metrics: s.metrics,
+	})
+	if err != nil {
+		return err
+	}
 	s.handler, err = httpapi.New(httpapi.Options{
 		Queue: s.store, Apps: names, APIKeys: cfg.APIKeys, InsecureNoAuth: cfg.InsecureNoAuth,
 		NewID: func() string { return store.NewID(time.Now()) }, Now: time.Now, Logger: s.log, Metrics: s.metrics,
+		Extra: func(r *gin.Engine) { s.reports.Register(r) },
 	})
 	return err
 }
@@ -282,6 +307,13 @@ func (s *Server) Run(ctx context.Context) error {
 	} else {
 		go func() { workDone <- s.worker.Run(workCtx) }()
 	}
+	// Delivery reports are applied by every instance, senders or not: the
+	// callbacks an API-only instance records must not wait for another.
+	reportsDone := make(chan struct{})
+	go func() {
+		defer close(reportsDone)
+		_ = s.reports.Run(workCtx)
+	}()
 
 	var err error
 	select {
@@ -310,6 +342,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Warn("workers are slow to stop; waiting for them (unfinished messages will be reclaimed by other instances)")
 		<-workDone
 	}
+	<-reportsDone // bounded: one blocking read plus one batch of short scripts
 	s.mu.Lock()
 	killed := s.killed
 	s.mu.Unlock()
