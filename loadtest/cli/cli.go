@@ -1,5 +1,5 @@
 // Package cli is the wxload command line: run, demo, list, validate,
-// schema and report. cmd/wxload is a thin main around Main, so tests drive
+// schema, report, compare and index. cmd/wxload is a thin main around Main, so tests drive
 // the command in-process.
 package cli
 
@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/wxpush/wxpush/loadtest"
+	"github.com/wxpush/wxpush/reports"
 	"github.com/wxpush/wxpush/scenarios"
 )
 
@@ -26,9 +27,9 @@ const (
 	ExitUsage  = 2
 )
 
-// Render writes a run directory's index.html; nil leaves the plain text
-// report loadtest writes. Package reports sets it.
-var Render func(dir string) error
+// Render writes a run directory's index.html: the HTML report of package
+// reports. nil leaves the plain text report loadtest writes.
+var Render = reports.Render
 
 const usage = `wxload runs declarative load scenarios against wxpushd (with mockwx behind it),
 accounts for every message end to end, and writes a run directory with
@@ -41,6 +42,8 @@ usage:
   wxload validate FILE...       check scenario files
   wxload schema                 print the scenario JSON Schema (for editors)
   wxload report RUNDIR          render RUNDIR/index.html again and print the summary
+  wxload compare BASE NEW       compare run NEW with run BASE; exit 1 if NEW regressed
+  wxload index [DIR]            list the runs in DIR (default runs) as an HTML page
 
 run flags:
   --out DIR          run directory (default runs/NAME-TIMESTAMP)
@@ -54,7 +57,18 @@ run flags:
   --no-self-check    skip the generator self-check
   --status-limit N   read at most N message statuses after the drain (default 50000)
 
+compare flags:
+  --out FILE         the comparison page (default NEW/compare.html)
+  --throughput P     largest allowed throughput drop (default -10%)
+  --p99 P            largest allowed rise of the accept latency p99 (default +20%)
+  NEW regresses when it falls outside either tolerance or lost or duplicated
+  any message.
+
+index flags:
+  --out FILE         the page (default reports/out/index.html)
+
 exit status: 0 expectations held, 1 an expectation failed, 2 bad usage or config.
+compare: 0 no regression, 1 regressed, 2 bad usage.
 `
 
 // Main runs the command and returns its exit status.
@@ -86,6 +100,10 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return ExitPassed
 	case "report":
 		return report(args[1:], stdout, stderr)
+	case "compare":
+		return compare(args[1:], stdout, stderr)
+	case "index":
+		return index(args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return ExitPassed
@@ -272,6 +290,118 @@ func report(args []string, stdout, stderr io.Writer) int {
 	if !s.Passed {
 		return ExitFailed
 	}
+	return ExitPassed
+}
+
+// parseInterleaved parses flags that may come before, between or after
+// the positional arguments, and returns the positionals.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	rest := args
+	for {
+		if err := fs.Parse(rest); err != nil {
+			return nil, err
+		}
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		rest = fs.Args()[1:]
+	}
+}
+
+// percentFlag is a tolerance flag such as -10% or +20%.
+type percentFlag struct{ v *float64 }
+
+func (p percentFlag) String() string {
+	if p.v == nil {
+		return ""
+	}
+	return fmt.Sprintf("%g%%", *p.v*100)
+}
+
+func (p percentFlag) Set(s string) error {
+	f, err := reports.ParsePercent(s)
+	if err != nil {
+		return err
+	}
+	*p.v = f
+	return nil
+}
+
+func compare(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wxload compare", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	tol := reports.DefaultTolerances()
+	var out string
+	fs.StringVar(&out, "out", "", "")
+	fs.Var(percentFlag{&tol.Throughput}, "throughput", "")
+	fs.Var(percentFlag{&tol.P99}, "p99", "")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return ExitUsage
+	}
+	if len(pos) != 2 {
+		fmt.Fprintln(stderr, "wxload compare: name two run directories, BASE and NEW")
+		return ExitUsage
+	}
+	c, err := reports.NewComparison(pos[0], pos[1], tol)
+	if err != nil {
+		fmt.Fprintln(stderr, "wxload compare:", err)
+		return ExitUsage
+	}
+	if out, err = c.Write(out); err != nil {
+		fmt.Fprintln(stderr, "wxload compare:", err)
+		return ExitFailed
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "CHECK\tBASE\tNEW\tRULE\tRESULT")
+	for _, ch := range c.Checks {
+		res := "ok"
+		if ch.Regressed {
+			res = "REGRESSED"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", ch.Name, ch.Base, ch.New, ch.Rule, res)
+	}
+	_ = tw.Flush()
+	p, _ := filepath.Abs(out)
+	if c.Regressed() {
+		fmt.Fprintf(stdout, "\n%s regressed against %s; report: %s\n", pos[1], pos[0], p)
+		return ExitFailed
+	}
+	fmt.Fprintf(stdout, "\nno regression; report: %s\n", p)
+	return ExitPassed
+}
+
+func index(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wxload index", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	out := fs.String("out", reports.DefaultIndex, "")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return ExitUsage
+	}
+	dir := "runs"
+	switch len(pos) {
+	case 0:
+	case 1:
+		dir = pos[0]
+	default:
+		fmt.Fprintln(stderr, "wxload index: name at most one directory of runs")
+		return ExitUsage
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		fmt.Fprintf(stderr, "wxload index: %s is not a directory\n", dir)
+		return ExitUsage
+	}
+	if err := reports.Index(dir, *out); err != nil {
+		fmt.Fprintln(stderr, "wxload index:", err)
+		return ExitFailed
+	}
+	p, _ := filepath.Abs(*out)
+	fmt.Fprintf(stdout, "index of %s: %s\n", dir, p)
 	return ExitPassed
 }
 
