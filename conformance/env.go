@@ -1,0 +1,162 @@
+package conformance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wxpush/wxpush/mockwx"
+)
+
+// Env is one deployment under test: one or more wxpushd instances sharing
+// a Redis, a mockwx standing in for WeChat, and the control operations the
+// suites use. Instances are numbered from 0. Every operation is bounded by
+// its context; the backends add their own deadline.
+type Env interface {
+	// Backend names the backend: "inprocess", "containers" or "external".
+	Backend() string
+	// Instances is the number of wxpushd instances, up or down.
+	Instances() int
+	// ServiceURL is instance i's base URL (it may change across a restart).
+	ServiceURL(i int) string
+	// Mock is the mock's admin client; Mock().BaseURL() is WeChat's base URL
+	// as seen from the test.
+	Mock() *mockwx.Client
+	// App is the mock's app the service sends for, under the name "default".
+	App() mockwx.App
+	// APIKey is a bearer key the service accepts.
+	APIKey() string
+
+	// Kill stops instance i as kill -9 would: no drain, no hand-back.
+	Kill(ctx context.Context, i int) error
+	// Stop stops instance i gracefully (SIGTERM).
+	Stop(ctx context.Context, i int) error
+	// Start starts a stopped or killed instance i again and waits until it
+	// answers /healthz.
+	Start(ctx context.Context, i int) error
+	// StopRedis makes Redis unreachable for every instance (its data is kept).
+	StopRedis(ctx context.Context) error
+	// StartRedis makes Redis reachable again.
+	StartRedis(ctx context.Context) error
+	// FlushRedis deletes everything the service stored.
+	FlushRedis(ctx context.Context) error
+	// CutRedis cuts the network between instance i and Redis; the rest of
+	// the deployment still reaches both.
+	CutRedis(ctx context.Context, i int) error
+	// RestoreRedis undoes CutRedis.
+	RestoreRedis(ctx context.Context, i int) error
+}
+
+// ErrUnsupported is returned by control operations a backend cannot do
+// (every one of them against an external deployment).
+var ErrUnsupported = errors.New("conformance: operation not supported by this backend")
+
+// Options shape the deployment a suite needs. Zero values take the
+// defaults shown; an external deployment cannot honour them, and New skips
+// a suite whose options it does not match.
+type Options struct {
+	Instances      int           // wxpushd instances (default 2)
+	TokenMode      string        // "stable" (default) or "classic"
+	TokenExpiresIn int           // mock token lifetime in seconds (default 7200)
+	CallbackMode   string        // delivery reports: "" (none), "plain", "compat" or "safe"
+	MaxAttempts    int           // send attempts (default 5)
+	Workers        int           // concurrent sends per instance (default 8)
+	Visibility     time.Duration // reclaim after (default 5 s)
+	PaceDelay      time.Duration // wait after 45011 (default 300 ms)
+	QuotaDelay     time.Duration // wait after 45009 (default 300 ms)
+	AppDelay       time.Duration // wait after an app-level error (default 300 ms)
+	Seed           int64         // the mock's seed (default 1)
+}
+
+// Service settings every backend gives wxpushd, so retries are fast.
+const (
+	backoffBase     = 20 * time.Millisecond
+	backoffCap      = 200 * time.Millisecond
+	sendTimeout     = time.Second
+	shutdownTimeout = 3 * time.Second
+)
+
+func (o Options) withDefaults() Options {
+	if o.Instances <= 0 {
+		o.Instances = 2
+	}
+	if o.TokenMode == "" {
+		o.TokenMode = "stable"
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 5
+	}
+	if o.Workers <= 0 {
+		o.Workers = 8
+	}
+	if o.Visibility <= 0 {
+		o.Visibility = 5 * time.Second
+	}
+	if o.PaceDelay <= 0 {
+		o.PaceDelay = 300 * time.Millisecond
+	}
+	if o.QuotaDelay <= 0 {
+		o.QuotaDelay = 300 * time.Millisecond
+	}
+	if o.AppDelay <= 0 {
+		o.AppDelay = 300 * time.Millisecond
+	}
+	if o.Seed == 0 {
+		o.Seed = 1
+	}
+	return o
+}
+
+// Environment variables that choose and describe the backend.
+const (
+	EnvBackend     = "WXPUSH_CONFORMANCE"              // "" or inprocess, containers, external
+	EnvServiceURLs = "WXPUSH_CONFORMANCE_SERVICE_URLS" // external: comma-separated wxpushd base URLs
+	EnvMockURL     = "WXPUSH_CONFORMANCE_MOCK_URL"     // external: the mock's base URL
+	EnvMockToken   = "WXPUSH_CONFORMANCE_MOCK_TOKEN"   // external: MOCKWX_ADMIN_TOKEN, if set
+	EnvAPIKey      = "WXPUSH_CONFORMANCE_API_KEY"      // external: a key of WXPUSH_API_KEYS
+	EnvRedisImage  = "WXPUSH_REDIS_IMAGE"              // containers: the Redis image (default redis:7-alpine)
+	EnvRedisURL    = "REDIS_URL"                       // inprocess: a real Redis instead of miniredis
+)
+
+// New starts (or connects to) the deployment a suite runs against, chosen
+// by WXPUSH_CONFORMANCE, and registers its teardown with t.Cleanup. It
+// skips the test when the backend is unavailable (no Docker, or an
+// external deployment that cannot honour opts).
+func New(t testing.TB, opts Options) Env {
+	t.Helper()
+	opts = opts.withDefaults()
+	switch b := strings.TrimSpace(os.Getenv(EnvBackend)); b {
+	case "", "inprocess":
+		return newInProcess(t, opts)
+	case "containers":
+		return newContainers(t, opts)
+	case "external":
+		return newExternal(t, opts)
+	default:
+		t.Fatalf("%s=%q: want inprocess, containers or external", EnvBackend, b)
+		return nil
+	}
+}
+
+// Control runs a control operation and skips the test when the backend
+// cannot do it; any other error fails the test.
+func Control(t testing.TB, what string, op func(ctx context.Context) error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	err := op(ctx)
+	if errors.Is(err, ErrUnsupported) {
+		t.Skipf("%s: %v", what, err)
+	}
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+func errInstance(i, n int) error {
+	return fmt.Errorf("conformance: instance %d out of range (0..%d)", i, n-1)
+}
