@@ -556,11 +556,13 @@ func fmtRate(v float64) string {
 }
 
 // fmtMS formats milliseconds with three significant digits, in seconds
-// from 10 s up.
+// from 1 s up.
 func fmtMS(v float64) string {
 	switch {
 	case v >= 10000:
 		return strconv.FormatFloat(v/1000, 'f', 1, 64) + " s"
+	case v >= 1000:
+		return strconv.FormatFloat(v/1000, 'f', 2, 64) + " s"
 	case v >= 100:
 		return strconv.FormatFloat(v, 'f', 0, 64) + " ms"
 	case v >= 10:

@@ -1,0 +1,270 @@
+package reports
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/wxpush/wxpush/loadtest"
+)
+
+var pngDir = flag.String("png", "", "keep the browser test's screenshots in this directory")
+
+// browser is the headless Chromium to render with; the test skips when
+// there is none.
+func browser(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Skip("chromium is not installed (Debian: apt-get install -y chromium; .ci/run installs it): skipping the browser test")
+	return ""
+}
+
+// shot is what the browser made of a page.
+type shot struct {
+	img     image.Image
+	console []string // console messages: errors, CSP violations, warnings
+}
+
+// screenshot renders page in headless Chromium at 1280 pixels wide.
+func screenshot(t *testing.T, bin, page string, height int, dark bool, keep string) shot {
+	t.Helper()
+	dir := t.TempDir()
+	out := filepath.Join(dir, "shot.png")
+	abs, err := filepath.Abs(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--enable-logging=stderr", "--v=0", "--hide-scrollbars", "--no-first-run", "--no-default-browser-check",
+		"--user-data-dir=" + filepath.Join(dir, "profile"), fmt.Sprintf("--window-size=1280,%d", height), "--screenshot=" + out}
+	if dark {
+		args = append(args, "--force-dark-mode")
+	}
+	args = append(args, (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String())
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var log bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v\n%s", bin, err, log.String())
+	}
+	var s shot
+	sc := bufio.NewScanner(&log)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), ":CONSOLE") {
+			s.console = append(s.console, sc.Text())
+		}
+	}
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatalf("no screenshot: %v\n%s", err, log.String())
+	}
+	defer f.Close()
+	if s.img, err = png.Decode(f); err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	if *pngDir != "" && keep != "" {
+		b, _ := os.ReadFile(out)
+		if err := os.WriteFile(filepath.Join(*pngDir, keep), b, 0o644); err != nil {
+			t.Error(err)
+		}
+		t.Logf("screenshot kept in %s", filepath.Join(*pngDir, keep))
+	}
+	return s
+}
+
+// The chart frame colours of style.css (--frame), light and dark.
+var (
+	frameLight = color.RGBA{0x6b, 0x6b, 0x70, 0xff}
+	frameDark  = color.RGBA{0x8d, 0x90, 0x97, 0xff}
+)
+
+// ink are the palette's line colours, light and dark.
+var ink = []color.RGBA{
+	{0x00, 0x72, 0xb2, 0xff}, {0xe6, 0x9f, 0x00, 0xff}, {0x00, 0x9e, 0x73, 0xff}, {0xcc, 0x79, 0xa7, 0xff}, {0xd5, 0x5e, 0x00, 0xff}, {0x56, 0xb4, 0xe9, 0xff},
+	{0x4a, 0xa8, 0xe8, 0xff}, {0xf0, 0xb4, 0x29, 0xff}, {0x2f, 0xc4, 0x97, 0xff}, {0xe0, 0x8f, 0xc0, 0xff}, {0xff, 0x7a, 0x33, 0xff}, {0x8f, 0xd0, 0xf5, 0xff},
+}
+
+func near(c color.Color, want color.RGBA, tol int) bool {
+	r, g, b, _ := c.RGBA()
+	d := func(x uint32, y uint8) int {
+		v := int(x>>8) - int(y)
+		if v < 0 {
+			return -v
+		}
+		return v
+	}
+	return d(r, want.R) <= tol && d(g, want.G) <= tol && d(b, want.B) <= tol
+}
+
+// frames finds the charts in a screenshot: the rectangles drawn in the
+// frame colour (a horizontal edge at least 200 pixels long, the left edge
+// down to a matching bottom edge).
+func frames(img image.Image, frame color.RGBA) []image.Rectangle {
+	bd := img.Bounds()
+	is := func(x, y int) bool { return image.Pt(x, y).In(bd) && near(img.At(x, y), frame, 3) }
+	var found []image.Rectangle
+	for y := bd.Min.Y; y < bd.Max.Y; y++ {
+		for x := bd.Min.X; x < bd.Max.X; x++ {
+			if !is(x, y) || is(x-1, y) {
+				continue
+			}
+			x1 := x
+			for is(x1+1, y) {
+				x1++
+			}
+			if x1-x < 200 {
+				x = x1
+				continue
+			}
+			// Walk down the left edge to the bottom edge.
+			y1 := y
+			for is(x, y1+1) {
+				y1++
+			}
+			r := image.Rect(x, y, x1+1, y1+1)
+			bottom := 0
+			for bx := x; bx <= x1; bx++ {
+				if is(bx, y1) {
+					bottom++
+				}
+			}
+			if y1-y >= 60 && bottom > (x1-x)*9/10 && !overlaps(found, r) {
+				found = append(found, r)
+			}
+			x = x1
+		}
+	}
+	return found
+}
+
+func overlaps(rs []image.Rectangle, r image.Rectangle) bool {
+	for _, o := range rs {
+		if o.Overlaps(r) {
+			return true
+		}
+	}
+	return false
+}
+
+// inked counts the pixels in r drawn in a palette colour.
+func inked(img image.Image, r image.Rectangle) int {
+	n := 0
+	for y := r.Min.Y; y < r.Max.Y; y++ {
+		for x := r.Min.X; x < r.Max.X; x++ {
+			for _, c := range ink {
+				if near(img.At(x, y), c, 24) {
+					n++
+					break
+				}
+			}
+		}
+	}
+	return n
+}
+
+// TestBrowser renders reports in headless Chromium, light and dark: the
+// page loads without a console message (a CSP violation would be one),
+// and every chart shows as a frame of real size with lines in it.
+func TestBrowser(t *testing.T) {
+	bin := browser(t)
+	dir := copyRun(t, "quota-45009")
+	if err := Render(dir); err != nil {
+		t.Fatal(err)
+	}
+	cmp := filepath.Join(t.TempDir(), "compare.html")
+	if _, err := Compare(filepath.Join("testdata", "runs", "smoke"), filepath.Join("testdata", "runs", "smoke-regressed"), cmp, DefaultTolerances()); err != nil {
+		t.Fatal(err)
+	}
+	pages := []struct {
+		name, path string
+		height     int
+	}{
+		{"report", filepath.Join(dir, loadtest.ReportFile), 7000},
+		{"compare", cmp, 4500},
+	}
+	for _, p := range pages {
+		html, err := os.ReadFile(p.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		charts := bytes.Count(html, []byte(`<svg class="chart"`))
+		for _, dark := range []bool{false, true} {
+			mode, frame := "light", frameLight
+			if dark {
+				mode, frame = "dark", frameDark
+			}
+			t.Run(p.name+"/"+mode, func(t *testing.T) {
+				s := screenshot(t, bin, p.path, p.height, dark, p.name+"-"+mode+".png")
+				if len(s.console) > 0 {
+					t.Errorf("the browser console reported:\n%s", strings.Join(s.console, "\n"))
+				}
+				bg := s.img.At(2, 2)
+				if r, _, _, _ := bg.RGBA(); dark != (r>>8 < 128) {
+					t.Errorf("background %v in %s mode", bg, mode)
+				}
+				fs := frames(s.img, frame)
+				t.Logf("%d charts in the HTML, %d frames on screen: %v", charts, len(fs), fs)
+				if len(fs) != charts {
+					t.Errorf("found %d chart frames on screen, want %d (the charts in the HTML): %v", len(fs), charts, fs)
+				}
+				for _, r := range fs {
+					if r.Dx() < 300 || r.Dy() < 100 {
+						t.Errorf("chart at %v is %dx%d pixels, want at least 300x100", r.Min, r.Dx(), r.Dy())
+					}
+					if n := inked(s.img, r); n < 100 {
+						t.Errorf("chart at %v has %d pixels of line colour: no lines drawn", r.Min, n)
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestBrowserCatchesBrokenPage is the control: a page that loads from
+// elsewhere and hides its charts must fail both checks of TestBrowser.
+func TestBrowserCatchesBrokenPage(t *testing.T) {
+	bin := browser(t)
+	dir := copyRun(t, "smoke")
+	if err := Render(dir); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, loadtest.ReportFile)
+	html, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := strings.Replace(string(html), "svg.chart{display:block;", "svg.chart{display:none;", 1)
+	broken = strings.Replace(broken, "<main>", `<main><img alt="" src="http://127.0.0.1:9/x.png">`, 1)
+	if broken == string(html) {
+		t.Fatal("could not break the page")
+	}
+	if err := os.WriteFile(p, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := screenshot(t, bin, p, 2000, false, "")
+	if len(s.console) == 0 {
+		t.Error("a blocked remote image left no console message")
+	}
+	if fs := frames(s.img, frameLight); len(fs) != 0 {
+		t.Errorf("found %d chart frames on a page whose charts are hidden", len(fs))
+	}
+}
