@@ -32,14 +32,14 @@ func newRand(s uint64) *rand.Rand { return rand.New(rand.NewPCG(s, s^0x9e3779b97
 // load sends messages from several workers, round robin over the
 // instances, until stop is called. It records what the API acknowledged.
 type load struct {
-	mu       sync.Mutex
-	acked    []string
-	codes    map[int]int
-	errors   int // transport errors (an instance down)
-	started  time.Time
-	stopped  time.Time
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
+	mu      sync.Mutex
+	acked   []string
+	codes   map[int]int
+	errors  int // transport errors (an instance down)
+	started time.Time
+	stopped time.Time
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 }
 
 // startLoad starts workers senders pausing pause between sends.
@@ -159,3 +159,5 @@ func stats(t *testing.T, env conformance.Env) (s struct {
 	s.TokenCalls, s.SendCalls, s.ByErrcode = st.TokenCalls+st.StableTokenCalls, st.SendCalls, st.ByErrcode
 	return s
 }
+
+func itoa(i int) string { return strconv.Itoa(i) }
