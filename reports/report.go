@@ -392,9 +392,11 @@ func timeFigures(ser *loadtest.Series, bands []band) []figure {
 		"Messages accepted, delivered, API errors, retries and the mock's non-zero errcodes, per second.", false, outcomes),
 		"Accepted: new messages acknowledged by the API. Delivered: first deliveries WeChat received. Retries: sends the service repeated (from its metrics). Mock errcodes: the mock's non-zero answers to sends, by code.", false)
 
-	add(mk("queue", "Queue depth", "messages waiting", "Messages waiting in the service's queue, sampled from its metrics every second.", false, []line{
+	queue := mk("queue", "Queue depth", "messages waiting", "Messages waiting in the service's queue, sampled from its metrics every second.", false, []line{
 		{Name: "queue depth", Color: 0, Pts: col(func(s *loadtest.Second) float64 { return s.QueueDepth })},
-	}), "Summed over instances; a sample is carried forward when a scrape is missing.", true)
+	})
+	queue.YInt = true
+	add(queue, "Summed over instances; a sample is carried forward when a scrape is missing.", true)
 	tokens := mk("tokens", "Token refreshes and instances", "count", "Cumulative access-token refreshes and instances answering their metrics.", false, []line{
 		{Name: "token refreshes (cumulative)", Color: 1, Pts: col(func(s *loadtest.Second) float64 { return s.TokenRefreshes })},
 		{Name: "instances up", Color: 2, Dash: 1, Pts: col(func(s *loadtest.Second) float64 { return float64(s.InstancesUp) })},
