@@ -251,6 +251,7 @@ func firstPath(src string) string { return pathRE.FindString(src) }
 // expectation silently compare nil).
 func CheckExpectations(expect []scenarios.Expectation) error {
 	zero := &Summary{}
+	zero.zeroMaps()
 	env, err := zero.env()
 	if err != nil {
 		return err
@@ -267,8 +268,19 @@ func CheckExpectations(expect []scenarios.Expectation) error {
 		for _, bad := range v.bad {
 			problems = append(problems, fmt.Sprintf("expect[%d] %q: summary.json has no field %s", i, e.Expr, bad))
 		}
-		if _, err := expr.Compile(e.Expr, expr.Env(env), expr.AsBool()); err != nil {
+		prog, err := expr.Compile(e.Expr, expr.Env(env), expr.AsBool())
+		if err != nil {
 			problems = append(problems, fmt.Sprintf("expect[%d] %q: %s", i, e.Expr, firstLine(err.Error())))
+			continue
+		}
+		// Field types are not known to the compiler (the env is JSON), so
+		// try the expression on the zero summary: a value that is not a
+		// boolean means it is not a condition. An error proves nothing
+		// (a map key that exists only after a run).
+		out, err := expr.Run(prog, env)
+		_, isBool := out.(bool)
+		if err == nil && !isBool || err != nil && strings.Contains(err.Error(), "bool(") {
+			problems = append(problems, fmt.Sprintf("expect[%d] %q: not a condition: it must compare, e.g. %q", i, e.Expr, e.Expr+" == 0"))
 		}
 	}
 	if len(problems) > 0 {

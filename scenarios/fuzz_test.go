@@ -68,19 +68,8 @@ func parseNoPanic(t *testing.T, data []byte) (sc Scenario, err error) {
 	t.Helper()
 	defer func() {
 		if r := recover(); r != nil {
-			stack := string(debug.Stack())
-			if knownYAMLPanic(stack) {
-				t.Skipf("known go-yaml panic (goccy/go-yaml#735) on %q", data)
-			}
-			t.Fatalf("Parse panicked on %q: %v\n%s", data, r, stack)
+			t.Fatalf("Parse panicked on %q: %v\n%s", data, r, debug.Stack())
 		}
 	}()
 	return Parse(data, "fuzz.yaml")
-}
-
-// knownYAMLPanic reports the go-yaml v1.19 decoder panic on a tagged
-// scalar where a list belongs (goccy/go-yaml#735, fixed upstream by
-// goccy/go-yaml#862).
-func knownYAMLPanic(stack string) bool {
-	return strings.Contains(stack, "go-yaml/ast.(*ArrayNodeIter).Len")
 }

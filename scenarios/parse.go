@@ -101,14 +101,29 @@ func Parse(data []byte, file string) (Scenario, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
 		return Scenario{}, Problems{{File: file, Msg: "empty scenario"}}
 	}
-	if err := yaml.UnmarshalWithOptions(data, &sc, yaml.Strict()); err != nil {
-		return Scenario{}, Problems{{File: file, Msg: yaml.FormatError(err, false, true)}}
+	if err := decode(data, &sc); err != nil {
+		return Scenario{}, Problems{{File: file, Msg: err.Error()}}
 	}
 	if ps := sc.validate(); len(ps) > 0 {
 		locate(ps, data, file)
 		return Scenario{}, ps
 	}
 	return sc.WithDefaults(), nil
+}
+
+// decode is the strict YAML decode. go-yaml v1.19.2 panics on a tagged
+// scalar where a list belongs (goccy/go-yaml#735): that is bad input, so it
+// is reported as such.
+func decode(data []byte, sc *Scenario) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("invalid YAML: a value does not have the expected shape (e.g. a tagged scalar where a list belongs)")
+		}
+	}()
+	if err := yaml.UnmarshalWithOptions(data, sc, yaml.Strict()); err != nil {
+		return errors.New(yaml.FormatError(err, false, true))
+	}
+	return nil
 }
 
 // locate fills in the file and the line of each problem's path.
@@ -167,7 +182,7 @@ func (sc Scenario) validate() Problems {
 		c.add("description", "is required: say what the run shows")
 	}
 	sc.Stack.check(c)
-	apps := sc.Mock.check(c, sc.Stack.instances(), sc.Load.Duration.D())
+	apps := sc.Mock.check(c, sc.Stack.instances(), sc.Load.effectiveDuration())
 	sc.Load.check(c, apps)
 	if d := sc.DrainTimeout.D(); d < 0 || d > MaxDrainTimeout {
 		c.add("drain_timeout", "%s is out of range (0 to %s)", d, MaxDrainTimeout)
@@ -440,6 +455,19 @@ func (l Load) check(c *checker, apps []string) {
 		c.add("load.timeout", "must not be negative")
 	}
 	_ = apps
+}
+
+// effectiveDuration is load.duration, or the steps' total when a steps
+// pacer leaves it out.
+func (l Load) effectiveDuration() time.Duration {
+	if l.Duration == 0 && l.Pacer.Type == PacerSteps {
+		var d time.Duration
+		for _, s := range l.Pacer.Steps {
+			d += s.Duration.D()
+		}
+		return d
+	}
+	return l.Duration.D()
 }
 
 func (t TemplateShare) weight() float64 {

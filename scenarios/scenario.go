@@ -172,8 +172,9 @@ type RestartRedis struct {
 // Load is the traffic the generator offers: an open model (requests are
 // sent on schedule whatever the service's latency).
 type Load struct {
-	// Duration of the attack.
-	Duration Duration `yaml:"duration" json:"duration"`
+	// Duration of the attack (a steps pacer may leave it out: the steps'
+	// total).
+	Duration Duration `yaml:"duration,omitempty" json:"duration,omitzero"`
 	// Pacer shapes the request rate over time.
 	Pacer Pacer `yaml:"pacer" json:"pacer"`
 	// Recipients is the size of the openid pool (default 1000).
@@ -329,8 +330,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // JSONSchema describes the duration for editors.
 func (Duration) JSONSchema() *jsonschema.Schema {
 	return &jsonschema.Schema{
-		Type:        "string",
-		Pattern:     `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`,
-		Description: "A Go duration such as 500ms, 10s or 2m.",
+		Description: "A Go duration such as 500ms, 10s or 2m, or a number of seconds.",
+		OneOf: []*jsonschema.Schema{
+			{Type: "string", Pattern: `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`},
+			{Type: "number", Minimum: "0"},
+		},
 	}
 }

@@ -92,7 +92,7 @@ func TestSchemaValidatorRejects(t *testing.T) {
 		{"wrong type", strings.Replace(minimal, "name: minimal", "name: 3", 1), "$.name: want string"},
 		{"missing expect", strings.Replace(minimal, "expect:\n  - delivery.lost == 0\n", "", 1), `$: "expect" is required`},
 		{"bad enum", strings.Replace(minimal, "{rate: 10}", "{type: expo, rate: 10}", 1), "$.load.pacer.type: not one of"},
-		{"bad duration", strings.Replace(minimal, "3s", "3 seconds", 1), "$.load.duration: does not match"},
+		{"bad duration", strings.Replace(minimal, "3s", "3 seconds", 1), "$.load.duration: matches none of oneOf"},
 		{"negative rate", strings.Replace(minimal, "{rate: 10}", "{rate: -1}", 1), "$.load.pacer.rate: below the minimum"},
 		{"expectation key", strings.Replace(minimal, "- delivery.lost == 0", "- {expr: x, why: y}", 1), "$.expect[0]: matches none of oneOf"},
 	} {
@@ -126,7 +126,7 @@ expect: [delivery.lost == 0]
 			require.NoError(t, err, "the parser accepts it")
 			probs := validateSchema(doc, doc, yamlToJSONValue(t, []byte(tc.src)), "$")
 			if len(probs) > 0 {
-				t.Skipf("bug: %s: %v", tc.bug, probs)
+				t.Errorf("%s: %v", tc.bug, probs)
 			}
 		})
 	}
