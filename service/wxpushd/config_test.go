@@ -37,6 +37,7 @@ func TestLoadConfigFromEnv(t *testing.T) {
 	assert.Equal(t, 30*time.Second, cfg.BackoffCap)
 	assert.Equal(t, 2*time.Minute, cfg.Visibility)
 	assert.Equal(t, 24*time.Hour, cfg.IdempotencyTTL, "defaults stay")
+	assert.Equal(t, 5*time.Minute, cfg.CallbackMaxSkew, "defaults stay")
 
 	// Flags win over the environment.
 	cfg, err = LoadConfig([]string{"-addr", ":7000", "-workers", "9", "-no-workers"}, envOf(env), &bytes.Buffer{})
@@ -93,6 +94,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"duplicate app", []string{"-config", write("c.yaml", "apps:\n  - {name: a, appid: wx1, secret: s}\n  - {name: a, appid: wx2, secret: s}\n")}, withKeys, "configured twice"},
 		{"missing secret", []string{"-config", write("d.yaml", "apps:\n  - {name: a, appid: wx1}\n")}, withKeys, "secret is required"},
 		{"bad AES key", []string{"-config", write("e.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, encoding_aes_key: short}\n")}, withKeys, "encoding_aes_key"},
+		{"AES key without callback token", []string{"-config", write("f.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "encoding_aes_key needs a callback_token"},
+		{"previous AES key alone", []string{"-config", write("g.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, callback_token: t, previous_encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "previous_encoding_aes_key needs an encoding_aes_key"},
 		{"missing apps file", []string{"-config", filepath.Join(dir, "none.yaml")}, withKeys, "apps file"},
 	}
 	for _, tt := range tests {

@@ -278,7 +278,8 @@ func (s *Server) Metrics() *metrics.Metrics { return s.metrics }
 // EmbeddedRedis returns the embedded store, or nil when a Redis URL is set.
 func (s *Server) EmbeddedRedis() *miniredis.Miniredis { return s.mini }
 
-// Run serves the API and runs the workers until ctx is done, then shuts
+// Run serves the API (with the WeChat callback endpoint) and runs the
+// workers and the delivery report processor until ctx is done, then shuts
 // down gracefully within Config.ShutdownTimeout: the listener stops
 // accepting, in-flight requests finish, the workers hand back what they
 // have not started and let in-flight sends finish.
