@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"image/draw"
 	"image/png"
 	"net/url"
 	"os"
@@ -63,9 +64,11 @@ func screenshot(t *testing.T, bin, page string, height int, dark bool, keep stri
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	cmd.Env = append(os.Environ(), "HOME="+dir)
+	began := time.Now()
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("%s: %v\n%s", bin, err, log.String())
 	}
+	t.Logf("chromium took %v", time.Since(began).Round(time.Millisecond))
 	var s shot
 	sc := bufio.NewScanner(&log)
 	for sc.Scan() {
@@ -103,24 +106,44 @@ var ink = []color.RGBA{
 	{0x4a, 0xa8, 0xe8, 0xff}, {0xf0, 0xb4, 0x29, 0xff}, {0x2f, 0xc4, 0x97, 0xff}, {0xe0, 0x8f, 0xc0, 0xff}, {0xff, 0x7a, 0x33, 0xff}, {0x8f, 0xd0, 0xf5, 0xff},
 }
 
-func near(c color.Color, want color.RGBA, tol int) bool {
-	r, g, b, _ := c.RGBA()
-	d := func(x uint32, y uint8) int {
-		v := int(x>>8) - int(y)
-		if v < 0 {
-			return -v
-		}
-		return v
+// pixels is a screenshot as 8-bit RGB(A) bytes, read without the cost of
+// image.Image's interface per pixel.
+type pixels struct {
+	pix    []uint8
+	stride int
+	bounds image.Rectangle
+}
+
+func newPixels(img image.Image) pixels {
+	switch m := img.(type) {
+	case *image.RGBA:
+		return pixels{m.Pix, m.Stride, m.Bounds()}
+	case *image.NRGBA: // an opaque screenshot: the same bytes
+		return pixels{m.Pix, m.Stride, m.Bounds()}
 	}
-	return d(r, want.R) <= tol && d(g, want.G) <= tol && d(b, want.B) <= tol
+	m := image.NewRGBA(img.Bounds())
+	draw.Draw(m, m.Bounds(), img, img.Bounds().Min, draw.Src)
+	return pixels{m.Pix, m.Stride, m.Bounds()}
+}
+
+// near reports whether the pixel at x, y is within tol of want in each
+// channel; outside the image it is false.
+func (p pixels) near(x, y int, want color.RGBA, tol int) bool {
+	if !image.Pt(x, y).In(p.bounds) {
+		return false
+	}
+	i := (y-p.bounds.Min.Y)*p.stride + (x-p.bounds.Min.X)*4
+	d := func(a, b uint8) bool { v := int(a) - int(b); return v <= tol && v >= -tol }
+	return d(p.pix[i], want.R) && d(p.pix[i+1], want.G) && d(p.pix[i+2], want.B)
 }
 
 // frames finds the charts in a screenshot: the rectangles drawn in the
 // frame colour (a horizontal edge at least 200 pixels long, the left edge
 // down to a matching bottom edge).
 func frames(img image.Image, frame color.RGBA) []image.Rectangle {
-	bd := img.Bounds()
-	is := func(x, y int) bool { return image.Pt(x, y).In(bd) && near(img.At(x, y), frame, 3) }
+	px := newPixels(img)
+	bd := px.bounds
+	is := func(x, y int) bool { return px.near(x, y, frame, 3) }
 	var found []image.Rectangle
 	for y := bd.Min.Y; y < bd.Max.Y; y++ {
 		for x := bd.Min.X; x < bd.Max.X; x++ {
@@ -167,11 +190,12 @@ func overlaps(rs []image.Rectangle, r image.Rectangle) bool {
 
 // inked counts the pixels in r drawn in a palette colour.
 func inked(img image.Image, r image.Rectangle) int {
+	px := newPixels(img)
 	n := 0
 	for y := r.Min.Y; y < r.Max.Y; y++ {
 		for x := r.Min.X; x < r.Max.X; x++ {
 			for _, c := range ink {
-				if near(img.At(x, y), c, 24) {
+				if px.near(x, y, c, 24) {
 					n++
 					break
 				}
