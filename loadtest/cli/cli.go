@@ -1,6 +1,6 @@
 // Package cli is the wxload command line: run, demo, list, validate,
-// schema, report, compare and index. cmd/wxload is a thin main around Main, so tests drive
-// the command in-process.
+// schema, report, compare and index. cmd/wxload is a thin main around
+// Main, so tests drive the command in-process.
 package cli
 
 import (
@@ -145,18 +145,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.BoolVar(&quiet, "quiet", false, "")
 	fs.BoolVar(&opts.NoSelfCheck, "no-self-check", false, "")
 	fs.IntVar(&opts.StatusCheckLimit, "status-limit", 0, "")
-	// Flags may follow the scenario: parse, take the positional, parse on.
-	var pos []string
-	rest := args
-	for {
-		if err := fs.Parse(rest); err != nil {
-			return ExitUsage
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		pos = append(pos, fs.Arg(0))
-		rest = fs.Args()[1:]
+	// Flags may follow the scenario.
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return ExitUsage
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "wxload run: name one scenario (a catalog name, see wxload list, or a file)")
