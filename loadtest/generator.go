@@ -46,8 +46,10 @@ type request struct {
 
 // appLoad is one app as the generator addresses it.
 type appLoad struct {
-	name      string
-	weight    float64
+	name    string
+	weight  float64
+	blocked string // an openid that blocked the app
+
 	templates []templateLoad // the mix, restricted to templates the app has
 }
 
@@ -90,7 +92,10 @@ func newGenerator(sc scenarios.Scenario, tag, apiKey string, mockApps map[string
 		if !ok {
 			return nil, fmt.Errorf("app %q: the mock does not serve it", a.Name)
 		}
-		al := appLoad{name: a.Name, weight: a.Weight}
+		al := appLoad{name: a.Name, weight: a.Weight, blocked: mockwx.DemoBlocked}
+		if len(ma.Followers.Blocked) > 0 {
+			al.blocked = ma.Followers.Blocked[0]
+		}
 		for _, ts := range sc.Load.Templates {
 			var tpl *mockwx.Template
 			for i := range ma.Templates {
@@ -223,7 +228,7 @@ func (g *generator) message() (item, service.SendRequest) {
 	marker := g.tag + "-" + strconv.FormatUint(m, 36)
 	touser := fmt.Sprintf("oWxLoad%021d", g.rng.IntN(g.load.Recipients))
 	if g.load.BlockedRatio > 0 && g.rng.Float64() < g.load.BlockedRatio {
-		touser = mockwx.DemoBlocked
+		touser = app.blocked
 	}
 	data := make(map[string]service.DataValue, len(tpl.data)+1)
 	for k, v := range tpl.data {

@@ -89,9 +89,7 @@ expect: [delivery.lost == 0]
 func demoApps(names ...string) map[string]mockwx.App {
 	out := map[string]mockwx.App{}
 	for _, n := range names {
-		a := mockwx.DemoApp()
-		a.AppID = appID(n)
-		out[n] = a
+		out[n] = scenarios.App{Name: n}.MockApp(1)
 	}
 	return out
 }

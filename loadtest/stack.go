@@ -81,17 +81,6 @@ type instance struct {
 	logFile *os.File
 }
 
-// appID derives a stable appid for an app that does not set one.
-func appID(name string) string {
-	h := sha256.Sum256([]byte("wxload-app:" + name))
-	return "wx" + hex.EncodeToString(h[:8])
-}
-
-func secretFor(name string) string {
-	h := sha256.Sum256([]byte("wxload-secret:" + name))
-	return hex.EncodeToString(h[:16])
-}
-
 // startEmbedded starts the whole stack. redisURL "" starts an embedded Redis.
 func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir string, ledgerData int) (_ *embedded, err error) {
 	e := &embedded{sc: sc, logDir: logDir, redisURL: redisURL, instances: make([]*instance, sc.Stack.Instances)}
@@ -142,19 +131,7 @@ func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir 
 	}
 	e.apps = map[string]mockwx.App{}
 	for i, a := range sc.Mock.Apps {
-		ma := mockwx.DemoApp()
-		switch {
-		case a.AppID != "":
-			ma.AppID = a.AppID
-		case i > 0 || a.Name != scenarios.DefaultAppName:
-			ma.AppID = appID(a.Name)
-		}
-		if ma.AppID != mockwx.DemoAppID {
-			ma.Secret = secretFor(a.Name)
-			ma.OriginalID = ""
-		}
-		ma.TokenExpiresIn = a.TokenExpiresIn
-		ma.TemplateDailyLimit = a.TemplateDailyLimit
+		ma := a.MockApp(i)
 		if ma.TemplateDailyLimit == 0 {
 			ma.TemplateDailyLimit = 100_000_000
 		}

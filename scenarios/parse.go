@@ -182,8 +182,8 @@ func (sc Scenario) validate() Problems {
 		c.add("description", "is required: say what the run shows")
 	}
 	sc.Stack.check(c)
-	apps := sc.Mock.check(c, sc.Stack.instances(), sc.Load.effectiveDuration())
-	sc.Load.check(c, apps)
+	sc.Mock.check(c, sc.Stack.instances(), sc.Load.effectiveDuration())
+	sc.Load.check(c, sc.Mock.Apps)
 	if d := sc.DrainTimeout.D(); d < 0 || d > MaxDrainTimeout {
 		c.add("drain_timeout", "%s is out of range (0 to %s)", d, MaxDrainTimeout)
 	}
@@ -273,6 +273,14 @@ func (m Mock) check(c *checker, instances int, loadDuration time.Duration) []str
 		if a.Weight < 0 || math.IsNaN(a.Weight) {
 			c.add(p+".weight", "must not be negative")
 		}
+		if len(a.Templates) > 0 || a.Followers != nil {
+			// The mock's own validation, reported under this app's path.
+			if err := (mockwx.Config{NoDemoApp: true, Apps: []mockwx.App{a.MockApp(i)}}).Validate(); err != nil {
+				for _, line := range strings.Split(err.Error(), "\n") {
+					c.add(p, "%s", strings.TrimPrefix(line, "apps[0]."))
+				}
+			}
+		}
 	}
 	if len(names) == 0 {
 		names = []string{DefaultAppName}
@@ -356,7 +364,7 @@ func (m Mock) check(c *checker, instances int, loadDuration time.Duration) []str
 	return names
 }
 
-func (l Load) check(c *checker, apps []string) {
+func (l Load) check(c *checker, apps []App) {
 	d := l.Duration.D()
 	switch {
 	case d <= 0 && l.Pacer.Type != PacerSteps:
@@ -427,6 +435,11 @@ func (l Load) check(c *checker, apps []string) {
 		if t.ID == "" {
 			c.add(path+".id", "is required")
 		}
+		for _, a := range apps {
+			if len(a.Templates) > 0 && t.ID != "" && !slices.ContainsFunc(a.Templates, func(x mockwx.Template) bool { return x.ID == t.ID }) {
+				c.add(path+".id", "app %q has no template %q", a.Name, t.ID)
+			}
+		}
 		if seen[t.ID] {
 			c.add(path+".id", "%q is listed twice", t.ID)
 		}
@@ -454,7 +467,6 @@ func (l Load) check(c *checker, apps []string) {
 	if l.Timeout < 0 {
 		c.add("load.timeout", "must not be negative")
 	}
-	_ = apps
 }
 
 // effectiveDuration is load.duration, or the steps' total when a steps

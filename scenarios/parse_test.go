@@ -367,3 +367,38 @@ func TestParseTaggedScalarIntoList(t *testing.T) {
 		})
 	}
 }
+
+// TestAppTemplatesAndFollowers: an app may bring its own templates and
+// followers; they are checked by the mock's own rules at parse time, and
+// the load's template mix must name templates the apps have.
+func TestAppTemplatesAndFollowers(t *testing.T) {
+	good := `name: custom
+description: own templates and followers
+mock:
+  apps:
+    - name: shop
+      templates:
+        - id: refund_done
+          fields: [{key: amount1, type: amount}, {key: thing2, type: thing}]
+      followers: {blocked: [oBlockedShopper0001]}
+load:
+  duration: 2s
+  pacer: {rate: 5}
+  templates: [{id: refund_done}]
+expect: [delivery.lost == 0]
+`
+	sc, err := Parse([]byte(good), "custom.yaml")
+	require.NoError(t, err)
+	ma := sc.Mock.Apps[0].MockApp(0)
+	assert.Equal(t, "refund_done", ma.Templates[0].ID)
+	assert.Equal(t, []string{"oBlockedShopper0001"}, ma.Followers.Blocked)
+	assert.NotEqual(t, "wx6d6f636b77786170", ma.AppID, "a named app gets its own appid")
+
+	_, err = Parse([]byte(strings.Replace(good, "type: amount", "type: money", 1)), "custom.yaml")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "mock.apps[0]: templates[0].fields[0].type")
+
+	_, err = Parse([]byte(strings.Replace(good, "templates: [{id: refund_done}]", "templates: [{id: order_shipped}]", 1)), "custom.yaml")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `load.templates[0].id: app "shop" has no template "order_shipped"`)
+}

@@ -1,6 +1,8 @@
 package scenarios
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -98,6 +100,49 @@ type App struct {
 	TemplateDailyLimit int `yaml:"template_daily_limit,omitempty" json:"template_daily_limit,omitempty" jsonschema:"minimum=1"`
 	// Weight is the app's share of the load (default 1).
 	Weight float64 `yaml:"weight,omitempty" json:"weight,omitempty" jsonschema:"minimum=0"`
+	// Templates replace the demo app's templates (typed fields, as in
+	// mockwx's config); the load's template mix names them.
+	Templates []mockwx.Template `yaml:"templates,omitempty" json:"templates,omitempty"`
+	// Followers replace the demo app's followers: who does not follow
+	// (43004) and who blocked the app ("failed:user block"); blocked_ratio
+	// addresses the first blocked openid.
+	Followers *mockwx.Followers `yaml:"followers,omitempty" json:"followers,omitempty"`
+}
+
+// MockApp is the mockwx app the scenario app stands for: the demo app with
+// the scenario's overrides. index is the app's position in the list.
+func (a App) MockApp(index int) mockwx.App {
+	ma := mockwx.DemoApp()
+	switch {
+	case a.AppID != "":
+		ma.AppID = a.AppID
+	case index > 0 || a.Name != DefaultAppName:
+		ma.AppID = derivedAppID(a.Name)
+	}
+	if ma.AppID != mockwx.DemoAppID {
+		ma.Secret = derivedSecret(a.Name)
+		ma.OriginalID = ""
+	}
+	ma.TokenExpiresIn = a.TokenExpiresIn
+	ma.TemplateDailyLimit = a.TemplateDailyLimit
+	if len(a.Templates) > 0 {
+		ma.Templates = a.Templates
+	}
+	if a.Followers != nil {
+		ma.Followers = *a.Followers
+	}
+	return ma
+}
+
+// derivedAppID is a stable appid for an app that does not set one.
+func derivedAppID(name string) string {
+	h := sha256.Sum256([]byte("wxload-app:" + name))
+	return "wx" + hex.EncodeToString(h[:8])
+}
+
+func derivedSecret(name string) string {
+	h := sha256.Sum256([]byte("wxload-secret:" + name))
+	return hex.EncodeToString(h[:16])
 }
 
 // Rule is a mockwx fault rule (the admin API's JSON rule, as YAML) with an
