@@ -19,6 +19,7 @@ type tracked struct {
 	firstAt                 time.Time // mock receipt of the first delivery
 	status                  service.Status
 	reason                  string
+	updatedAt               time.Time // of the status
 }
 
 func (t *tracked) failed() bool { return t.status == service.StatusFailed }

@@ -328,6 +328,11 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	s.zeroMaps()
 	s.Evaluate(sc.Expect)
 
+	for _, t := range acct.byMarker {
+		if t.failed() && !t.updatedAt.IsZero() {
+			series.at(t.updatedAt).Failed++
+		}
+	}
 	ser := Series{Start: start, Seconds: series.build(sc.Load.RateAt), Bands: bands(sc, s.Run.Timeline, attackEnd.Sub(start).Seconds()),
 		Spectrum: spectrum(acceptHist)}
 	ser.E2ESpectrum = e2eSpectrum(acct)
@@ -557,7 +562,7 @@ func (r *runner) checkStatuses(ctx context.Context, ts []*tracked) int {
 			var m service.Message
 			if json.NewDecoder(resp.Body).Decode(&m) == nil {
 				n.Add(1)
-				t.status, t.reason = m.Status, m.Reason
+				t.status, t.reason, t.updatedAt = m.Status, m.Reason, m.UpdatedAt
 			}
 		}()
 	}

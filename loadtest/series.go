@@ -38,6 +38,9 @@ type Second struct {
 	// E2EMS is their accept-to-receipt latency.
 	Delivered int         `json:"delivered"`
 	E2EMS     Percentiles `json:"e2e_ms"`
+	// Failed counts messages the service reported failed in this second
+	// (by the status's updated_at).
+	Failed int `json:"failed"`
 	// From the instances' metrics, sampled in this second.
 	QueueDepth     float64 `json:"queue_depth"`
 	TokenRefreshes float64 `json:"token_refreshes"` // cumulative
@@ -118,6 +121,14 @@ func (b *seriesBuilder) build(rate func(time.Duration) float64) []Second {
 	}
 	out := make([]Second, 0, last+1)
 	var prev Second
+	// Before the first metrics sample, show the first sample's values
+	// rather than zeros.
+	for i := 0; i <= last; i++ {
+		if s, ok := b.seconds[i]; ok && s.InstancesUp > 0 {
+			prev.QueueDepth, prev.TokenRefreshes, prev.Retries, prev.InstancesUp = 0, s.TokenRefreshes, 0, s.InstancesUp
+			break
+		}
+	}
 	for i := 0; i <= last; i++ {
 		s, ok := b.seconds[i]
 		if !ok {
@@ -131,7 +142,7 @@ func (b *seriesBuilder) build(rate func(time.Duration) float64) []Second {
 		if s.e2e != nil {
 			sec.E2EMS = percentiles(s.e2e)
 		}
-		if sec.InstancesUp == 0 && i > 0 { // no sample this second
+		if sec.InstancesUp == 0 { // no sample this second
 			sec.QueueDepth, sec.TokenRefreshes, sec.Retries, sec.InstancesUp = prev.QueueDepth, prev.TokenRefreshes, prev.Retries, prev.InstancesUp
 		}
 		out = append(out, sec)

@@ -366,6 +366,9 @@ func timeFigures(ser *loadtest.Series, bands []band) []figure {
 		{Name: "delivered", Color: 2, Dash: 1, Pts: col(func(s *loadtest.Second) float64 { return float64(s.Delivered) })},
 		{Name: "API errors", Color: 4, Dash: 2, Pts: col(func(s *loadtest.Second) float64 { return float64(s.Errors) })},
 	}
+	if anySecond(secs, func(s *loadtest.Second) bool { return s.Failed > 0 }) {
+		outcomes = append(outcomes, line{Name: "failed", Color: 5, Dash: 2, Pts: col(func(s *loadtest.Second) float64 { return float64(s.Failed) })})
+	}
 	if anySecond(secs, func(s *loadtest.Second) bool { return s.Replayed > 0 }) {
 		outcomes = append(outcomes, line{Name: "replayed", Color: 5, Dash: 3, Pts: col(func(s *loadtest.Second) float64 { return float64(s.Replayed) })})
 	}

@@ -3,7 +3,8 @@
 // directory with summary.json and an HTML report.
 //
 //	wxload run SCENARIO [--service URL --mock URL --api-key K] [--out DIR]
-//	wxload list | validate FILE | schema | report RUNDIR | demo
+//	wxload demo | list | validate FILE | schema
+//	wxload report RUNDIR | compare BASE NEW | index [DIR]
 //
 // Exit status: 0 the expectations held, 1 an expectation failed (or the run
 // could not complete), 2 bad usage or config.
