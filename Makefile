@@ -62,15 +62,44 @@ bench: ## side-by-side performance ratios, measured in one run (BENCHN requests 
 	@echo "mockwx ledger, 10 million entries (bytes per entry, heap):"
 	@$(GO) test -run 'TestLedgerTenMillionEntries' -v ./mockwx/ | grep -E 'bytes/entry|heap|ok|FAIL' | sed 's/^/  /'
 
-conformance: ## run the container conformance suites (lands with conformance)
-	@echo "conformance: not available yet: it runs the testcontainers-go suites, which"
-	@echo "land with the conformance issue."
+# The container suites: images FROM scratch, no pulls. Redis comes from
+# WXPUSH_REDIS_IMAGE; when it is unset and redis:7-alpine is not in the
+# local cache, a Redis image is built from Debian's redis-server.
+CONFORMANCE_RUN ?= .
+COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-up: ## start the stack with docker compose (lands with conformance)
-	@echo "up: not available yet: docker-compose.yml lands with the conformance issue."
+conformance: ## run the conformance suites in containers (testcontainers-go; needs Docker, pulls nothing)
+	@docker info >/dev/null 2>&1 || { echo "conformance: Docker does not answer"; exit 1; }
+	@img="$${WXPUSH_REDIS_IMAGE:-}"; \
+	if [ -z "$$img" ]; then \
+		if docker image inspect redis:7-alpine >/dev/null 2>&1; then img=redis:7-alpine; \
+		else img=$$(conformance/images/redis/build.sh); fi; \
+	fi; \
+	echo "conformance: Redis image $$img"; \
+	out=$$(mktemp); \
+	WXPUSH_CONFORMANCE=containers WXPUSH_REDIS_IMAGE=$$img TESTCONTAINERS_RYUK_DISABLED=true \
+	TESTCONTAINERS_HOST_OVERRIDE=$${TESTCONTAINERS_HOST_OVERRIDE:-127.0.0.1} \
+		$(GO) test -tags containers -count=1 -timeout 15m -v -run '$(CONFORMANCE_RUN)' ./conformance/ >$$out 2>&1; \
+	status=$$?; \
+	grep -E '^(--- |    --- |ok|FAIL|PASS)|_test\.go:|containers\.go:' $$out; \
+	[ $$status -eq 0 ] || { echo "conformance: full log follows"; tail -n 200 $$out; }; \
+	rm -f $$out; \
+	ids=$$(docker ps -aq --filter label=wxpush.conformance=true); [ -z "$$ids" ] || docker rm -f $$ids >/dev/null; \
+	nets=$$(docker network ls -q --filter label=wxpush.conformance=true); [ -z "$$nets" ] || docker network rm $$nets >/dev/null; \
+	exit $$status
 
-down: ## stop the docker compose stack
-	@echo "down: not available yet: docker-compose.yml lands with the conformance issue."
+up: ## build the images and start the stack with docker compose (Redis, mockwx, two wxpushd)
+	@conformance/images/build.sh
+	@if [ -z "$${WXPUSH_REDIS_IMAGE:-}" ] && ! docker image inspect redis:7-alpine >/dev/null 2>&1; then \
+		img=$$(conformance/images/redis/build.sh); echo "up: no redis:7-alpine here; using $$img"; \
+		WXPUSH_REDIS_IMAGE=$$img $(COMPOSE) up -d; \
+	else \
+		$(COMPOSE) up -d; \
+	fi
+	@echo "wxpushd: http://127.0.0.1:8081 http://127.0.0.1:8082  mockwx: http://127.0.0.1:9000  (make down to stop)"
+
+down: ## stop the docker compose stack and remove its volumes
+	$(COMPOSE) --profile loadtest down -v --remove-orphans
 
 clean: ## remove build output and run directories
 	rm -rf $(BIN) reports/out runs

