@@ -91,6 +91,7 @@ const (
 	ReasonSystemFailed      = "system_failed"      // delivery report: WeChat failed it
 	ReasonFreqLimit         = "freq_limit"         // delivery report: per-user frequency limit
 	ReasonDeliveryFailed    = "failed"             // delivery report with an unknown failure status
+	ReasonUnknownApp        = "unknown_app"        // the message's app is no longer configured
 )
 
 // Message is the body of GET /v1/messages/{id}.
@@ -151,4 +152,103 @@ const (
 	HeaderIdempotencyKey = "Idempotency-Key"
 	HeaderReplayed       = "Idempotent-Replayed"
 	HeaderRequestID      = "X-Request-Id"
+)
+
+// AppState says whether an app sends.
+type AppState string
+
+// The app states.
+const (
+	AppActive AppState = "active" // messages are sent (within the rate limit)
+	AppPaused AppState = "paused" // messages wait; none is sent or failed
+)
+
+// Reasons an app is paused (AppPause.Reason).
+const (
+	// PauseMinuteLimit: WeChat answered 45011 (per-minute frequency limit);
+	// the app waits at least a minute.
+	PauseMinuteLimit = "minute_limit"
+	// PauseDailyQuota: WeChat answered 45009 (daily quota used up); the app
+	// waits until its quota reset time or an operator resumes it.
+	PauseDailyQuota = "daily_quota"
+	// PauseTokenBudget: wxpushd's own daily budget of token calls is used
+	// up; the app waits for the budget's reset (midnight Asia/Shanghai) or
+	// an operator.
+	PauseTokenBudget = "token_budget"
+	// PauseAppError: WeChat refused the app itself (40013, 40125, 40164,
+	// 48001, 89501-89507...): nothing it sends can succeed until an
+	// operator fixes the cause and resumes it.
+	PauseAppError = "app_error"
+)
+
+// AppPause describes why and until when an app is paused.
+type AppPause struct {
+	Reason  string    `json:"reason"`
+	ErrCode int       `json:"errcode,omitempty"` // WeChat's errcode that caused it
+	ErrMsg  string    `json:"errmsg,omitempty"`
+	Since   time.Time `json:"since"`
+	// Until is when the pause ends by itself; absent: only an operator
+	// (POST /v1/apps/{app}/resume) or a successful probe ends it.
+	Until *time.Time `json:"until,omitempty"`
+	// NextProbeAt is when one waiting message will be sent to see whether
+	// the cause has gone, when probing is configured.
+	NextProbeAt *time.Time `json:"next_probe_at,omitempty"`
+}
+
+// TokenStatus describes an app's shared access token, never the token.
+type TokenStatus struct {
+	Mode            string     `json:"mode"` // stable or classic
+	Cached          bool       `json:"cached"`
+	FetchedAt       *time.Time `json:"fetched_at,omitempty"`
+	ExpiresAt       *time.Time `json:"expires_at,omitempty"`
+	BudgetUsedToday int        `json:"budget_used_today"` // token calls today by all instances
+	DailyBudget     int        `json:"daily_budget"`
+}
+
+// AppStatus is the body of GET /v1/apps/{app} and of
+// POST /v1/apps/{app}/resume.
+type AppStatus struct {
+	App   string    `json:"app"`
+	AppID string    `json:"appid"`
+	State AppState  `json:"state"`
+	Pause *AppPause `json:"pause,omitempty"` // set when State is paused
+	// RateLimit is the configured sends per second across all instances
+	// (0: unlimited), RateBurst the burst it allows.
+	RateLimit float64 `json:"rate_limit"`
+	RateBurst int     `json:"rate_burst,omitempty"`
+	// QuotaReset is when the daily quota resets ("00:00 Asia/Shanghai").
+	QuotaReset string `json:"quota_reset"`
+	// QuotaUsedToday counts the sends WeChat accepted since the last quota
+	// reset, by all instances.
+	QuotaUsedToday int64 `json:"quota_used_today"`
+	// Waiting counts the app's messages held back by a pause or the rate
+	// limit, in order of due time.
+	Waiting       int64       `json:"waiting"`
+	StatusWebhook bool        `json:"status_webhook"` // a status webhook is configured
+	Token         TokenStatus `json:"token"`
+}
+
+// AppList is the body of GET /v1/apps.
+type AppList struct {
+	Apps []AppStatus `json:"apps"`
+}
+
+// StatusEvent is the body of a status webhook: the final status of one
+// message. It is delivered at least once; Message.ID identifies the event,
+// so a receiver deduplicates by it.
+type StatusEvent struct {
+	Event   string  `json:"event"` // EventMessageStatus
+	Message Message `json:"message"`
+}
+
+// EventMessageStatus is StatusEvent.Event.
+const EventMessageStatus = "message.status"
+
+// Status webhook headers. The signature is
+// "sha256=" + hex(HMAC-SHA256(secret, timestamp + "." + body)), where
+// timestamp is the X-Wxpush-Timestamp value (unix seconds).
+const (
+	HeaderWebhookSignature = "X-Wxpush-Signature"
+	HeaderWebhookTimestamp = "X-Wxpush-Timestamp"
+	HeaderWebhookMessageID = "X-Wxpush-Message-Id"
 )

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"net/url"
 	"os"
 	"regexp"
 	"strconv"
@@ -15,6 +17,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/wxpush/wxpush/internal/wechat"
+	"github.com/wxpush/wxpush/service/internal/pacing"
 	"github.com/wxpush/wxpush/service/internal/token"
 )
 
@@ -28,6 +31,24 @@ type AppConfig struct {
 	CallbackToken          wechat.Secret `yaml:"callback_token,omitempty"`
 	EncodingAESKey         wechat.Secret `yaml:"encoding_aes_key,omitempty"`
 	PreviousEncodingAESKey wechat.Secret `yaml:"previous_encoding_aes_key,omitempty"`
+
+	// RateLimit is the most messages per second the app sends, across all
+	// instances together (GCRA in Redis); 0: unlimited.
+	RateLimit float64 `yaml:"rate_limit,omitempty"`
+	// RateBurst is how many messages may go at once within RateLimit
+	// (default 1: evenly spaced).
+	RateBurst int `yaml:"rate_burst,omitempty"`
+	// QuotaReset is when the app's WeChat daily quota resets: "HH:MM",
+	// optionally followed by a time zone; default "00:00 Asia/Shanghai".
+	// A 45009 pauses the app until then.
+	QuotaReset string `yaml:"quota_reset,omitempty"`
+	// TokenMode is the app's token endpoint (stable or classic); empty:
+	// Config.TokenMode.
+	TokenMode token.Mode `yaml:"token_mode,omitempty"`
+	// StatusWebhookURL, when set, receives the final status of each of
+	// the app's messages, signed with StatusWebhookSecret.
+	StatusWebhookURL    string        `yaml:"status_webhook_url,omitempty"`
+	StatusWebhookSecret wechat.Secret `yaml:"status_webhook_secret,omitempty"`
 }
 
 // Config is everything wxpushd runs with. LoadConfig fills it from flags,
@@ -52,14 +73,30 @@ type Config struct {
 	IdempotencyTTL  time.Duration // default 24 h
 	Retention       time.Duration // default 7 days
 	ShutdownTimeout time.Duration // default 15 s
-	PaceDelay       time.Duration // wait after 45011 (default 60 s)
-	QuotaDelay      time.Duration // re-check interval after 45009 (default 5 min)
-	AppDelay        time.Duration // re-check interval after an app-level error (default 5 min)
-	CallbackMaxSkew time.Duration // accepted distance of a callback's timestamp from the clock (default 5 min)
-	Instance        string        // consumer name; default host-pid-random
-	KeyPrefix       string        // Redis key prefix with hash tag (default "wxp:{wxp}:")
-	NoWorkers       bool          // serve the API only; other instances send
-	LogLevel        string        // debug, info, warn, error
+	// PaceDelay is how long a 45011 (per-minute limit) pauses the app
+	// across all instances (default 60 s).
+	PaceDelay time.Duration
+	// QuotaDelay is the probe interval of an app paused by 45009 (daily
+	// quota): one waiting message is sent this often to notice a quota
+	// that came back early (clear_quota). Default 5 min; negative: no
+	// probe, the pause lasts until the quota reset or an operator resumes.
+	QuotaDelay time.Duration
+	// AppDelay, when positive, is the probe interval of an app paused by
+	// an app-level errcode (bad appid or secret, IP whitelist, 48001...);
+	// default 0: only an operator resumes it (POST /v1/apps/{app}/resume).
+	AppDelay time.Duration
+	// Status webhooks: one delivery's timeout (default 10 s), the retry
+	// backoff bounds (defaults 1 s and 10 min) and the attempts before an
+	// event is given up (default 20).
+	WebhookTimeout     time.Duration
+	WebhookBackoffBase time.Duration
+	WebhookBackoffCap  time.Duration
+	WebhookMaxAttempts int
+	CallbackMaxSkew    time.Duration // accepted distance of a callback's timestamp from the clock (default 5 min)
+	Instance           string        // consumer name; default host-pid-random
+	KeyPrefix          string        // Redis key prefix with hash tag (default "wxp:{wxp}:")
+	NoWorkers          bool          // serve the API only; other instances send
+	LogLevel           string        // debug, info, warn, error
 }
 
 // Environment variables read by LoadConfig.
@@ -129,9 +166,13 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	durVar(&c.IdempotencyTTL, "idempotency-ttl", "WXPUSH_IDEMPOTENCY_TTL", 24*time.Hour, "how long Idempotency-Key values are remembered")
 	durVar(&c.Retention, "retention", "WXPUSH_RETENTION", 7*24*time.Hour, "how long message records are kept")
 	durVar(&c.ShutdownTimeout, "shutdown-timeout", "WXPUSH_SHUTDOWN_TIMEOUT", 15*time.Second, "bound on graceful shutdown")
-	durVar(&c.PaceDelay, "pace-delay", "WXPUSH_PACE_DELAY", 60*time.Second, "wait after 45011 (per-minute limit)")
-	durVar(&c.QuotaDelay, "quota-delay", "WXPUSH_QUOTA_DELAY", 5*time.Minute, "re-check interval after 45009 (daily quota)")
-	durVar(&c.AppDelay, "app-delay", "WXPUSH_APP_DELAY", 5*time.Minute, "re-check interval after an app-level error (bad secret, IP whitelist...)")
+	durVar(&c.PaceDelay, "pace-delay", "WXPUSH_PACE_DELAY", 60*time.Second, "how long 45011 (per-minute limit) pauses the app, all instances")
+	durVar(&c.QuotaDelay, "quota-delay", "WXPUSH_QUOTA_DELAY", 5*time.Minute, "while 45009 (daily quota) pauses an app, send one probe this often; negative: no probe (wait for the quota reset or an operator)")
+	durVar(&c.AppDelay, "app-delay", "WXPUSH_APP_DELAY", 0, "while an app-level errcode (bad secret, IP whitelist...) pauses an app, send one probe this often; 0: only POST /v1/apps/{app}/resume resumes it")
+	durVar(&c.WebhookTimeout, "webhook-timeout", "WXPUSH_WEBHOOK_TIMEOUT", 10*time.Second, "timeout of one status webhook delivery")
+	durVar(&c.WebhookBackoffBase, "webhook-backoff-base", "WXPUSH_WEBHOOK_BACKOFF_BASE", time.Second, "first status webhook retry delay")
+	durVar(&c.WebhookBackoffCap, "webhook-backoff-cap", "WXPUSH_WEBHOOK_BACKOFF_CAP", 10*time.Minute, "largest status webhook retry delay")
+	intVar(&c.WebhookMaxAttempts, "webhook-max-attempts", "WXPUSH_WEBHOOK_MAX_ATTEMPTS", 20, "status webhook deliveries before an event is given up")
 	durVar(&c.CallbackMaxSkew, "callback-max-skew", "WXPUSH_CALLBACK_MAX_SKEW", 5*time.Minute, "WeChat callbacks whose timestamp is further than this from the clock are refused (replay protection)")
 	fs.StringVar(&c.Instance, "instance", env("WXPUSH_INSTANCE", ""), "this instance's name in the consumer group (env WXPUSH_INSTANCE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
@@ -148,7 +189,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		}
 	}
 	if configPath != "" {
-		apps, err := loadApps(configPath)
+		apps, err := loadApps(configPath, getenv)
 		if err != nil {
 			return Config{}, fmt.Errorf("%w: %v", ErrUsage, err)
 		}
@@ -165,19 +206,28 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	return c, nil
 }
 
-// appsFile is the YAML layout of WXPUSH_CONFIG.
+// appsFile is the YAML layout of WXPUSH_CONFIG. String values may hold
+// ${VAR} references to environment variables ($$ is a literal $).
 type appsFile struct {
-	Apps []struct {
-		Name                   string `yaml:"name"`
-		AppID                  string `yaml:"appid"`
-		Secret                 string `yaml:"secret"`
-		CallbackToken          string `yaml:"callback_token"`
-		EncodingAESKey         string `yaml:"encoding_aes_key"`
-		PreviousEncodingAESKey string `yaml:"previous_encoding_aes_key"`
-	} `yaml:"apps"`
+	Apps []appEntry `yaml:"apps"`
 }
 
-func loadApps(path string) ([]AppConfig, error) {
+type appEntry struct {
+	Name                   string   `yaml:"name"`
+	AppID                  string   `yaml:"appid"`
+	Secret                 string   `yaml:"secret"`
+	CallbackToken          string   `yaml:"callback_token"`
+	EncodingAESKey         string   `yaml:"encoding_aes_key"`
+	PreviousEncodingAESKey string   `yaml:"previous_encoding_aes_key"`
+	RateLimit              *float64 `yaml:"rate_limit"`
+	RateBurst              *int     `yaml:"rate_burst"`
+	QuotaReset             string   `yaml:"quota_reset"`
+	TokenMode              string   `yaml:"token_mode"`
+	StatusWebhookURL       string   `yaml:"status_webhook_url"`
+	StatusWebhookSecret    string   `yaml:"status_webhook_secret"`
+}
+
+func loadApps(path string, getenv func(string) string) ([]AppConfig, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("apps file: %w", err)
@@ -186,15 +236,89 @@ func loadApps(path string) ([]AppConfig, error) {
 	if err := yaml.UnmarshalWithOptions(bytes.TrimSpace(data), &f, yaml.Strict()); err != nil {
 		return nil, fmt.Errorf("apps file %s: %s", path, yaml.FormatError(err, false, true))
 	}
+	var errs []error
 	apps := make([]AppConfig, 0, len(f.Apps))
-	for _, a := range f.Apps {
-		apps = append(apps, AppConfig{
-			Name: a.Name, AppID: a.AppID, Secret: wechat.Secret(a.Secret),
-			CallbackToken: wechat.Secret(a.CallbackToken), EncodingAESKey: wechat.Secret(a.EncodingAESKey),
-			PreviousEncodingAESKey: wechat.Secret(a.PreviousEncodingAESKey),
-		})
+	for i, a := range f.Apps {
+		expand := func(field, v string) string {
+			out, err := expandEnv(v, getenv)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("apps[%d].%s: %w", i, field, err))
+			}
+			return out
+		}
+		ac := AppConfig{
+			Name: expand("name", a.Name), AppID: expand("appid", a.AppID), Secret: wechat.Secret(expand("secret", a.Secret)),
+			CallbackToken: wechat.Secret(expand("callback_token", a.CallbackToken)), EncodingAESKey: wechat.Secret(expand("encoding_aes_key", a.EncodingAESKey)),
+			PreviousEncodingAESKey: wechat.Secret(expand("previous_encoding_aes_key", a.PreviousEncodingAESKey)),
+			QuotaReset:             expand("quota_reset", a.QuotaReset), TokenMode: token.Mode(expand("token_mode", a.TokenMode)),
+			StatusWebhookURL: expand("status_webhook_url", a.StatusWebhookURL), StatusWebhookSecret: wechat.Secret(expand("status_webhook_secret", a.StatusWebhookSecret)),
+		}
+		if a.RateLimit != nil {
+			if *a.RateLimit <= 0 {
+				errs = append(errs, fmt.Errorf("apps[%d].rate_limit: must be > 0 (omit it for no limit), got %v", i, *a.RateLimit))
+			}
+			ac.RateLimit = *a.RateLimit
+		}
+		if a.RateBurst != nil {
+			if *a.RateBurst < 1 {
+				errs = append(errs, fmt.Errorf("apps[%d].rate_burst: must be >= 1, got %d", i, *a.RateBurst))
+			}
+			ac.RateBurst = *a.RateBurst
+		}
+		apps = append(apps, ac)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("apps file %s: %w", path, err)
 	}
 	return apps, nil
+}
+
+// expandEnv replaces ${NAME} with the value of the environment variable
+// NAME and $$ with $; any other $ stays as it is. A variable that is unset
+// (or empty) is an error naming it; the error never holds a value.
+func expandEnv(s string, getenv func(string) string) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '{':
+			end := strings.IndexByte(s[i+2:], '}')
+			if end < 0 {
+				return "", errors.New("unterminated ${ (write $$ for a literal $)")
+			}
+			name := s[i+2 : i+2+end]
+			if !envNamePattern.MatchString(name) {
+				return "", fmt.Errorf("${%s}: not a valid environment variable name", clipName(name))
+			}
+			v := getenv(name)
+			if v == "" {
+				return "", fmt.Errorf("environment variable %s is not set (referenced as ${%s})", name, name)
+			}
+			b.WriteString(v)
+			i += 2 + end
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return b.String(), nil
+}
+
+var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func clipName(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
 }
 
 var appNamePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
@@ -215,38 +339,65 @@ func (c Config) Validate() error {
 	}
 	seen := map[string]bool{}
 	for i, a := range c.Apps {
+		field := func(name string) string { return fmt.Sprintf("apps[%d].%s", i, name) }
 		switch {
 		case !appNamePattern.MatchString(a.Name):
-			errs = append(errs, fmt.Errorf("apps[%d].name %q: 1-32 of a-z 0-9 _ -, starting with a letter or digit", i, a.Name))
+			errs = append(errs, fmt.Errorf("%s %q: 1-32 of a-z 0-9 _ -, starting with a letter or digit", field("name"), clipName(a.Name)))
 		case seen[a.Name]:
-			errs = append(errs, fmt.Errorf("apps[%d].name %q is configured twice", i, a.Name))
+			errs = append(errs, fmt.Errorf("%s %q is configured twice", field("name"), a.Name))
 		}
 		seen[a.Name] = true
 		if a.AppID == "" {
-			errs = append(errs, fmt.Errorf("apps[%d] (%s): appid is required", i, a.Name))
+			errs = append(errs, fmt.Errorf("%s: required", field("appid")))
 		}
 		if a.Secret == "" {
-			errs = append(errs, fmt.Errorf("apps[%d] (%s): secret is required", i, a.Name))
+			errs = append(errs, fmt.Errorf("%s: required", field("secret")))
 		}
-		for _, k := range []wechat.Secret{a.EncodingAESKey, a.PreviousEncodingAESKey} {
-			if k != "" {
-				if _, err := wechat.DecodeAESKey(k.Reveal()); err != nil {
-					errs = append(errs, fmt.Errorf("apps[%d] (%s): encoding_aes_key must be 43 base64 characters", i, a.Name))
+		for _, k := range []struct {
+			name string
+			v    wechat.Secret
+		}{{"encoding_aes_key", a.EncodingAESKey}, {"previous_encoding_aes_key", a.PreviousEncodingAESKey}} {
+			if k.v != "" {
+				if _, err := wechat.DecodeAESKey(k.v.Reveal()); err != nil {
+					errs = append(errs, fmt.Errorf("%s: must be 43 base64 characters", field(k.name)))
 				}
 			}
 		}
 		if a.EncodingAESKey != "" && a.CallbackToken == "" {
-			errs = append(errs, fmt.Errorf("apps[%d] (%s): encoding_aes_key needs a callback_token", i, a.Name))
+			errs = append(errs, fmt.Errorf("%s: needs a callback_token", field("encoding_aes_key")))
 		}
 		if a.PreviousEncodingAESKey != "" && a.EncodingAESKey == "" {
-			errs = append(errs, fmt.Errorf("apps[%d] (%s): previous_encoding_aes_key needs an encoding_aes_key", i, a.Name))
+			errs = append(errs, fmt.Errorf("%s: needs an encoding_aes_key", field("previous_encoding_aes_key")))
+		}
+		if a.RateLimit < 0 || math.IsNaN(a.RateLimit) || math.IsInf(a.RateLimit, 0) {
+			errs = append(errs, fmt.Errorf("%s: must be > 0 (or 0 for no limit)", field("rate_limit")))
+		}
+		if a.RateBurst < 0 {
+			errs = append(errs, fmt.Errorf("%s: must be >= 1", field("rate_burst")))
+		}
+		if _, err := pacing.ParseReset(a.QuotaReset); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", field("quota_reset"), err))
+		}
+		if a.TokenMode != "" && a.TokenMode != token.ModeStable && a.TokenMode != token.ModeClassic {
+			errs = append(errs, fmt.Errorf("%s %q: must be stable or classic", field("token_mode"), clipName(string(a.TokenMode))))
+		}
+		if a.StatusWebhookURL != "" {
+			u, err := url.Parse(a.StatusWebhookURL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				errs = append(errs, fmt.Errorf("%s: must be an absolute http(s) URL", field("status_webhook_url")))
+			}
+			if len(a.StatusWebhookSecret.Reveal()) < 16 {
+				errs = append(errs, fmt.Errorf("%s: required with status_webhook_url, at least 16 characters", field("status_webhook_secret")))
+			}
+		} else if a.StatusWebhookSecret != "" {
+			errs = append(errs, fmt.Errorf("%s: set without status_webhook_url", field("status_webhook_secret")))
 		}
 	}
 	if c.TokenMode != token.ModeStable && c.TokenMode != token.ModeClassic && c.TokenMode != "" {
 		errs = append(errs, fmt.Errorf("token mode %q: must be stable or classic", c.TokenMode))
 	}
-	if c.Workers < 0 || c.MaxAttempts < 0 || c.TokenDailyBudget < 0 {
-		errs = append(errs, errors.New("workers, max-attempts and token-daily-budget must not be negative"))
+	if c.Workers < 0 || c.MaxAttempts < 0 || c.TokenDailyBudget < 0 || c.WebhookMaxAttempts < 0 {
+		errs = append(errs, errors.New("workers, max-attempts, token-daily-budget and webhook-max-attempts must not be negative"))
 	}
 	if c.WeChatBaseURL != "" {
 		if _, err := wechat.NewClient(c.WeChatBaseURL, nil); err != nil {

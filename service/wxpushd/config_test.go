@@ -92,10 +92,10 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"unknown key in apps file", []string{"-config", write("a.yaml", "apps:\n  - name: x\n    appid: wx1\n    secret: s\n    colour: red\n")}, withKeys, "colour"},
 		{"bad app name", []string{"-config", write("b.yaml", "apps:\n  - name: Bad Name\n    appid: wx1\n    secret: s\n")}, withKeys, "apps[0].name"},
 		{"duplicate app", []string{"-config", write("c.yaml", "apps:\n  - {name: a, appid: wx1, secret: s}\n  - {name: a, appid: wx2, secret: s}\n")}, withKeys, "configured twice"},
-		{"missing secret", []string{"-config", write("d.yaml", "apps:\n  - {name: a, appid: wx1}\n")}, withKeys, "secret is required"},
+		{"missing secret", []string{"-config", write("d.yaml", "apps:\n  - {name: a, appid: wx1}\n")}, withKeys, "apps[0].secret: required"},
 		{"bad AES key", []string{"-config", write("e.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, encoding_aes_key: short}\n")}, withKeys, "encoding_aes_key"},
-		{"AES key without callback token", []string{"-config", write("f.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "encoding_aes_key needs a callback_token"},
-		{"previous AES key alone", []string{"-config", write("g.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, callback_token: t, previous_encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "previous_encoding_aes_key needs an encoding_aes_key"},
+		{"AES key without callback token", []string{"-config", write("f.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "apps[0].encoding_aes_key: needs a callback_token"},
+		{"previous AES key alone", []string{"-config", write("g.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, callback_token: t, previous_encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "apps[0].previous_encoding_aes_key: needs an encoding_aes_key"},
 		{"missing apps file", []string{"-config", filepath.Join(dir, "none.yaml")}, withKeys, "apps file"},
 	}
 	for _, tt := range tests {

@@ -27,8 +27,10 @@ import (
 	"github.com/wxpush/wxpush/service/internal/callback"
 	"github.com/wxpush/wxpush/service/internal/httpapi"
 	"github.com/wxpush/wxpush/service/internal/metrics"
+	"github.com/wxpush/wxpush/service/internal/pacing"
 	"github.com/wxpush/wxpush/service/internal/store"
 	"github.com/wxpush/wxpush/service/internal/token"
+	"github.com/wxpush/wxpush/service/internal/webhook"
 	"github.com/wxpush/wxpush/service/internal/worker"
 )
 
@@ -41,7 +43,8 @@ type Server struct {
 	store   *store.Store
 	tokens  *token.Manager
 	worker  *worker.Worker
-	reports *callback.Receiver // WeChat callbacks: the endpoint and the delivery report processor
+	reports *callback.Receiver  // WeChat callbacks: the endpoint and the delivery report processor
+	hooks   *webhook.Dispatcher // status webhooks
 	metrics *metrics.Metrics
 	handler http.Handler
 	ln      net.Listener
@@ -191,13 +194,30 @@ func (s *Server) build(opts Options) error {
 	if err != nil {
 		return err
 	}
-	s.store = store.New(s.rdb, store.Options{Prefix: cfg.KeyPrefix, Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL})
 	apps := make([]token.App, 0, len(cfg.Apps))
 	names := make([]string, 0, len(cfg.Apps))
+	events := map[string]store.EventPolicy{}
+	targets := map[string]webhook.Target{}
+	paced := make([]worker.App, 0, len(cfg.Apps))
+	infos := map[string]appInfo{}
 	for _, a := range cfg.Apps {
-		apps = append(apps, token.App{Name: a.Name, AppID: a.AppID, Secret: a.Secret})
+		apps = append(apps, token.App{Name: a.Name, AppID: a.AppID, Secret: a.Secret, Mode: a.TokenMode})
 		names = append(names, a.Name)
+		reset, err := pacing.ParseReset(a.QuotaReset)
+		if err != nil { // Validate checked it
+			return fmt.Errorf("app %s: quota_reset: %w", a.Name, err)
+		}
+		paced = append(paced, worker.App{Name: a.Name, Rate: pacing.Rate{PerSecond: a.RateLimit, Burst: a.RateBurst}, Reset: reset})
+		infos[a.Name] = appInfo{cfg: a, reset: reset}
+		if a.StatusWebhookURL != "" {
+			targets[a.Name] = webhook.Target{URL: a.StatusWebhookURL, Secret: a.StatusWebhookSecret}
+			events[a.Name] = store.EventsFinal
+			if a.CallbackToken == "" { // no delivery reports: sent is final
+				events[a.Name] = store.EventsFinalOrSent
+			}
+		}
 	}
+	s.store = store.New(s.rdb, store.Options{Prefix: cfg.KeyPrefix, Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL, Apps: names, Events: events})
 	s.tokens, err = token.NewManager(s.rdb, wc, apps, token.Options{
 		Prefix: cfg.KeyPrefix, Mode: cfg.TokenMode, DailyBudget: cfg.TokenDailyBudget, Logger: s.log, Metrics: s.metrics,
 	})
@@ -208,7 +228,15 @@ func (s *Server) build(opts Options) error {
 		Consumer: cfg.Instance, Concurrency: cfg.Workers, MaxAttempts: cfg.MaxAttempts,
 		BackoffBase: cfg.BackoffBase, BackoffCap: cfg.BackoffCap, SendTimeout: cfg.SendTimeout,
 		Visibility: cfg.Visibility, Drain: cfg.ShutdownTimeout / 2, Logger: s.log, Metrics: s.metrics,
-		PaceDelay: cfg.PaceDelay, QuotaDelay: cfg.QuotaDelay, AppDelay: cfg.AppDelay,
+		PaceDelay: cfg.PaceDelay, QuotaDelay: cfg.QuotaDelay, AppDelay: cfg.AppDelay, Apps: paced,
+	})
+	if err != nil {
+		return err
+	}
+	s.hooks, err = webhook.New(webhook.Options{
+		Outbox: s.store, Targets: targets, Timeout: cfg.WebhookTimeout,
+		BackoffBase: cfg.WebhookBackoffBase, BackoffCap: cfg.WebhookBackoffCap, MaxAttempts: cfg.WebhookMaxAttempts,
+		Logger: s.log, Metrics: s.metrics,
 	})
 	if err != nil {
 		return err
@@ -221,7 +249,7 @@ func (s *Server) build(opts Options) error {
 			return metrics.QueueStats{}
 		}
 		return metrics.QueueStats{
-			Depth: float64(st.Backlog + st.Delayed), Pending: float64(st.Pending), Delayed: float64(st.Delayed),
+			Depth: float64(st.Backlog + st.Delayed + st.Waiting), Pending: float64(st.Pending), Delayed: float64(st.Delayed),
 			OldestAgeSeconds: st.OldestAge.Seconds(),
 		}
 	})
@@ -253,6 +281,7 @@ func (s *Server) build(opts Options) error {
 		Queue: s.store, Apps: names, APIKeys: cfg.APIKeys, InsecureNoAuth: cfg.InsecureNoAuth,
 		NewID: func() string { return store.NewID(time.Now()) }, Now: time.Now, Logger: s.log, Metrics: s.metrics,
 		Extra: func(r *gin.Engine) { s.reports.Register(r) },
+		Admin: &appAdmin{apps: infos, store: s.store, tokens: s.tokens, now: time.Now},
 	})
 	return err
 }
@@ -315,6 +344,12 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(reportsDone)
 		_ = s.reports.Run(workCtx)
 	}()
+	// Status webhooks are delivered by every instance as well.
+	hooksDone := make(chan struct{})
+	go func() {
+		defer close(hooksDone)
+		_ = s.hooks.Run(workCtx)
+	}()
 
 	var err error
 	select {
@@ -344,6 +379,7 @@ func (s *Server) Run(ctx context.Context) error {
 		<-workDone
 	}
 	<-reportsDone // bounded: one blocking read plus one batch of short scripts
+	<-hooksDone   // bounded by one delivery's timeout
 	s.mu.Lock()
 	killed := s.killed
 	s.mu.Unlock()

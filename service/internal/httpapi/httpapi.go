@@ -68,6 +68,8 @@ type Options struct {
 	// MaxBody limits the body of POST /v1/messages; zero or less means
 	// DefaultMaxBody. The batch route always allows MaxBatchBody.
 	MaxBody int64
+	// Admin serves the /v1/apps routes; nil: they answer 404.
+	Admin AppAdmin
 	// Extra, when set, is called with the engine after the API's routes
 	// are registered, so the service can add routes (e.g. callbacks) that
 	// share the middleware.
@@ -85,6 +87,7 @@ type api struct {
 	metrics *metrics.Metrics
 	obs     *observers
 	maxBody int64
+	admin   AppAdmin
 }
 
 // New returns the wxpushd HTTP handler. It fails when opts lack a Queue or
@@ -108,6 +111,7 @@ func New(opts Options) (http.Handler, error) {
 		log:     opts.Logger,
 		metrics: opts.Metrics,
 		maxBody: opts.MaxBody,
+		admin:   opts.Admin,
 	}
 	for i, k := range opts.APIKeys {
 		if k.Reveal() == "" {
@@ -149,6 +153,11 @@ func New(opts Options) (http.Handler, error) {
 	v1.POST("/messages", a.send)
 	v1.POST("/messages/batch", a.batch)
 	v1.GET("/messages/:id", a.get)
+	if a.admin != nil {
+		v1.GET("/apps", a.listApps)
+		v1.GET("/apps/:app", a.appStatus)
+		v1.POST("/apps/:app/resume", a.resumeApp)
+	}
 
 	if opts.Extra != nil {
 		opts.Extra(r)

@@ -37,6 +37,23 @@ type Metrics struct {
 	// DeliveryReports counts recorded delivery reports by what applying
 	// them did (delivered, failed, parked, final, gone, not_sent).
 	DeliveryReports *prometheus.CounterVec // app, outcome
+	// AppPaused is 1 for the reason an app is paused (shared state, as
+	// this instance last saw it), 0 for the others: alert on
+	// wxpush_app_paused{reason="app_error"} == 1.
+	AppPaused *prometheus.GaugeVec // app, reason
+	// AppPauses counts the pauses this instance started.
+	AppPauses *prometheus.CounterVec // app, reason
+	// AppWaiting is the number of an app's messages held back (pause or
+	// rate limit).
+	AppWaiting *prometheus.GaugeVec // app
+	// QuotaUsed is the sends WeChat accepted in the app's quota day.
+	QuotaUsed *prometheus.GaugeVec // app
+	// Held counts messages a worker put in their app's wait set instead of
+	// sending them, by cause (paused, rate_limit).
+	Held *prometheus.CounterVec // app, cause
+	// Webhooks counts status webhook deliveries by result (delivered,
+	// retry, gave_up, dropped).
+	Webhooks *prometheus.CounterVec // app, result
 }
 
 // New returns the collectors registered on a fresh registry, with the Go
@@ -66,11 +83,18 @@ func New() *Metrics {
 		RedisErrors:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_redis_errors_total", Help: "Redis operations that failed, by operation."}, []string{"op"}),
 		Callbacks:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_callbacks_total", Help: "WeChat callback requests by app and result."}, []string{"app", "result"}),
 		DeliveryReports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_delivery_reports_total", Help: "Delivery reports applied, by outcome (delivered, failed, parked, final, gone, not_sent)."}, []string{"app", "outcome"}),
+		AppPaused:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wxpush_app_paused", Help: "1 when the app is paused for the reason (minute_limit, daily_quota, token_budget, app_error), else 0."}, []string{"app", "reason"}),
+		AppPauses:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_app_pauses_total", Help: "App pauses started by this instance, by reason."}, []string{"app", "reason"}),
+		AppWaiting:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wxpush_app_waiting_messages", Help: "Messages of the app held back by a pause or the rate limit."}, []string{"app"}),
+		QuotaUsed:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wxpush_app_quota_used_today", Help: "Sends WeChat accepted since the app's last quota reset (all instances)."}, []string{"app"}),
+		Held:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_messages_held_total", Help: "Messages put in their app's wait set instead of being sent, by cause (paused, rate_limit)."}, []string{"app", "cause"}),
+		Webhooks:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_status_webhooks_total", Help: "Status webhook deliveries by result (delivered, retry, gave_up, dropped)."}, []string{"app", "result"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.Accepted, m.Replayed, m.Sent, m.Failed, m.Attempts, m.Retries, m.Reclaimed, m.InFlight,
 		m.TokenRefreshes, m.TokenBudgetUsed, m.TokenInvalid, m.SendSeconds, m.EndToEndSeconds,
 		m.HTTPRequests, m.HTTPSeconds, m.RedisErrors, m.Callbacks, m.DeliveryReports,
+		m.AppPaused, m.AppPauses, m.AppWaiting, m.QuotaUsed, m.Held, m.Webhooks,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		f(c)

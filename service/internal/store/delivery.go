@@ -202,8 +202,9 @@ func reportEntries(msgs []redis.XMessage) []ReportEntry {
 
 // applyDeliveryScript applies a report to the message its msgid names.
 // KEYS: msgidx, early, msg (the record the caller read from msgidx; any
-// key when the index was empty). ARGV: expectedID, result ("delivered" or
-// "failed"), reason, status, atMs, earlyTTLSec, retentionSec.
+// key when the index was empty), outbox. ARGV: expectedID, result
+// ("delivered" or "failed"), reason, status, atMs, earlyTTLSec,
+// retentionSec, events (the app's EventPolicy), nowMs.
 // Returns an outcome, or "moved" when the index no longer names expectedID
 // (the caller reads it again).
 var applyDeliveryScript = redis.NewScript(`
@@ -226,6 +227,7 @@ else
   redis.call('HSET', KEYS[3], 'status', 'failed', 'reason', ARGV[3], 'delivery_status', ARGV[4], 'updated_at', ARGV[5])
 end
 redis.call('EXPIRE', KEYS[3], ARGV[7])
+if ARGV[8] ~= '0' then redis.call('ZADD', KEYS[4], 'NX', ARGV[9], ARGV[1]) end
 return ARGV[2]
 `)
 
@@ -253,9 +255,10 @@ func (s *Store) ApplyDelivery(ctx context.Context, rep DeliveryReport, earlyTTL 
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return DeliveryResult{}, unavailable("apply delivery", err)
 		}
-		out, err := applyDeliveryScript.Run(ctx, s.rdb, []string{idx, early, s.keys.msg(id)},
+		out, err := applyDeliveryScript.Run(ctx, s.rdb, []string{idx, early, s.keys.msg(id), s.keys.outbox()},
 			id, result, rep.Reason, rep.Status, rep.ReceivedAt.UnixMilli(),
 			max(int64(earlyTTL.Seconds()), 1), int64(s.opts.Retention.Seconds()),
+			s.events(rep.App), time.Now().UnixMilli(),
 		).Text()
 		if err != nil {
 			return DeliveryResult{}, unavailable("apply delivery", err)

@@ -32,6 +32,15 @@ type Options struct {
 	IdempotencyTTL time.Duration
 	// Group is the consumer group of the workers (default "workers").
 	Group string
+	// Apps are the configured app names: Stats counts their waiting
+	// messages.
+	Apps []string
+	// Events selects, per app, the status transitions that go to the
+	// status webhook outbox (absent: none).
+	Events map[string]EventPolicy
+	// QuotaDayTTL is how long an app's daily send counter is kept
+	// (default 48 h).
+	QuotaDayTTL time.Duration
 }
 
 // Store is wxpushd's Redis layer. It is safe for concurrent use.
@@ -45,6 +54,8 @@ type Store struct {
 type keys struct {
 	prefix, stream, delayed, dlq string
 }
+
+func (k keys) outbox() string { return k.prefix + "outbox" }
 
 func (k keys) msg(id string) string { return k.prefix + "msg:" + id }
 
@@ -70,6 +81,9 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	}
 	if opts.Group == "" {
 		opts.Group = "workers"
+	}
+	if opts.QuotaDayTTL <= 0 {
+		opts.QuotaDayTTL = 48 * time.Hour
 	}
 	p := opts.Prefix
 	return &Store{rdb: rdb, opts: opts, keys: keys{prefix: p, stream: p + "queue", delayed: p + "delayed", dlq: p + "dead"}}
@@ -176,6 +190,15 @@ func decodeRecord(id string, h map[string]string) (*Record, error) {
 type Entry struct {
 	StreamID  string // the stream entry id, to acknowledge
 	MessageID string
+	// Due is when the message became due: the time it was queued, or the
+	// due time it waited for (the order of an app's wait set).
+	Due time.Time
+	// Slot, when not zero, is the GCRA slot (ms, Redis clock) the feeder
+	// reserved for the message.
+	Slot float64
+	// Probe marks the one message a paused app may send to see whether
+	// the cause of the pause has gone.
+	Probe bool
 }
 
 func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
@@ -194,8 +217,15 @@ func (s *Store) EnsureGroup(ctx context.Context) error {
 func entries(msgs []redis.XMessage) []Entry {
 	out := make([]Entry, 0, len(msgs))
 	for _, m := range msgs {
-		id, _ := m.Values["id"].(string)
-		out = append(out, Entry{StreamID: m.ID, MessageID: id})
+		str := func(k string) string { v, _ := m.Values[k].(string); return v }
+		e := Entry{StreamID: m.ID, MessageID: str("id"), Probe: str("probe") == "1"}
+		if due, err := strconv.ParseFloat(str("due"), 64); err == nil && due > 0 {
+			e.Due = time.UnixMilli(int64(due)).UTC()
+		} else if ms, err := strconv.ParseInt(strings.SplitN(m.ID, "-", 2)[0], 10, 64); err == nil {
+			e.Due = time.UnixMilli(ms).UTC()
+		}
+		e.Slot, _ = strconv.ParseFloat(str("slot"), 64)
+		out = append(out, e)
 	}
 	return out
 }
@@ -274,6 +304,9 @@ const (
 	SettleRetry SettleKind = "retry" // send again at Due
 	SettleFail  SettleKind = "fail"  // final failure, to the dead-letter stream
 	SettleDrop  SettleKind = "drop"  // the record is gone or already final: just acknowledge
+	// SettlePark puts the message in its app's wait set at Due (the
+	// entry's due time, to keep its place): the app is paused.
+	SettlePark SettleKind = "park"
 )
 
 // Settlement is the outcome of one attempt.
@@ -287,20 +320,27 @@ type Settlement struct {
 	ErrMsg  string    // the attempt's error text, without secrets
 	Refund  bool      // SettleRetry: the attempt does not count (pacing, quota, app stopped)
 	HasErr  bool      // ErrCode/ErrMsg are set
+	// QuotaDay names the app's quota day (pacing.Reset.Day) whose send
+	// counter a SettleSent increments; empty: the Asia/Shanghai date.
+	QuotaDay string
 }
 
 // settleScript records an outcome and acknowledges the stream entry in one
 // step, so an entry is never acknowledged without its outcome recorded.
 // When it records a send it also applies a delivery report that arrived
 // before it (parked by ApplyDelivery under KEYS[6]), in the same step that
-// writes the msgid index: see delivery.go.
-// KEYS: msg, stream, delayed, dlq, msgidx, early.
-// ARGV: group, streamID, kind, nowMs, msgid, dueMs, reason, hasErr, errcode, errmsg, retentionSec, refund, id.
+// writes the msgid index: see delivery.go. A send counts in the app's
+// daily counter (KEYS[8]); a final status goes to the webhook outbox
+// (KEYS[9]) when the app's event policy (ARGV[15]) asks for it.
+// KEYS: msg, stream, delayed, dlq, msgidx, early, wait, quota, outbox.
+// ARGV: group, streamID, kind, nowMs, msgid, dueMs, reason, hasErr, errcode,
+// errmsg, retentionSec, refund, id, quotaTTLSec, events.
 var settleScript = redis.NewScript(`
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if exists and ARGV[3] ~= 'drop' then
   local status = redis.call('HGET', KEYS[1], 'status')
   if status ~= 'sent' and status ~= 'delivered' and status ~= 'failed' then
+    local final = false
     redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
     if ARGV[8] == '1' then
       redis.call('HSET', KEYS[1], 'last_errcode', ARGV[9], 'last_errmsg', ARGV[10])
@@ -308,20 +348,34 @@ if exists and ARGV[3] ~= 'drop' then
     if ARGV[3] == 'sent' then
       redis.call('HSET', KEYS[1], 'status', 'sent', 'msgid', ARGV[5], 'sent_at', ARGV[4])
       redis.call('SET', KEYS[5], ARGV[13], 'EX', ARGV[11])
+      redis.call('INCR', KEYS[8])
+      redis.call('EXPIRE', KEYS[8], ARGV[14])
       local early = redis.call('HMGET', KEYS[6], 'result', 'reason', 'status', 'at')
       if early[1] == 'delivered' then
         redis.call('HSET', KEYS[1], 'status', 'delivered', 'delivered_at', early[4], 'delivery_status', early[3])
+        final = true
       elseif early[1] == 'failed' then
         redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', early[2], 'delivery_status', early[3])
+        final = true
+      elseif ARGV[15] == '2' then
+        final = true
       end
       if early[1] then redis.call('DEL', KEYS[6]) end
     elseif ARGV[3] == 'retry' then
       redis.call('HSET', KEYS[1], 'status', 'retrying')
       if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
       redis.call('ZADD', KEYS[3], ARGV[6], ARGV[13])
+    elseif ARGV[3] == 'park' then
+      if status == 'sending' then redis.call('HSET', KEYS[1], 'status', 'retrying') end
+      if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
+      redis.call('ZADD', KEYS[7], ARGV[6], ARGV[13])
     elseif ARGV[3] == 'fail' then
       redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', ARGV[7])
       redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100000', '*', 'id', ARGV[13], 'reason', ARGV[7], 'errcode', ARGV[9], 'errmsg', ARGV[10])
+      final = true
+    end
+    if final and ARGV[15] ~= '0' then
+      redis.call('ZADD', KEYS[9], 'NX', ARGV[4], ARGV[13])
     end
     redis.call('EXPIRE', KEYS[1], ARGV[11])
   end
@@ -333,18 +387,32 @@ return 1
 
 // Settle records an attempt's outcome for entry and acknowledges it,
 // atomically. A record that is already final is left as it is. Recording a
-// send also applies a delivery report parked before it.
+// send also applies a delivery report parked before it and counts the send
+// in the app's quota day.
 func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Time) error {
+	day := st.QuotaDay
+	if day == "" {
+		day = now.In(shanghai).Format("20060102")
+	}
+	due := st.Due
+	if st.Kind == SettlePark && due.IsZero() {
+		due = e.Due
+	}
 	err := settleScript.Run(ctx, s.rdb,
-		[]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID)},
-		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, st.Due.UnixMilli(), st.Reason,
+		[]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID),
+			s.keys.app(st.App, "wait"), s.keys.quota(st.App, day), s.keys.outbox()},
+		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, due.UnixMilli(), st.Reason,
 		b2s(st.HasErr), st.ErrCode, st.ErrMsg, int64(s.opts.Retention.Seconds()), b2s(st.Refund), e.MessageID,
+		int64(s.opts.QuotaDayTTL.Seconds()), s.events(st.App),
 	).Err()
 	if err != nil {
 		return unavailable("settle", err)
 	}
 	return nil
 }
+
+// shanghai is WeChat's quota clock (UTC+8, no daylight saving).
+var shanghai = time.FixedZone("Asia/Shanghai", 8*3600)
 
 // moveDueScript moves retries whose time has come back to the stream.
 // KEYS: delayed, stream. ARGV: nowMs, limit. Returns how many moved.
@@ -387,8 +455,10 @@ func (s *Store) Release(ctx context.Context, e Entry) error {
 
 // QueueStats describes the queue for metrics.
 type QueueStats struct {
-	Backlog, Pending, Delayed int64
-	OldestAge                 time.Duration
+	// Waiting counts the messages held back in the apps' wait sets (pause
+	// or rate limit).
+	Backlog, Pending, Delayed, Waiting int64
+	OldestAge                          time.Duration
 }
 
 // Stats reads the queue's size: entries not yet delivered to a worker,
@@ -398,6 +468,10 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (QueueStats, error) {
 	xlen := pipe.XLen(ctx, s.keys.stream)
 	pending := pipe.XPending(ctx, s.keys.stream, s.opts.Group)
 	delayed := pipe.ZCard(ctx, s.keys.delayed)
+	waits := make([]*redis.IntCmd, 0, len(s.opts.Apps))
+	for _, a := range s.opts.Apps {
+		waits = append(waits, pipe.ZCard(ctx, s.keys.app(a, "wait")))
+	}
 	first := pipe.XRangeN(ctx, s.keys.stream, "-", "+", 1)
 	_, _ = pipe.Exec(ctx)
 	var st QueueStats
@@ -405,6 +479,9 @@ func (s *Store) Stats(ctx context.Context, now time.Time) (QueueStats, error) {
 		return st, unavailable("stats", err)
 	}
 	st.Delayed = delayed.Val()
+	for _, w := range waits {
+		st.Waiting += w.Val()
+	}
 	if p, err := pending.Result(); err == nil {
 		st.Pending = p.Count
 	}

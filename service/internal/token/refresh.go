@@ -269,7 +269,7 @@ func (m *Manager) fetch(ctx context.Context, a *appState, invalid string) (entry
 	if err != nil {
 		return entry{}, err
 	}
-	if m.opts.Mode == ModeStable && invalid != "" && fingerprint(t.AccessToken) == invalid {
+	if a.Mode == ModeStable && invalid != "" && fingerprint(t.AccessToken) == invalid {
 		m.log.InfoContext(ctx, "token: stable_token returned the invalidated token; forcing a refresh", "app", a.Name)
 		start, t, err = m.call(fctx, a, true)
 		if err != nil {
@@ -296,19 +296,19 @@ func (m *Manager) call(ctx context.Context, a *appState, force bool) (time.Time,
 		t   *wechat.Token
 		err error
 	)
-	if m.opts.Mode == ModeClassic {
+	if a.Mode == ModeClassic {
 		t, err = m.wc.Token(ctx, a.AppID, a.Secret)
 	} else {
 		t, err = m.wc.StableToken(ctx, a.AppID, a.Secret, force)
 	}
 	if err != nil {
 		m.countRefresh(a.Name, "error")
-		m.log.WarnContext(ctx, "token: token call failed", "app", a.Name, "mode", m.opts.Mode,
+		m.log.WarnContext(ctx, "token: token call failed", "app", a.Name, "mode", a.Mode,
 			"class", wechat.Classify(err).String(), "err", err)
 		return time.Time{}, nil, fmt.Errorf("token: app %q: fetch access token: %w", a.Name, err)
 	}
 	m.countRefresh(a.Name, "ok")
-	m.log.InfoContext(ctx, "token: fetched access token", "app", a.Name, "mode", m.opts.Mode,
+	m.log.InfoContext(ctx, "token: fetched access token", "app", a.Name, "mode", a.Mode,
 		"expires_in", t.ExpiresIn, "force_refresh", force)
 	return start, t, nil
 }
@@ -317,7 +317,7 @@ func (m *Manager) call(ctx context.Context, a *appState, force bool) (time.Time,
 func (m *Manager) spend(ctx context.Context, a *appState) error {
 	now := m.now()
 	res, err := m.scripts.budget.Run(ctx, m.rdb, []string{m.budgetKey(a, now)},
-		m.opts.DailyBudget, budgetTTL.Milliseconds()).Int64Slice()
+		a.budget, budgetTTL.Milliseconds()).Int64Slice()
 	if err == nil && len(res) != 2 {
 		err = fmt.Errorf("unexpected budget script reply of %d values", len(res))
 	}
@@ -329,7 +329,7 @@ func (m *Manager) spend(ctx context.Context, a *appState) error {
 		a.refusedUntil.Store(now.Add(m.opts.MinInterval).UnixNano())
 		m.countRefresh(a.Name, "budget_refused")
 		m.log.ErrorContext(ctx, "token: daily token budget exhausted; not calling WeChat",
-			"app", a.Name, "daily_budget", m.opts.DailyBudget)
+			"app", a.Name, "daily_budget", a.budget)
 		return fmt.Errorf("token: app %q: %w", a.Name, ErrBudgetExhausted)
 	}
 	return nil

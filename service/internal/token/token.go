@@ -78,6 +78,8 @@ type App struct {
 	Name   string        // the name callers use; part of the Redis keys
 	AppID  string        // WeChat's appid
 	Secret wechat.Secret // the appsecret
+	// Mode overrides Options.Mode for this app; empty: Options.Mode.
+	Mode Mode
 }
 
 // Options configure a Manager. Zero values take the defaults shown.
@@ -86,7 +88,8 @@ type Options struct {
 	// Prefix+"tokenlock:"+name, Prefix+"tokenbudget:"+name+":"+yyyymmdd,
 	// Prefix+"tokenfetched:"+name, Prefix+"tokeninvalid:"+name).
 	Prefix string
-	// Mode is the token endpoint; default ModeStable.
+	// Mode is the token endpoint of apps that do not set their own;
+	// default ModeStable.
 	Mode Mode
 	// RefreshAhead: refresh when less than this remains; default
 	// min(5 min, lifetime/4), computed per token from expires_in. A value
@@ -163,6 +166,7 @@ type Manager struct {
 type appState struct {
 	App
 	tokenKey, lockKey, fetchedKey, invalidKey, budgetPrefix string
+	budget                                                  int // daily token calls across instances
 	local                                                   atomic.Pointer[localToken]
 	// refusedUntil (unix ns) is set when the budget refused a call: until
 	// then this process answers ErrBudgetExhausted without asking Redis.
@@ -216,12 +220,6 @@ func NewManager(rdb redis.UniversalClient, wc *wechat.Client, apps []App, opts O
 	if opts.MinInterval == 0 {
 		opts.MinInterval = defaultMinInterval
 	}
-	if opts.DailyBudget == 0 {
-		opts.DailyBudget = defaultBudgetStable
-		if opts.Mode == ModeClassic {
-			opts.DailyBudget = defaultBudgetClassic
-		}
-	}
 	m := &Manager{
 		rdb:     rdb,
 		wc:      wc,
@@ -248,6 +246,18 @@ func NewManager(rdb redis.UniversalClient, wc *wechat.Client, apps []App, opts O
 			return nil, fmt.Errorf("token: app %q: empty secret", a.Name)
 		case m.apps[a.Name] != nil:
 			return nil, fmt.Errorf("token: app %q: listed twice", a.Name)
+		case a.Mode != "" && a.Mode != ModeStable && a.Mode != ModeClassic:
+			return nil, fmt.Errorf("token: app %q: mode %q: want %q or %q", a.Name, a.Mode, ModeStable, ModeClassic)
+		}
+		if a.Mode == "" {
+			a.Mode = opts.Mode
+		}
+		budget := opts.DailyBudget
+		if budget == 0 {
+			budget = defaultBudgetStable
+			if a.Mode == ModeClassic {
+				budget = defaultBudgetClassic
+			}
 		}
 		p := opts.Prefix
 		m.apps[a.Name] = &appState{
@@ -257,6 +267,7 @@ func NewManager(rdb redis.UniversalClient, wc *wechat.Client, apps []App, opts O
 			fetchedKey:   p + "tokenfetched:" + a.Name,
 			invalidKey:   p + "tokeninvalid:" + a.Name,
 			budgetPrefix: p + "tokenbudget:" + a.Name + ":",
+			budget:       budget,
 		}
 	}
 	return m, nil
@@ -345,7 +356,7 @@ func (m *Manager) State(ctx context.Context, app string) (State, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return State{}, fmt.Errorf("token: app %q: read state from redis: %w", a.Name, err)
 	}
-	st := State{Mode: m.opts.Mode, DailyBudget: m.opts.DailyBudget}
+	st := State{Mode: a.Mode, DailyBudget: a.budget}
 	if e, ok := m.decode(ctx, a, tokCmd); ok && now.Before(e.expiresAt) {
 		st.Cached, st.ExpiresAt, st.FetchedAt = true, e.expiresAt.UTC(), e.fetchedAt.UTC()
 	}

@@ -992,6 +992,7 @@ func TestNewManagerValidates(t *testing.T) {
 		{name: "no appid", rdb: r.rdb, wc: wc, apps: []App{{Name: "a", Secret: "s3cr3t-value-0123456789"}}, want: "empty appid"},
 		{name: "no secret", rdb: r.rdb, wc: wc, apps: []App{{Name: "a", AppID: "wx1"}}, want: "empty secret"},
 		{name: "twice", rdb: r.rdb, wc: wc, apps: []App{good, good}, want: "twice"},
+		{name: "bad app mode", rdb: r.rdb, wc: wc, apps: []App{{Name: "a", AppID: "wx1", Secret: "s3cr3t-value-0123456789", Mode: "fast"}}, want: "mode"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -999,7 +1000,10 @@ func TestNewManagerValidates(t *testing.T) {
 			if tt.want == "" {
 				require.NoError(t, err)
 				assert.Equal(t, ModeStable, m.opts.Mode)
-				assert.Equal(t, defaultBudgetStable, m.opts.DailyBudget)
+				for _, a := range m.apps {
+					assert.Equal(t, defaultBudgetStable, a.budget)
+					assert.Equal(t, ModeStable, a.Mode)
+				}
 				assert.Equal(t, defaultMinInterval, m.opts.MinInterval)
 				assert.Equal(t, defaultLockLease, m.opts.LockLease)
 				return
@@ -1058,4 +1062,25 @@ func TestRefreshFailureServesValidToken(t *testing.T) {
 		assert.Equal(t, wechat.CodeSystemBusy, errcodeOf(err))
 		assert.EqualValues(t, 3, tokenCalls(mock, ModeClassic))
 	})
+}
+
+// TestPerAppMode: an app's own mode overrides the manager's, with the
+// budget default of its mode.
+func TestPerAppMode(t *testing.T) {
+	r := newMiniredis(t)
+	wc, err := wechat.NewClient("http://127.0.0.1:1", nil)
+	require.NoError(t, err)
+	m, err := NewManager(r.rdb, wc, []App{
+		{Name: "a", AppID: "wx1", Secret: "s3cr3t-value-0123456789"},
+		{Name: "b", AppID: "wx2", Secret: "s3cr3t-value-0123456789", Mode: ModeClassic},
+	}, Options{Mode: ModeStable})
+	require.NoError(t, err)
+	sa, err := m.State(t.Context(), "a")
+	require.NoError(t, err)
+	sb, err := m.State(t.Context(), "b")
+	require.NoError(t, err)
+	assert.Equal(t, ModeStable, sa.Mode)
+	assert.Equal(t, defaultBudgetStable, sa.DailyBudget)
+	assert.Equal(t, ModeClassic, sb.Mode)
+	assert.Equal(t, defaultBudgetClassic, sb.DailyBudget)
 }

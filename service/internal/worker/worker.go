@@ -9,6 +9,17 @@
 // worker received but never acknowledged are reclaimed after the
 // visibility timeout; due retries are moved back to the stream by whichever
 // instance gets there first.
+//
+// Pacing is shared by all instances through Redis (see store's pacing.go):
+// before a send the worker admits the message — a paused app's message is
+// parked in the app's wait set in order of due time, a rate-limited app's
+// message waits for its GCRA slot (at most Options.SlotWait, else it is
+// queued in the wait set) — so a paused or saturated app holds no worker
+// and never delays another app. A feeder in every instance moves waiting
+// messages back to the queue as the app's rate and pause allow. 45011
+// pauses the app for Options.PaceDelay, 45009 until its quota reset, an
+// app-level errcode until an operator resumes it; none of them spends an
+// attempt or fails a message.
 package worker
 
 import (
@@ -19,12 +30,15 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service"
 	"github.com/wxpush/wxpush/service/internal/metrics"
+	"github.com/wxpush/wxpush/service/internal/pacing"
 	"github.com/wxpush/wxpush/service/internal/store"
+	"github.com/wxpush/wxpush/service/internal/token"
 )
 
 // Queue is what the worker needs from the store.
@@ -37,6 +51,10 @@ type Queue interface {
 	MoveDue(ctx context.Context, now time.Time, limit int) (int, error)
 	Release(ctx context.Context, e store.Entry) error
 	EnsureGroup(ctx context.Context) error
+	Admit(ctx context.Context, e store.Entry, app string, rate store.Rate, maxWait, grace time.Duration) (store.Admission, error)
+	Feed(ctx context.Context, app string, rate store.Rate, horizon time.Duration, limit int, quotaDay string) (store.FeedResult, error)
+	PauseApp(ctx context.Context, app string, p store.Pause, now time.Time) (bool, error)
+	ResumeApp(ctx context.Context, app string) (string, error)
 }
 
 // Tokens hands out the apps' shared access tokens.
@@ -66,14 +84,36 @@ type Options struct {
 	Visibility   time.Duration // reclaim entries unacknowledged this long (default 60 s; > SendTimeout + token wait)
 	ReclaimEvery time.Duration // default min(5 s, Visibility/2)
 	MoveEvery    time.Duration // how often due retries are moved (default 250 ms)
-	PaceDelay    time.Duration // after 45011 (default 60 s)
-	QuotaDelay   time.Duration // after 45009, re-check interval (default 5 min)
-	AppDelay     time.Duration // after an app-level errcode or token failure (default 5 min)
-	Drain        time.Duration // on shutdown, how long in-flight sends may finish (default 10 s)
-	Now          func() time.Time
-	Logger       *slog.Logger
-	Metrics      *metrics.Metrics
-	Rand         *rand.Rand // jitter; nil: a time-seeded source
+	// PaceDelay is how long 45011 pauses the app, across instances
+	// (default 60 s).
+	PaceDelay time.Duration
+	// QuotaDelay is the probe interval of an app paused by 45009 (or by
+	// the token budget): one waiting message is sent this often to see
+	// whether the quota came back (an operator's clear_quota); default
+	// 5 min, negative: no probe (the pause lasts until the quota reset or
+	// an operator resumes the app).
+	QuotaDelay time.Duration
+	// AppDelay, when positive, is the probe interval of an app paused by an
+	// app-level errcode; default 0: only an operator resumes it.
+	AppDelay time.Duration
+	// Apps are the apps' pacing settings; an app not listed is not rate
+	// limited and resets at midnight Asia/Shanghai.
+	Apps []App
+	// FeedEvery is how often this instance moves waiting messages back to
+	// the queue (default 100 ms).
+	FeedEvery time.Duration
+	// SlotWait is the longest a worker waits for a rate slot before it
+	// queues the message in the wait set instead; it is also how far
+	// ahead the feeder reserves slots (default 300 ms).
+	SlotWait time.Duration
+	// SlotGrace is how late a message may still use the slot the feeder
+	// reserved for it (default 100 ms).
+	SlotGrace time.Duration
+	Drain     time.Duration // on shutdown, how long in-flight sends may finish (default 10 s)
+	Now       func() time.Time
+	Logger    *slog.Logger
+	Metrics   *metrics.Metrics
+	Rand      *rand.Rand // jitter; nil: a time-seeded source
 }
 
 func (o *Options) defaults() {
@@ -95,8 +135,12 @@ func (o *Options) defaults() {
 	def(&o.ReclaimEvery, min(5*time.Second, o.Visibility/2))
 	def(&o.MoveEvery, 250*time.Millisecond)
 	def(&o.PaceDelay, 60*time.Second)
-	def(&o.QuotaDelay, 5*time.Minute)
-	def(&o.AppDelay, 5*time.Minute)
+	if o.QuotaDelay == 0 {
+		o.QuotaDelay = 5 * time.Minute
+	}
+	def(&o.FeedEvery, 100*time.Millisecond)
+	def(&o.SlotWait, 300*time.Millisecond)
+	def(&o.SlotGrace, 100*time.Millisecond)
 	def(&o.Drain, 10*time.Second)
 	if o.Now == nil {
 		o.Now = time.Now
@@ -112,12 +156,44 @@ func (o *Options) defaults() {
 	}
 }
 
+// App is one app's pacing settings.
+type App struct {
+	Name  string
+	Rate  pacing.Rate  // zero: unlimited
+	Reset pacing.Reset // zero: midnight Asia/Shanghai
+}
+
+// appRuntime is an app's settings and this instance's view of its pause.
+type appRuntime struct {
+	App
+	rate   store.Rate
+	reason atomic.Pointer[string] // the pause reason as last seen; nil or "": active
+}
+
+func (a *appRuntime) paused() bool {
+	r := a.reason.Load()
+	return r != nil && *r != ""
+}
+
+func (a *appRuntime) setReason(r string) { a.reason.Store(&r) }
+
+// pauseReasons are the reasons the paused gauge reports.
+var pauseReasons = []string{service.PauseMinuteLimit, service.PauseDailyQuota, service.PauseTokenBudget, service.PauseAppError}
+
+// Pause ranks: a pause never replaces an active one of higher rank.
+const (
+	rankMinute = 1
+	rankQuota  = 2
+	rankApp    = 3
+)
+
 // Worker runs the pipeline of one instance.
 type Worker struct {
 	q      Queue
 	tokens Tokens
 	sender Sender
 	o      Options
+	apps   map[string]*appRuntime
 	randMu sync.Mutex
 }
 
@@ -127,7 +203,23 @@ func New(q Queue, tokens Tokens, sender Sender, opts Options) (*Worker, error) {
 		return nil, errors.New("worker: consumer name is required")
 	}
 	opts.defaults()
-	return &Worker{q: q, tokens: tokens, sender: sender, o: opts}, nil
+	w := &Worker{q: q, tokens: tokens, sender: sender, o: opts, apps: map[string]*appRuntime{}}
+	for _, a := range opts.Apps {
+		if a.Reset.Loc == nil {
+			a.Reset = pacing.DefaultReset()
+		}
+		w.apps[a.Name] = &appRuntime{App: a, rate: store.Rate{Interval: a.Rate.Interval(), Tolerance: a.Rate.Tolerance()}}
+	}
+	return w, nil
+}
+
+// app returns the runtime of an app; an app that is not configured is
+// unlimited (its token calls fail anyway).
+func (w *Worker) app(name string) *appRuntime {
+	if a := w.apps[name]; a != nil {
+		return a
+	}
+	return &appRuntime{App: App{Name: name, Reset: pacing.DefaultReset()}}
 }
 
 // Run consumes the queue until ctx is done, then stops reading, hands back
@@ -151,6 +243,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	var loops sync.WaitGroup
 	loops.Go(func() { w.every(ctx, w.o.MoveEvery, w.moveDue) })
+	loops.Go(func() { w.every(ctx, w.o.FeedEvery, w.feed) })
 	loops.Go(func() { w.every(ctx, w.o.ReclaimEvery, func(ctx context.Context) { w.reclaim(ctx, jobs) }) })
 
 	w.readLoop(ctx, jobs)
@@ -283,9 +376,13 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		return
 	}
 	log = log.With("app", rec.App)
+	rt := w.app(rec.App)
+	if !w.admit(ctx, log, e, rt) {
+		return
+	}
 	w.o.Metrics.InFlight.Inc()
 	defer w.o.Metrics.InFlight.Dec()
-	st, ok := w.attempt(ctx, log, rec)
+	st, ok := w.attempt(ctx, log, e, rec, rt)
 	if !ok {
 		// Nothing was attempted and nothing can be recorded now: leave the
 		// entry unacknowledged; it is reclaimed after the visibility timeout.
@@ -294,11 +391,49 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 	st.App = rec.App
 	w.settle(ctx, log, e, st)
 	w.observe(rec, st)
+	if e.Probe && st.Kind == store.SettleSent {
+		w.resume(ctx, log, rt, "probe send accepted")
+	}
+}
+
+// admit applies the app's pause and rate limit to e. It reports whether
+// the message may be sent now (after waiting for its slot); when not, the
+// admission moved it to the app's wait set, or it is left to be reclaimed
+// (Redis error).
+func (w *Worker) admit(ctx context.Context, log *slog.Logger, e store.Entry, rt *appRuntime) bool {
+	if !rt.Rate.Limited() && !rt.paused() && !e.Probe {
+		return true // nothing to reserve, and the app is active as far as we know: no round trip
+	}
+	adm, err := w.q.Admit(ctx, e, rt.Name, rt.rate, w.o.SlotWait, w.o.SlotGrace)
+	if err != nil {
+		w.o.Metrics.RedisErrors.WithLabelValues("admit").Inc()
+		log.Warn("cannot check the app's pacing; leaving the message to be reclaimed", "err", err)
+		return false
+	}
+	switch adm.Kind {
+	case store.AdmitPaused:
+		w.o.Metrics.Held.WithLabelValues(rt.Name, "paused").Inc()
+		if !rt.paused() {
+			rt.setReason("paused") // refined by the next feed
+		}
+		log.Debug("app paused: the message waits")
+		return false
+	case store.AdmitQueued:
+		w.o.Metrics.Held.WithLabelValues(rt.Name, "rate_limit").Inc()
+		return false
+	case store.AdmitProbe:
+		log.Info("app paused: sending one message as a probe")
+		return true
+	}
+	if adm.Wait > 0 {
+		sleep(ctx, adm.Wait)
+	}
+	return true
 }
 
 // attempt makes one send (two when the token was stale) and decides. It
 // reports false when the attempt could not even be recorded (Redis error).
-func (w *Worker) attempt(ctx context.Context, log *slog.Logger, rec *store.Record) (store.Settlement, bool) {
+func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, rec *store.Record, rt *appRuntime) (store.Settlement, bool) {
 	attempt, err := w.q.MarkSending(ctx, rec.ID, w.o.Now())
 	if err != nil {
 		w.o.Metrics.RedisErrors.WithLabelValues("mark_sending").Inc()
@@ -310,8 +445,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, rec *store.Recor
 	}
 	tok, err := w.tokens.Token(ctx, rec.App)
 	if err != nil {
-		log.Warn("no access token; the message waits", "err", err, "class", wechat.Classify(err))
-		return store.Settlement{Kind: store.SettleRetry, Due: w.o.Now().Add(w.o.AppDelay), Refund: true, HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}, true
+		return w.tokenFailure(ctx, log, e, rt, attempt, err), true
 	}
 	msg := toWeChat(rec)
 	msgid, err := w.send(ctx, rec, tok, msg)
@@ -329,11 +463,147 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, rec *store.Recor
 			msgid, err = w.send(ctx, rec, tok, msg)
 		}
 	}
-	st := w.decide(log, rec, attempt, msgid, err)
+	st, pause := w.decide(log, rec, rt, e, attempt, msgid, err)
+	if pause != nil {
+		w.pause(ctx, log, rt, *pause)
+	}
 	if st.Kind == store.SettleSent && tokenErr != nil {
 		st.HasErr, st.ErrCode, st.ErrMsg = true, wechat.Code(tokenErr), tokenErr.Error()
 	}
 	return st, true
+}
+
+// tokenFailure settles a message whose app has no access token: an
+// exhausted token budget or a pacing, quota or app-level answer of the
+// token endpoint pauses the app (the message waits in the wait set); an
+// unknown app fails the message; anything else is retried later without
+// spending the attempt.
+func (w *Worker) tokenFailure(ctx context.Context, log *slog.Logger, e store.Entry, rt *appRuntime, attempt int, err error) store.Settlement {
+	now := w.o.Now()
+	st := store.Settlement{HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error(), Refund: true}
+	if errors.Is(err, token.ErrUnknownApp) {
+		log.Error("message for an app that is not configured", "err", err)
+		st.Kind, st.Reason, st.Refund = store.SettleFail, service.ReasonUnknownApp, false
+		return st
+	}
+	var p *store.Pause
+	if errors.Is(err, token.ErrBudgetExhausted) {
+		p = &store.Pause{Reason: service.PauseTokenBudget, Rank: rankQuota, ErrMsg: err.Error(),
+			Until: pacing.DefaultReset().Next(now), ProbeEvery: max(w.o.QuotaDelay, 0)}
+	} else {
+		p = w.pauseFor(rt, err, now)
+	}
+	if p != nil {
+		w.pause(ctx, log, rt, *p)
+		st.Kind, st.Due = store.SettlePark, e.Due
+		return st
+	}
+	log.Warn("no access token; the message waits", "err", err, "class", wechat.Classify(err))
+	st.Kind, st.Due = store.SettleRetry, now.Add(w.backoff(attempt))
+	return st
+}
+
+// pauseFor returns the pause an error calls for: 45011 pauses the app for
+// PaceDelay, 45009 until its quota reset, an app-level errcode until an
+// operator resumes it; nil for other errors.
+func (w *Worker) pauseFor(rt *appRuntime, err error, now time.Time) *store.Pause {
+	p := &store.Pause{ErrCode: wechat.Code(err), ErrMsg: err.Error()}
+	switch wechat.Classify(err) {
+	case wechat.ClassPace:
+		p.Reason, p.Rank, p.Until = service.PauseMinuteLimit, rankMinute, now.Add(w.o.PaceDelay)
+	case wechat.ClassQuota:
+		p.Reason, p.Rank, p.Until, p.ProbeEvery = service.PauseDailyQuota, rankQuota, rt.Reset.Next(now), max(w.o.QuotaDelay, 0)
+	case wechat.ClassPermanentApp:
+		p.Reason, p.Rank, p.ProbeEvery = service.PauseAppError, rankApp, max(w.o.AppDelay, 0)
+	default:
+		return nil
+	}
+	return p
+}
+
+// pause pauses the app for every instance and logs the pause this
+// instance started: an app-level error at ERROR (alert on it), a quota at
+// WARN, the minute limit at INFO.
+func (w *Worker) pause(ctx context.Context, log *slog.Logger, rt *appRuntime, p store.Pause) {
+	rt.setReason(p.Reason)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	started, err := w.q.PauseApp(pctx, rt.Name, p, w.o.Now())
+	if err != nil {
+		w.o.Metrics.RedisErrors.WithLabelValues("pause_app").Inc()
+		log.Warn("cannot record the app's pause; the message waits anyway", "reason", p.Reason, "err", err)
+		return
+	}
+	if !started {
+		return
+	}
+	w.o.Metrics.AppPauses.WithLabelValues(rt.Name, p.Reason).Inc()
+	w.setPausedGauge(rt.Name, p.Reason)
+	attrs := []any{"reason", p.Reason, "errcode", p.ErrCode, "errmsg", p.ErrMsg}
+	if !p.Until.IsZero() {
+		attrs = append(attrs, "until", p.Until)
+	}
+	if p.ProbeEvery > 0 {
+		attrs = append(attrs, "probe_every", p.ProbeEvery)
+	}
+	switch p.Reason {
+	case service.PauseAppError:
+		log.Error("APP PAUSED: WeChat refuses the app itself; its messages wait (none fails) until an operator fixes the cause and calls POST /v1/apps/"+rt.Name+"/resume", attrs...)
+	case service.PauseDailyQuota, service.PauseTokenBudget:
+		log.Warn("app paused: daily quota used up; its messages wait for the quota reset or POST /v1/apps/"+rt.Name+"/resume", attrs...)
+	default:
+		log.Info("app paused: per-minute limit reached; its messages wait", attrs...)
+	}
+}
+
+// resume ends the app's pause after a successful probe.
+func (w *Worker) resume(ctx context.Context, log *slog.Logger, rt *appRuntime, why string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	reason, err := w.q.ResumeApp(rctx, rt.Name)
+	if err != nil {
+		w.o.Metrics.RedisErrors.WithLabelValues("resume_app").Inc()
+		log.Warn("cannot resume the app; the next probe will try again", "err", err)
+		return
+	}
+	rt.setReason("")
+	w.setPausedGauge(rt.Name, "")
+	if reason != "" {
+		log.Info("app resumed", "why", why, "was", reason)
+	}
+}
+
+func (w *Worker) setPausedGauge(app, reason string) {
+	for _, r := range pauseReasons {
+		v := 0.0
+		if r == reason {
+			v = 1
+		}
+		w.o.Metrics.AppPaused.WithLabelValues(app, r).Set(v)
+	}
+}
+
+// feed moves every app's waiting messages back to the queue as its pause
+// and rate allow, and refreshes this instance's view of the apps.
+func (w *Worker) feed(ctx context.Context) {
+	now := w.o.Now()
+	for _, rt := range w.apps {
+		res, err := w.q.Feed(ctx, rt.Name, rt.rate, w.o.SlotWait, 1000, rt.Reset.Day(now))
+		if err != nil {
+			if ctx.Err() == nil {
+				w.o.Metrics.RedisErrors.WithLabelValues("feed").Inc()
+			}
+			return
+		}
+		was := rt.paused()
+		rt.setReason(res.Reason)
+		if was && !res.Paused {
+			w.o.Logger.Info("app active again: its waiting messages are sent", "app", rt.Name, "waiting", res.Waiting)
+		}
+		w.setPausedGauge(rt.Name, res.Reason)
+		w.o.Metrics.AppWaiting.WithLabelValues(rt.Name).Set(float64(res.Waiting))
+		w.o.Metrics.QuotaUsed.WithLabelValues(rt.Name).Set(float64(res.QuotaUsed))
+	}
 }
 
 func (w *Worker) send(ctx context.Context, rec *store.Record, tok wechat.Secret, msg *wechat.TemplateMessage) (int64, error) {
@@ -346,36 +616,29 @@ func (w *Worker) send(ctx context.Context, rec *store.Record, tok wechat.Secret,
 	return msgid, err
 }
 
-// decide maps an attempt's result to a settlement using the taxonomy.
-func (w *Worker) decide(log *slog.Logger, rec *store.Record, attempt int, msgid int64, err error) store.Settlement {
+// decide maps an attempt's result to a settlement using the taxonomy, and
+// to the app pause the result calls for, if any.
+func (w *Worker) decide(log *slog.Logger, rec *store.Record, rt *appRuntime, e store.Entry, attempt int, msgid int64, err error) (store.Settlement, *store.Pause) {
 	now := w.o.Now()
 	class := wechat.Classify(err)
 	if class == wechat.ClassOK {
-		return store.Settlement{Kind: store.SettleSent, MsgID: msgid}
+		return store.Settlement{Kind: store.SettleSent, MsgID: msgid, QuotaDay: rt.Reset.Day(now)}, nil
 	}
 	errSt := store.Settlement{HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}
-	var wait time.Duration // pacing, quota and app-level errors wait without spending an attempt
-	switch class {
-	case wechat.ClassPermanentMessage:
+	if class == wechat.ClassPermanentMessage {
 		errSt.Kind, errSt.Reason = store.SettleFail, service.ReasonPermanentErrcode
 		log.Info("message failed permanently", "errcode", errSt.ErrCode, "err", err)
-		return errSt
-	case wechat.ClassPace:
-		wait = w.o.PaceDelay
-	case wechat.ClassQuota:
-		log.Warn("daily quota exhausted; the message waits", "errcode", errSt.ErrCode)
-		wait = w.o.QuotaDelay
-	case wechat.ClassPermanentApp:
-		log.Error("app-level WeChat error: the app cannot send until an operator acts; messages wait", "errcode", errSt.ErrCode, "err", err)
-		wait = w.o.AppDelay
+		return errSt, nil
 	}
-	if wait > 0 {
+	if p := w.pauseFor(rt, err, now); p != nil {
+		// Pacing, quota and app-level errors pause the app; the message
+		// waits in the app's wait set without spending an attempt.
 		w.o.Metrics.Retries.WithLabelValues(rec.App, class.String()).Inc()
-		errSt.Kind, errSt.Due, errSt.Refund = store.SettleRetry, now.Add(wait), true
-		return errSt
+		errSt.Kind, errSt.Due, errSt.Refund = store.SettlePark, e.Due, true
+		return errSt, p
 	}
 	// ClassRetry, and ClassTokenInvalid after the one immediate retry.
-	return w.retryLater(rec, attempt, err)
+	return w.retryLater(rec, attempt, err), nil
 }
 
 // retryLater schedules a retry with full-jitter backoff, or fails the

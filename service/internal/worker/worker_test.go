@@ -51,11 +51,13 @@ func TestBackoffIsFullJitter(t *testing.T) {
 }
 
 func TestDecide(t *testing.T) {
-	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC) // 20:00 in Shanghai
 	w := newTestWorker(t, now)
 	rec := &store.Record{Message: service.Message{ID: "m1", App: "default"}}
+	entry := store.Entry{MessageID: "m1", Due: now.Add(-time.Hour)}
 	e := func(code int) error { return &wechat.Error{API: wechat.APITemplateSend, Code: code, Msg: "x"} }
 	log := slog.New(slog.DiscardHandler)
+	midnightShanghai := time.Date(2026, 11, 23, 16, 0, 0, 0, time.UTC)
 	tests := []struct {
 		name    string
 		attempt int
@@ -64,35 +66,49 @@ func TestDecide(t *testing.T) {
 		reason  string
 		due     time.Duration // exact delay, or -1 for a jittered one
 		refund  bool
+		pause   *store.Pause // the pause it calls for (ErrMsg not compared)
 	}{
-		{"success", 1, nil, store.SettleSent, "", 0, false},
-		{"-1 retries with backoff", 1, e(-1), store.SettleRetry, "", -1, false},
-		{"-1 at the last attempt fails", 4, e(-1), store.SettleFail, service.ReasonAttemptsExhausted, 0, false},
-		{"transport error retries", 2, &wechat.CallError{Kind: wechat.CallTransport, Err: errors.New("reset")}, store.SettleRetry, "", -1, false},
-		{"token still invalid after the retry", 2, e(40001), store.SettleRetry, "", -1, false},
-		{"45011 paces, refunded", 1, e(45011), store.SettleRetry, "", time.Minute, true},
-		{"45009 waits for quota, refunded", 4, e(45009), store.SettleRetry, "", 5 * time.Minute, true},
-		{"app-level waits, refunded", 4, e(40164), store.SettleRetry, "", 10 * time.Minute, true},
-		{"permanent for the message", 1, e(43004), store.SettleFail, service.ReasonPermanentErrcode, 0, false},
+		{"success", 1, nil, store.SettleSent, "", 0, false, nil},
+		{"-1 retries with backoff", 1, e(-1), store.SettleRetry, "", -1, false, nil},
+		{"-1 at the last attempt fails", 4, e(-1), store.SettleFail, service.ReasonAttemptsExhausted, 0, false, nil},
+		{"transport error retries", 2, &wechat.CallError{Kind: wechat.CallTransport, Err: errors.New("reset")}, store.SettleRetry, "", -1, false, nil},
+		{"token still invalid after the retry", 2, e(40001), store.SettleRetry, "", -1, false, nil},
+		{"45011 pauses the app a minute, refunded", 1, e(45011), store.SettlePark, "", 0, true,
+			&store.Pause{Reason: service.PauseMinuteLimit, Rank: rankMinute, ErrCode: 45011, Until: now.Add(time.Minute)}},
+		{"45009 pauses until midnight Shanghai, refunded", 4, e(45009), store.SettlePark, "", 0, true,
+			&store.Pause{Reason: service.PauseDailyQuota, Rank: rankQuota, ErrCode: 45009, Until: midnightShanghai, ProbeEvery: 5 * time.Minute}},
+		{"app-level pauses until resumed, refunded", 4, e(40164), store.SettlePark, "", 0, true,
+			&store.Pause{Reason: service.PauseAppError, Rank: rankApp, ErrCode: 40164, ProbeEvery: 10 * time.Minute}},
+		{"permanent for the message", 1, e(43004), store.SettleFail, service.ReasonPermanentErrcode, 0, false, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := w.decide(log, rec, tt.attempt, 42, tt.err)
+			got, pause := w.decide(log, rec, w.app("default"), entry, tt.attempt, 42, tt.err)
 			assert.Equal(t, tt.kind, got.Kind)
 			assert.Equal(t, tt.reason, got.Reason)
 			assert.Equal(t, tt.refund, got.Refund)
 			switch {
+			case tt.kind == store.SettlePark:
+				assert.Equal(t, entry.Due, got.Due, "a parked message keeps its due time (its place in the wait set)")
 			case tt.kind != store.SettleRetry:
 			case tt.due >= 0:
 				assert.Equal(t, now.Add(tt.due), got.Due)
 			default:
 				assert.True(t, got.Due.After(now) && !got.Due.After(now.Add(time.Second)), "jittered due %s", got.Due)
 			}
+			if tt.pause == nil {
+				assert.Nil(t, pause)
+			} else if assert.NotNil(t, pause) {
+				assert.True(t, tt.pause.Until.Equal(pause.Until), "until %s, want %s", pause.Until, tt.pause.Until)
+				pause.ErrMsg, pause.Until, tt.pause.Until = "", time.Time{}, time.Time{}
+				assert.Equal(t, *tt.pause, *pause)
+			}
 			if tt.err != nil {
 				assert.True(t, got.HasErr)
 				assert.Equal(t, wechat.Code(tt.err), got.ErrCode)
 			} else {
 				assert.Equal(t, int64(42), got.MsgID)
+				assert.Equal(t, "20261123", got.QuotaDay, "the quota day of midnight Asia/Shanghai")
 			}
 		})
 	}
