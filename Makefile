@@ -13,7 +13,7 @@ BENCHN    ?= 40000
 export CGO_ENABLED ?= 0
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint fuzz demo bench conformance up down clean
+.PHONY: help build test lint fuzz demo bench conformance images up down clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -88,14 +88,22 @@ conformance: ## run the conformance suites in containers (testcontainers-go; nee
 	nets=$$(docker network ls -q --filter label=wxpush.conformance=true); [ -z "$$nets" ] || docker network rm $$nets >/dev/null; \
 	exit $$status
 
-up: ## build the images and start the stack with docker compose (Redis, mockwx, two wxpushd)
+images: ## build the FROM-scratch images wxpush/wxpushd:local and wxpush/mockwx:local from static binaries (no pull)
 	@conformance/images/build.sh
+
+up: images ## build the images and start the stack with docker compose (Redis, mockwx, two wxpushd)
 	@if [ -z "$${WXPUSH_REDIS_IMAGE:-}" ] && ! docker image inspect redis:7-alpine >/dev/null 2>&1; then \
 		img=$$(conformance/images/redis/build.sh); echo "up: no redis:7-alpine here; using $$img"; \
 		WXPUSH_REDIS_IMAGE=$$img $(COMPOSE) up -d; \
 	else \
 		$(COMPOSE) up -d; \
 	fi
+	@for i in $$(seq 90); do \
+		$(GO) run ./conformance/cmd/wxprobe http://127.0.0.1:8081/readyz >/dev/null 2>&1 && \
+		$(GO) run ./conformance/cmd/wxprobe http://127.0.0.1:8082/readyz >/dev/null 2>&1 && break; \
+		[ $$i -eq 90 ] && { echo "up: the service did not become ready in 90 s"; $(COMPOSE) ps; exit 1; }; \
+		sleep 1; \
+	done
 	@echo "wxpushd: http://127.0.0.1:8081 http://127.0.0.1:8082  mockwx: http://127.0.0.1:9000  (make down to stop)"
 
 down: ## stop the docker compose stack and remove its volumes
