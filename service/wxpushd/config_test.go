@@ -118,3 +118,95 @@ func TestRedisClientURLs(t *testing.T) {
 	_, err := redisClient("http://nope")
 	assert.Error(t, err)
 }
+
+func TestLoadConfigPerAppSettings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "apps.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(`
+apps:
+  - name: shop
+    appid: wx0123456789abcdef
+    secret: ${SHOP_SECRET}
+    callback_token: tok$$en-${SHOP_CB}
+    rate_limit: 20
+    rate_burst: 5
+    quota_reset: "04:00"
+    token_mode: classic
+    status_webhook_url: https://hooks.example.com/wx?k=$x
+    status_webhook_secret: ${SHOP_HOOK_SECRET}
+  - name: news
+    appid: wxfedcba9876543210
+    secret: news-secret
+`), 0o600))
+	env := envOf(map[string]string{"SHOP_SECRET": "shop-secret-from-env", "SHOP_CB": "cb", "SHOP_HOOK_SECRET": "hook-secret-0123456789"})
+	cfg, err := LoadConfig([]string{"-config", path, "-api-keys", "a-long-enough-api-key-01"}, env, &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Len(t, cfg.Apps, 2)
+	shop := cfg.Apps[0]
+	assert.Equal(t, AppConfig{
+		Name: "shop", AppID: "wx0123456789abcdef", Secret: "shop-secret-from-env", CallbackToken: "tok$en-cb",
+		RateLimit: 20, RateBurst: 5, QuotaReset: "04:00", TokenMode: token.ModeClassic,
+		StatusWebhookURL: "https://hooks.example.com/wx?k=$x", StatusWebhookSecret: "hook-secret-0123456789",
+	}, shop, "${VAR} expanded, $$ is a $, a lone $ stays")
+	assert.Equal(t, AppConfig{Name: "news", AppID: "wxfedcba9876543210", Secret: "news-secret"}, cfg.Apps[1], "defaults: unlimited, midnight Shanghai, the global token mode")
+}
+
+func TestExpandEnv(t *testing.T) {
+	env := envOf(map[string]string{"A": "x", "B_2": "y$z"})
+	for _, tt := range []struct{ in, want, err string }{
+		{in: "plain", want: "plain"},
+		{in: "${A}", want: "x"},
+		{in: "pre-${A}-${B_2}-post", want: "pre-x-y$z-post"},
+		{in: "$$", want: "$"},
+		{in: "$${A}", want: "${A}"},
+		{in: "cost: 5$", want: "cost: 5$"},
+		{in: "$A", want: "$A"},
+		{in: "${MISSING}", err: "environment variable MISSING is not set"},
+		{in: "${A", err: "unterminated"},
+		{in: "${1BAD}", err: "not a valid environment variable name"},
+	} {
+		got, err := expandEnv(tt.in, env)
+		if tt.err != "" {
+			assert.ErrorContains(t, err, tt.err, tt.in)
+			continue
+		}
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.want, got, tt.in)
+	}
+}
+
+// TestLoadConfigPerAppErrors: every error names the field (apps[i].x) and
+// none shows a secret, even when a secret is what is wrong.
+func TestLoadConfigPerAppErrors(t *testing.T) {
+	dir := t.TempDir()
+	const secret = "very-secret-value-0123"
+	env := map[string]string{EnvAPIKeys: "a-long-enough-api-key-01", "SECRET": secret}
+	head := "apps:\n  - {name: ok, appid: wx1, secret: s}\n"
+	tests := []struct {
+		name, app, want string
+	}{
+		{"unset variable", "  - {name: a, appid: wx1, secret: '${NOT_SET}'}\n", "apps[1].secret: environment variable NOT_SET is not set"},
+		{"zero rate", "  - {name: a, appid: wx1, secret: '${SECRET}', rate_limit: 0}\n", "apps[1].rate_limit: must be > 0"},
+		{"negative rate", "  - {name: a, appid: wx1, secret: '${SECRET}', rate_limit: -3}\n", "apps[1].rate_limit: must be > 0"},
+		{"zero burst", "  - {name: a, appid: wx1, secret: s, rate_limit: 5, rate_burst: 0}\n", "apps[1].rate_burst: must be >= 1"},
+		{"bad quota reset", "  - {name: a, appid: wx1, secret: s, quota_reset: '25:00'}\n", "apps[1].quota_reset"},
+		{"bad zone", "  - {name: a, appid: wx1, secret: s, quota_reset: '00:00 Nowhere/City'}\n", "unknown time zone"},
+		{"bad token mode", "  - {name: a, appid: wx1, secret: s, token_mode: fast}\n", `apps[1].token_mode "fast": must be stable or classic`},
+		{"webhook without secret", "  - {name: a, appid: wx1, secret: s, status_webhook_url: 'https://h.example.com/x'}\n", "apps[1].status_webhook_secret: required with status_webhook_url"},
+		{"short webhook secret", "  - {name: a, appid: wx1, secret: s, status_webhook_url: 'https://h.example.com/x', status_webhook_secret: short}\n", "apps[1].status_webhook_secret"},
+		{"webhook not http", "  - {name: a, appid: wx1, secret: s, status_webhook_url: 'ftp://h', status_webhook_secret: '${SECRET}'}\n", "apps[1].status_webhook_url: must be an absolute http(s) URL"},
+		{"webhook secret alone", "  - {name: a, appid: wx1, secret: s, status_webhook_secret: '${SECRET}'}\n", "apps[1].status_webhook_secret: set without status_webhook_url"},
+		{"bad AES key from env", "  - {name: a, appid: wx1, secret: s, callback_token: t, encoding_aes_key: '${SECRET}'}\n", "apps[1].encoding_aes_key: must be 43 base64 characters"},
+		{"missing appid", "  - {name: a, secret: '${SECRET}'}\n", "apps[1].appid: required"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "_")+".yaml")
+			require.NoError(t, os.WriteFile(p, []byte(head+tt.app), 0o600))
+			_, err := LoadConfig([]string{"-config", p}, envOf(env), &bytes.Buffer{})
+			require.Error(t, err, "case %d", i)
+			assert.ErrorIs(t, err, ErrUsage)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), secret, "no secret in errors")
+		})
+	}
+}

@@ -133,7 +133,7 @@ return {'go', string.format('%.3f', w)}
 func (s *Store) Admit(ctx context.Context, e Entry, app string, rate Rate, maxWait, grace time.Duration) (Admission, error) {
 	res, err := admitScript.Run(ctx, s.rdb,
 		[]string{s.keys.app(app, "pause"), s.keys.app(app, "gcra"), s.keys.app(app, "wait"), s.keys.stream},
-		s.opts.Group, e.StreamID, e.MessageID, e.Due.UnixMilli(), strconv.FormatFloat(e.Slot, 'f', 3, 64), b2s(e.Probe),
+		s.opts.Group, e.StreamID, e.MessageID, dueScore(e), strconv.FormatFloat(e.Slot, 'f', 3, 64), b2s(e.Probe),
 		strconv.FormatFloat(rate.Interval, 'f', 6, 64), strconv.FormatFloat(rate.Tolerance, 'f', 6, 64),
 		maxWait.Milliseconds(), grace.Milliseconds(),
 	).StringSlice()

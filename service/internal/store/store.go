@@ -193,6 +193,10 @@ type Entry struct {
 	// Due is when the message became due: the time it was queued, or the
 	// due time it waited for (the order of an app's wait set).
 	Due time.Time
+	// DueScore is Due as the wait-set score: ms, with the stream entry's
+	// sequence number as the fraction (seq/1000, up to 999), so entries
+	// queued in the same millisecond keep their order.
+	DueScore float64
 	// Slot, when not zero, is the GCRA slot (ms, Redis clock) the feeder
 	// reserved for the message.
 	Slot float64
@@ -220,10 +224,14 @@ func entries(msgs []redis.XMessage) []Entry {
 		str := func(k string) string { v, _ := m.Values[k].(string); return v }
 		e := Entry{StreamID: m.ID, MessageID: str("id"), Probe: str("probe") == "1"}
 		if due, err := strconv.ParseFloat(str("due"), 64); err == nil && due > 0 {
-			e.Due = time.UnixMilli(int64(due)).UTC()
-		} else if ms, err := strconv.ParseInt(strings.SplitN(m.ID, "-", 2)[0], 10, 64); err == nil {
-			e.Due = time.UnixMilli(ms).UTC()
+			e.DueScore = due
+		} else {
+			msPart, seqPart, _ := strings.Cut(m.ID, "-")
+			ms, _ := strconv.ParseInt(msPart, 10, 64)
+			seq, _ := strconv.ParseInt(seqPart, 10, 64)
+			e.DueScore = float64(ms) + float64(min(seq, 999))/1000
 		}
+		e.Due = time.UnixMilli(int64(e.DueScore)).UTC()
 		e.Slot, _ = strconv.ParseFloat(str("slot"), 64)
 		out = append(out, e)
 	}
@@ -304,8 +312,8 @@ const (
 	SettleRetry SettleKind = "retry" // send again at Due
 	SettleFail  SettleKind = "fail"  // final failure, to the dead-letter stream
 	SettleDrop  SettleKind = "drop"  // the record is gone or already final: just acknowledge
-	// SettlePark puts the message in its app's wait set at Due (the
-	// entry's due time, to keep its place): the app is paused.
+	// SettlePark puts the message in its app's wait set at the entry's
+	// due time (to keep its place): the app is paused.
 	SettlePark SettleKind = "park"
 )
 
@@ -394,14 +402,14 @@ func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Tim
 	if day == "" {
 		day = now.In(shanghai).Format("20060102")
 	}
-	due := st.Due
-	if st.Kind == SettlePark && due.IsZero() {
-		due = e.Due
+	due := strconv.FormatInt(st.Due.UnixMilli(), 10)
+	if st.Kind == SettlePark {
+		due = dueScore(e)
 	}
 	err := settleScript.Run(ctx, s.rdb,
 		[]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID),
 			s.keys.app(st.App, "wait"), s.keys.quota(st.App, day), s.keys.outbox()},
-		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, due.UnixMilli(), st.Reason,
+		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, due, st.Reason,
 		b2s(st.HasErr), st.ErrCode, st.ErrMsg, int64(s.opts.Retention.Seconds()), b2s(st.Refund), e.MessageID,
 		int64(s.opts.QuotaDayTTL.Seconds()), s.events(st.App),
 	).Err()
@@ -409,6 +417,14 @@ func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Tim
 		return unavailable("settle", err)
 	}
 	return nil
+}
+
+// dueScore is e's wait-set score.
+func dueScore(e Entry) string {
+	if e.DueScore > 0 {
+		return strconv.FormatFloat(e.DueScore, 'f', 3, 64)
+	}
+	return strconv.FormatInt(e.Due.UnixMilli(), 10)
 }
 
 // shanghai is WeChat's quota clock (UTC+8, no daylight saving).

@@ -495,7 +495,7 @@ func (w *Worker) tokenFailure(ctx context.Context, log *slog.Logger, e store.Ent
 	}
 	if p != nil {
 		w.pause(ctx, log, rt, *p)
-		st.Kind, st.Due = store.SettlePark, e.Due
+		st.Kind = store.SettlePark
 		return st
 	}
 	log.Warn("no access token; the message waits", "err", err, "class", wechat.Classify(err))
@@ -634,7 +634,7 @@ func (w *Worker) decide(log *slog.Logger, rec *store.Record, rt *appRuntime, e s
 		// Pacing, quota and app-level errors pause the app; the message
 		// waits in the app's wait set without spending an attempt.
 		w.o.Metrics.Retries.WithLabelValues(rec.App, class.String()).Inc()
-		errSt.Kind, errSt.Due, errSt.Refund = store.SettlePark, e.Due, true
+		errSt.Kind, errSt.Refund = store.SettlePark, true
 		return errSt, p
 	}
 	// ClassRetry, and ClassTokenInvalid after the one immediate retry.
