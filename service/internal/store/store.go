@@ -327,7 +327,11 @@ type Settlement struct {
 	ErrCode int       // the attempt's errcode (0 for transport errors)
 	ErrMsg  string    // the attempt's error text, without secrets
 	Refund  bool      // SettleRetry: the attempt does not count (pacing, quota, app stopped)
-	HasErr  bool      // ErrCode/ErrMsg are set
+	// Attempt is the number MarkSending gave this attempt; when set, the
+	// settlement applies only if no other attempt has begun since
+	// (ErrStale otherwise). 0: unfenced.
+	Attempt int
+	HasErr  bool // ErrCode/ErrMsg are set
 	// QuotaDay names the app's quota day (pacing.Reset.Day) whose send
 	// counter a SettleSent increments; empty: the Asia/Shanghai date.
 	QuotaDay string
@@ -340,10 +344,19 @@ type Settlement struct {
 // writes the msgid index: see delivery.go. A send counts in the app's
 // daily counter (KEYS[8]); a final status goes to the webhook outbox
 // (KEYS[9]) when the app's event policy (ARGV[15]) asks for it.
+// The attempt number (ARGV[16], 0: none) fences a settlement: when the
+// record's attempts differ, another worker has taken the message over
+// since (it was reclaimed after the visibility timeout and attempted
+// again), so this outcome is stale and the script changes nothing, not
+// even the acknowledgement, which now belongs to the new owner.
 // KEYS: msg, stream, delayed, dlq, msgidx, early, wait, quota, outbox.
 // ARGV: group, streamID, kind, nowMs, msgid, dueMs, reason, hasErr, errcode,
-// errmsg, retentionSec, refund, id, quotaTTLSec, events.
+// errmsg, retentionSec, refund, id, quotaTTLSec, events, attempt.
 var settleScript = redis.NewScript(`
+if ARGV[16] ~= '0' and ARGV[3] ~= 'drop' then
+  local attempts = redis.call('HGET', KEYS[1], 'attempts')
+  if attempts and attempts ~= ARGV[16] then return 0 end
+end
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if exists and ARGV[3] ~= 'drop' then
   local status = redis.call('HGET', KEYS[1], 'status')
@@ -406,18 +419,26 @@ func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Tim
 	if st.Kind == SettlePark {
 		due = dueScore(e)
 	}
-	err := settleScript.Run(ctx, s.rdb,
+	n, err := settleScript.Run(ctx, s.rdb,
 		[]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID),
 			s.keys.app(st.App, "wait"), s.keys.quota(st.App, day), s.keys.outbox()},
 		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, due, st.Reason,
 		b2s(st.HasErr), st.ErrCode, st.ErrMsg, int64(s.opts.Retention.Seconds()), b2s(st.Refund), e.MessageID,
-		int64(s.opts.QuotaDayTTL.Seconds()), s.events(st.App),
-	).Err()
+		int64(s.opts.QuotaDayTTL.Seconds()), s.events(st.App), st.Attempt,
+	).Int()
 	if err != nil {
 		return unavailable("settle", err)
 	}
+	if n == 0 {
+		return ErrStale
+	}
 	return nil
 }
+
+// ErrStale is what Settle answers when another worker took the message
+// over after this attempt began (see Settlement.Attempt): nothing was
+// recorded, and the other worker's outcome stands.
+var ErrStale = errors.New("store: the message was taken over by another worker; this outcome is stale")
 
 // dueScore is e's wait-set score.
 func dueScore(e Entry) string {

@@ -272,3 +272,52 @@ func TestUnavailable(t *testing.T) {
 	// go-redis backs off dialing for a moment after failures: poll.
 	assert.Eventually(t, func() bool { return s.Ping(ctx) == nil }, 10*time.Second, 50*time.Millisecond, "recovers once Redis is back")
 }
+
+// TestStaleSettleIsFenced: worker A took a message and stalled past the
+// visibility timeout; worker B reclaimed it and began a second attempt.
+// A's late outcome (here a permanent failure) must change nothing — not
+// the record, not the acknowledgement — and B's outcome stands.
+func TestStaleSettleIsFenced(t *testing.T) {
+	s, r := newStore(t)
+	ctx := t.Context()
+	_, err := s.Enqueue(ctx, []store.NewMessage{newMsg("f", "", "h")})
+	require.NoError(t, err)
+	entries, err := s.Read(ctx, "a", 1, 10*time.Millisecond)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	first, err := s.MarkSending(ctx, "f", now)
+	require.NoError(t, err)
+	require.Equal(t, 1, first)
+
+	// B takes over: the same stream entry, a second attempt.
+	if r.Mini != nil {
+		r.Mini.SetTime(time.Now().Add(2 * time.Minute))
+	} else {
+		time.Sleep(50 * time.Millisecond)
+	}
+	minIdle := time.Minute
+	if r.Real() {
+		minIdle = 20 * time.Millisecond
+	}
+	claimed, err := s.Reclaim(ctx, "b", minIdle, 10)
+	require.NoError(t, err)
+	require.Len(t, claimed, 1)
+	second, err := s.MarkSending(ctx, "f", now)
+	require.NoError(t, err)
+	require.Equal(t, 2, second)
+
+	err = s.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleFail, Reason: "permanent_errcode", App: "default", Attempt: first}, now)
+	require.ErrorIs(t, err, store.ErrStale)
+	rec, err := s.Get(ctx, "f")
+	require.NoError(t, err)
+	assert.Equal(t, service.StatusSending, rec.Status, "the stale failure changed nothing")
+	st, err := s.Stats(ctx, now)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, st.Pending, "and did not acknowledge B's entry")
+
+	require.NoError(t, s.Settle(ctx, claimed[0], store.Settlement{Kind: store.SettleSent, MsgID: 42, App: "default", Attempt: second}, now))
+	rec, err = s.Get(ctx, "f")
+	require.NoError(t, err)
+	assert.Equal(t, service.StatusSent, rec.Status, "B's outcome stands")
+	assert.EqualValues(t, 42, rec.MsgID)
+}

@@ -389,7 +389,9 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		return
 	}
 	st.App = rec.App
-	w.settle(ctx, log, e, st)
+	if !w.settle(ctx, log, e, st) {
+		return
+	}
 	w.observe(rec, st)
 	if e.Probe && st.Kind == store.SettleSent {
 		w.resume(ctx, log, rt, "probe send accepted")
@@ -445,7 +447,9 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 	}
 	tok, err := w.tokens.Token(ctx, rec.App)
 	if err != nil {
-		return w.tokenFailure(ctx, log, e, rt, attempt, err), true
+		st := w.tokenFailure(ctx, log, e, rt, attempt, err)
+		st.Attempt = attempt
+		return st, true
 	}
 	msg := toWeChat(rec)
 	msgid, err := w.send(ctx, rec, tok, msg)
@@ -470,6 +474,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 	if st.Kind == store.SettleSent && tokenErr != nil {
 		st.HasErr, st.ErrCode, st.ErrMsg = true, wechat.Code(tokenErr), tokenErr.Error()
 	}
+	st.Attempt = attempt
 	return st, true
 }
 
@@ -665,15 +670,26 @@ func (w *Worker) backoff(attempt int) time.Duration {
 	return time.Duration(w.o.Rand.Int64N(int64(bound)) + 1)
 }
 
-func (w *Worker) settle(ctx context.Context, log *slog.Logger, e store.Entry, st store.Settlement) {
+// settle records st and reports whether it was recorded.
+func (w *Worker) settle(ctx context.Context, log *slog.Logger, e store.Entry, st store.Settlement) bool {
 	// Settle even if shutdown cancelled the send context: the outcome is
 	// known and recording it is what prevents a needless resend.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if err := w.q.Settle(sctx, e, st, w.o.Now()); err != nil {
+	err := w.q.Settle(sctx, e, st, w.o.Now())
+	switch {
+	case errors.Is(err, store.ErrStale):
+		// This worker was too slow: the message was reclaimed and
+		// attempted again (same client_msg_id); that attempt's outcome
+		// stands.
+		log.Info("outcome not recorded: another worker took the message over", "kind", st.Kind, "attempt", st.Attempt)
+		return false
+	case err != nil:
 		w.o.Metrics.RedisErrors.WithLabelValues("settle").Inc()
 		log.Warn("cannot record the outcome; the message will be reclaimed and resent with the same client_msg_id", "err", err)
+		return false
 	}
+	return true
 }
 
 func (w *Worker) observe(rec *store.Record, st store.Settlement) {
