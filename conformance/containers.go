@@ -142,6 +142,7 @@ func newContainers(t testing.TB, opts Options) Env {
 		c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{Started: true, ContainerRequest: testcontainers.ContainerRequest{
 			Image:        images.wxpushd,
 			Env:          e.serviceEnv(i),
+			Files:        e.appsFile(),
 			ExposedPorts: []string{"8080/tcp"},
 			Labels:       labels,
 			Networks:     []string{e.appNet.Name, e.dataNet.Name},
@@ -291,7 +292,33 @@ func (e *containerEnv) serviceEnv(i int) map[string]string {
 		env["WXPUSH_CALLBACK_TOKEN"] = e.app.CallbackToken
 		env["WXPUSH_ENCODING_AES_KEY"] = e.app.EncodingAESKey
 	}
+	if o.RateLimit > 0 {
+		// Per-app settings live in the apps file; its secrets come from
+		// the environment through ${VAR}, as in a committed file.
+		env["WXPUSH_CONFIG"] = appsFilePath
+		env["CONFORMANCE_APP_SECRET"] = env["WXPUSH_APP_SECRET"]
+		for _, k := range []string{"WXPUSH_APP_ID", "WXPUSH_APP_SECRET", "WXPUSH_CALLBACK_TOKEN", "WXPUSH_ENCODING_AES_KEY"} {
+			delete(env, k)
+		}
+	}
 	return env
+}
+
+// appsFilePath is where a wxpushd container finds its apps file.
+const appsFilePath = "/etc/wxpush/apps.yaml"
+
+// appsFile is the apps file for the options that need one (nil: none).
+func (e *containerEnv) appsFile() []testcontainers.ContainerFile {
+	o := e.opts
+	if o.RateLimit <= 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "apps:\n  - name: default\n    appid: %s\n    secret: ${CONFORMANCE_APP_SECRET}\n    rate_limit: %g\n", e.app.AppID, o.RateLimit)
+	if o.CallbackMode != "" {
+		fmt.Fprintf(&b, "    callback_token: %s\n    encoding_aes_key: %s\n", e.app.CallbackToken, e.app.EncodingAESKey)
+	}
+	return []testcontainers.ContainerFile{{Reader: strings.NewReader(b.String()), ContainerFilePath: appsFilePath, FileMode: 0o644}}
 }
 
 func (e *containerEnv) endpoint(ctx context.Context, c testcontainers.Container, port string) (string, error) {

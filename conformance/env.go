@@ -70,6 +70,9 @@ type Options struct {
 	QuotaDelay     time.Duration // wait after 45009 (default 300 ms)
 	AppDelay       time.Duration // wait after an app-level error (default 300 ms)
 	Seed           int64         // the mock's seed (default 1)
+	// RateLimit is the app's send rate limit in messages/s across all
+	// instances (0: none).
+	RateLimit float64
 }
 
 // Service settings every backend gives wxpushd, so retries are fast.

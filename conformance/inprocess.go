@@ -168,7 +168,7 @@ func (e *inProcess) serviceConfig(in *inproc) wxpushd.Config {
 		PaceDelay: o.PaceDelay, QuotaDelay: o.QuotaDelay, AppDelay: o.AppDelay,
 		Instance: fmt.Sprintf("conformance-%d.%d", in.idx, in.gen),
 		Apps: []wxpushd.AppConfig{{
-			Name: "default", AppID: e.app.AppID, Secret: wechat.Secret(e.app.Secret),
+			Name: "default", AppID: e.app.AppID, Secret: wechat.Secret(e.app.Secret), RateLimit: o.RateLimit,
 		}},
 	}
 	if o.TokenMode == "classic" {
