@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,11 +40,12 @@ type accountant struct {
 	unattributed int
 	startSeq     uint64 // the ledger's end before the run
 	lastSeq      uint64
+	receipts     map[string][]time.Time // first deliveries by app
 }
 
 func newAccountant(tag string, apps map[string]mockwx.App, since time.Time) *accountant {
 	a := &accountant{tag: tag, appIDs: map[string]bool{}, since: since, byMarker: map[string]*tracked{},
-		byID: map[string]*tracked{}, unacked: map[string]int{}}
+		byID: map[string]*tracked{}, unacked: map[string]int{}, receipts: map[string][]time.Time{}}
 	for _, app := range apps {
 		a.appIDs[app.AppID] = true
 	}
@@ -121,6 +123,7 @@ func (a *accountant) ledger(e mockwx.LedgerEntry, entry func(mockwx.LedgerEntry)
 	t.deliveries++
 	if t.deliveries == 1 {
 		t.firstAt = e.ReceivedAt
+		a.receipts[t.app] = append(a.receipts[t.app], e.ReceivedAt)
 		if receipts != nil {
 			receipts(t, e.ReceivedAt)
 		}
@@ -188,6 +191,12 @@ func (a *accountant) fill(d *Delivery, statusChecked int) {
 		}
 		d.Apps[t.app] = f
 	}
+	for app, times := range a.receipts {
+		if f, ok := d.Apps[app]; ok {
+			f.MaxPerSecond = maxInWindow(times, time.Second)
+			d.Apps[app] = f
+		}
+	}
 	d.E2ELatencyMS = percentiles(e2e)
 	d.Unattributed = a.unattributed
 	d.StatusChecked = statusChecked
@@ -207,4 +216,18 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
 		Max: ms(h.Max()), Mean: h.Mean() / 1000,
 	}
+}
+
+// maxInWindow is the most times within any window of length w.
+func maxInWindow(times []time.Time, w time.Duration) int {
+	sorted := slices.Clone(times)
+	slices.SortFunc(sorted, func(a, b time.Time) int { return a.Compare(b) })
+	best, lo := 0, 0
+	for hi := range sorted {
+		for sorted[hi].Sub(sorted[lo]) >= w {
+			lo++
+		}
+		best = max(best, hi-lo+1)
+	}
+	return best
 }

@@ -243,8 +243,8 @@ func TestAccountPerApp(t *testing.T) {
 	a.ledger(f.entry(f.tag+"-3", "b", 0, false, f.at(1)), nil, nil)
 	d := f.fill(a)
 	assert.Equal(t, map[string]AppFlow{
-		"a": {Accepted: 3, Delivered: 2, Failed: 1},
-		"b": {Accepted: 2, Delivered: 1, Lost: 1},
+		"a": {Accepted: 3, Delivered: 2, Failed: 1, MaxPerSecond: 2}, // both receipts in the same second
+		"b": {Accepted: 2, Delivered: 1, Lost: 1, MaxPerSecond: 1},
 	}, d.Apps)
 }
 
@@ -334,4 +334,19 @@ func TestAccountUnconfirmed(t *testing.T) {
 		ids = append(ids, tr.id)
 	}
 	assert.Equal(t, []string{"id1"}, ids)
+}
+
+// TestMaxInWindow: the most events within any window shorter than w.
+func TestMaxInWindow(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	at := func(ms ...int) []time.Time {
+		var out []time.Time
+		for _, m := range ms {
+			out = append(out, t0.Add(time.Duration(m)*time.Millisecond))
+		}
+		return out
+	}
+	assert.Equal(t, 0, maxInWindow(nil, time.Second))
+	assert.Equal(t, 3, maxInWindow(at(900, 0, 500, 1499, 2600), time.Second), "500, 900, 1499 (unsorted input)")
+	assert.Equal(t, 1, maxInWindow(at(0, 1000, 2000), time.Second), "a window is half-open")
 }

@@ -214,6 +214,7 @@ func (e *embedded) serviceConfig(in *instance) wxpushd.Config {
 		cfg.Apps = append(cfg.Apps, wxpushd.AppConfig{
 			Name: a.Name, AppID: ma.AppID, Secret: wechat.Secret(ma.Secret),
 			CallbackToken: wechat.Secret(ma.CallbackToken), EncodingAESKey: wechat.Secret(ma.EncodingAESKey),
+			RateLimit: a.RateLimit,
 		})
 	}
 	return cfg

@@ -115,6 +115,9 @@ type AppFlow struct {
 	Delivered int `json:"delivered"`
 	Failed    int `json:"failed"`
 	Lost      int `json:"lost"`
+	// MaxPerSecond is the most first deliveries WeChat received for the
+	// app within any one-second window: what a rate limit is judged by.
+	MaxPerSecond int `json:"max_per_second"`
 }
 
 // MockFigures are the mock's counters at the end of the run.

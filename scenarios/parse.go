@@ -267,6 +267,9 @@ func (m Mock) check(c *checker, instances int, loadDuration time.Duration) []str
 		if a.TokenExpiresIn < 0 {
 			c.add(p+".token_expires_in", "must not be negative")
 		}
+		if a.RateLimit < 0 || math.IsNaN(a.RateLimit) || a.RateLimit > MaxRate {
+			c.add(p+".rate_limit", "%v is out of range (0 for none, up to %d)", a.RateLimit, MaxRate)
+		}
 		if a.TemplateDailyLimit < 0 {
 			c.add(p+".template_daily_limit", "must not be negative")
 		}

@@ -98,6 +98,9 @@ type App struct {
 	// TemplateDailyLimit is the mock's daily template-send quota (default
 	// large enough for any run; 45009 after it).
 	TemplateDailyLimit int `yaml:"template_daily_limit,omitempty" json:"template_daily_limit,omitempty" jsonschema:"minimum=1"`
+	// RateLimit is wxpushd's send rate limit for the app, messages/s
+	// across all instances (default none).
+	RateLimit float64 `yaml:"rate_limit,omitempty" json:"rate_limit,omitempty" jsonschema:"minimum=0"`
 	// Weight is the app's share of the load (default 1).
 	Weight float64 `yaml:"weight,omitempty" json:"weight,omitempty" jsonschema:"minimum=0"`
 	// Templates replace the demo app's templates (typed fields, as in

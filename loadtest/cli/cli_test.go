@@ -258,7 +258,7 @@ func TestValidate(t *testing.T) {
 }
 
 var catalogNames = []string{"smoke", "steady", "ramp-to-saturation", "token-expiry-storm", "system-busy",
-	"quota-45009", "latency-spike", "duplicate-flood", "crash-recovery", "redis-restart", "callback-safe-mode", "multi-app"}
+	"quota-45009", "latency-spike", "duplicate-flood", "crash-recovery", "redis-restart", "callback-safe-mode", "multi-app", "rate-limited"}
 
 // TestList: wxload list shows the 12 catalog scenarios, one per line.
 func TestList(t *testing.T) {
