@@ -41,6 +41,7 @@ type fakeQueue struct {
 	getErr     error
 	pingErr    error
 	panicMsg   string // Enqueue panics with it when set
+	hang       bool   // Enqueue waits for its context to end (a Redis that drops packets)
 	results    func([]store.NewMessage) []store.EnqueueResult
 }
 
@@ -52,7 +53,11 @@ func newFakeQueue() *fakeQueue {
 	return &fakeQueue{keys: map[string]fakeKey{}, messages: map[string]*service.Message{}}
 }
 
-func (q *fakeQueue) Enqueue(_ context.Context, msgs []store.NewMessage) ([]store.EnqueueResult, error) {
+func (q *fakeQueue) Enqueue(ctx context.Context, msgs []store.NewMessage) ([]store.EnqueueResult, error) {
+	if q.hang {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.panicMsg != "" {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -27,6 +28,9 @@ const (
 	// Options.MaxBody.
 	MaxBatchBody = 8 << 20
 )
+
+// DefaultStoreTimeout is Options.StoreTimeout's default.
+const DefaultStoreTimeout = 3 * time.Second
 
 // readyTimeout bounds the Queue.Ping of GET /readyz.
 const readyTimeout = 2 * time.Second
@@ -68,6 +72,9 @@ type Options struct {
 	// MaxBody limits the body of POST /v1/messages; zero or less means
 	// DefaultMaxBody. The batch route always allows MaxBatchBody.
 	MaxBody int64
+	// StoreTimeout bounds the durable write of an accepted request; when
+	// it passes the answer is 503 (default DefaultStoreTimeout).
+	StoreTimeout time.Duration
 	// Admin serves the /v1/apps routes; nil: they answer 404.
 	Admin AppAdmin
 	// Extra, when set, is called with the engine after the API's routes
@@ -78,16 +85,17 @@ type Options struct {
 
 // api holds the handler's dependencies.
 type api struct {
-	queue   Queue
-	apps    []string
-	keys    [][sha256.Size]byte // SHA-256 of each API key: compared in constant time
-	newID   func() string
-	now     func() time.Time
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	obs     *observers
-	maxBody int64
-	admin   AppAdmin
+	queue        Queue
+	apps         []string
+	keys         [][sha256.Size]byte // SHA-256 of each API key: compared in constant time
+	newID        func() string
+	now          func() time.Time
+	log          *slog.Logger
+	metrics      *metrics.Metrics
+	obs          *observers
+	maxBody      int64
+	storeTimeout time.Duration
+	admin        AppAdmin
 }
 
 // New returns the wxpushd HTTP handler. It fails when opts lack a Queue or
@@ -104,14 +112,15 @@ func New(opts Options) (http.Handler, error) {
 		return nil, errors.New("httpapi: no API keys (set InsecureNoAuth to run without authentication)")
 	}
 	a := &api{
-		queue:   opts.Queue,
-		apps:    append([]string(nil), opts.Apps...),
-		newID:   opts.NewID,
-		now:     opts.Now,
-		log:     opts.Logger,
-		metrics: opts.Metrics,
-		maxBody: opts.MaxBody,
-		admin:   opts.Admin,
+		queue:        opts.Queue,
+		apps:         append([]string(nil), opts.Apps...),
+		newID:        opts.NewID,
+		now:          opts.Now,
+		log:          opts.Logger,
+		metrics:      opts.Metrics,
+		maxBody:      opts.MaxBody,
+		storeTimeout: cmp.Or(opts.StoreTimeout, DefaultStoreTimeout),
+		admin:        opts.Admin,
 	}
 	for i, k := range opts.APIKeys {
 		if k.Reveal() == "" {

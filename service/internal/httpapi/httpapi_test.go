@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -423,6 +424,18 @@ func TestSendTooLarge(t *testing.T) {
 			t.Errorf("%d-byte body: status %d, want 202 (%s)", len(body), got, rec.Body)
 		}
 	})
+}
+
+// TestSendStoreTimeout: a store that does not answer at all (a dead host
+// drops packets) gives a prompt 503 within StoreTimeout, not a hung client.
+func TestSendStoreTimeout(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, func(o *Options) { o.StoreTimeout = 50 * time.Millisecond })
+	e.q.hang = true
+	rec := e.do(t, http.MethodPost, "/v1/messages", validBody, nil)
+	if rec.Code != http.StatusServiceUnavailable || apiError(t, rec).Code != service.CodeUnavailable {
+		t.Fatalf("status %d %s, want 503 unavailable", rec.Code, rec.Body)
+	}
 }
 
 func TestSendQueueFailures(t *testing.T) {

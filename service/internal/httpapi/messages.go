@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -46,10 +47,13 @@ func (a *api) newMessage(req service.SendRequest, key string, at time.Time) stor
 // enqueue calls the queue once for msgs. On failure it answers 503 (store
 // unavailable) or 500 and returns false.
 func (a *api) enqueue(c *gin.Context, msgs []store.NewMessage) ([]store.EnqueueResult, bool) {
-	ctx := c.Request.Context()
+	// Bounded: a Redis that does not answer (a dead host drops packets
+	// rather than refusing) must turn into a prompt 503, not a hung client.
+	ctx, cancel := context.WithTimeout(c.Request.Context(), a.storeTimeout)
+	defer cancel()
 	res, err := a.queue.Enqueue(ctx, msgs)
 	switch {
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) && c.Request.Context().Err() == nil:
 		a.log.WarnContext(ctx, "enqueue: store unavailable", "request_id", requestIDOf(c), "messages", len(msgs), "err", err)
 		a.unavailable(c)
 		return nil, false
