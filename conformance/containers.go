@@ -91,7 +91,12 @@ func newContainers(t testing.TB, opts Options) Env {
 	if e.appNet, err = tcnetwork.New(ctx, tcnetwork.WithLabels(labels)); err != nil {
 		t.Fatalf("network: %v", err)
 	}
-	if e.dataNet, err = tcnetwork.New(ctx, tcnetwork.WithLabels(labels)); err != nil {
+	// The data network is internal (no gateway): an instance's default
+	// route and published port always go through the app network, so
+	// cutting the data network (CutRedis) cannot take the instance's API
+	// off the host with it. Docker picks the gateway network by name
+	// order otherwise, which made the cut test flaky.
+	if e.dataNet, err = tcnetwork.New(ctx, tcnetwork.WithLabels(labels), tcnetwork.WithInternal()); err != nil {
 		t.Fatalf("network: %v", err)
 	}
 
@@ -100,11 +105,13 @@ func newContainers(t testing.TB, opts Options) Env {
 		redisImage = "redis:7-alpine"
 	}
 	e.redis, err = testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{Started: true, ContainerRequest: testcontainers.ContainerRequest{
-		Image:          redisImage,
-		Cmd:            []string{"redis-server", "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "no", "--dir", "/data"},
-		ExposedPorts:   []string{"6379/tcp"},
-		Labels:         labels,
-		Networks:       []string{e.dataNet.Name},
+		Image:        redisImage,
+		Cmd:          []string{"redis-server", "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--protected-mode", "no", "--dir", "/data"},
+		ExposedPorts: []string{"6379/tcp"},
+		Labels:       labels,
+		// The app network too, only to publish the port to the host
+		// (FlushRedis): the "redis" alias exists on the data network only.
+		Networks:       []string{e.appNet.Name, e.dataNet.Name},
 		NetworkAliases: map[string][]string{e.dataNet.Name: {"redis"}},
 		WaitingFor:     wait.ForListeningPort("6379/tcp").SkipInternalCheck().WithStartupTimeout(60 * time.Second),
 	}})

@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -97,7 +96,7 @@ func (s *Store) leadBatches(c *coalescer) {
 
 	// The batch serves many callers: it must not fail because the leader's
 	// own request was cancelled.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
 	s.writeBatch(ctx, batch)
 	cancel()
 

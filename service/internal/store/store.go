@@ -41,6 +41,10 @@ type Options struct {
 	// QuotaDayTTL is how long an app's daily send counter is kept
 	// (default 48 h).
 	QuotaDayTTL time.Duration
+	// WriteTimeout bounds one coalesced enqueue write, which may serve
+	// many requests (default 3 s): with a Redis that does not answer,
+	// every request in it fails within this bound, not the client's.
+	WriteTimeout time.Duration
 }
 
 // Store is wxpushd's Redis layer. It is safe for concurrent use.
@@ -81,6 +85,9 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	}
 	if opts.Group == "" {
 		opts.Group = "workers"
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 3 * time.Second
 	}
 	if opts.QuotaDayTTL <= 0 {
 		opts.QuotaDayTTL = 48 * time.Hour
