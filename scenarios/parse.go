@@ -56,6 +56,7 @@ type Problem struct {
 	Msg  string
 }
 
+// Error formats the problem as FILE:LINE: PATH: MESSAGE.
 func (p Problem) Error() string {
 	var b strings.Builder
 	if p.File != "" {
@@ -76,6 +77,7 @@ func (p Problem) Error() string {
 // Problems is every problem found in a scenario, in the order of the file.
 type Problems []Problem
 
+// Error is every problem, one per line.
 func (ps Problems) Error() string {
 	msgs := make([]string, len(ps))
 	for i, p := range ps {

@@ -20,7 +20,7 @@ type AppAdmin interface {
 	ResumeApp(ctx context.Context, app string) (*service.AppStatus, error)
 }
 
-// ErrUnknownApp: no app of that name is configured (404).
+// ErrUnknownApp is what an AppAdmin answers for an app that is not configured (404).
 var ErrUnknownApp = errors.New("httpapi: unknown app")
 
 // appStatus answers GET /v1/apps/{app}.
