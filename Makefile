@@ -99,8 +99,8 @@ up: images ## build the images and start the stack with docker compose (Redis, m
 		$(COMPOSE) up -d; \
 	fi
 	@for i in $$(seq 90); do \
-		$(GO) run ./conformance/cmd/wxprobe http://127.0.0.1:8081/readyz >/dev/null 2>&1 && \
-		$(GO) run ./conformance/cmd/wxprobe http://127.0.0.1:8082/readyz >/dev/null 2>&1 && break; \
+		$(GO) run ./service/cmd/wxpushd -healthcheck http://127.0.0.1:8081/readyz >/dev/null 2>&1 && \
+		$(GO) run ./service/cmd/wxpushd -healthcheck http://127.0.0.1:8082/readyz >/dev/null 2>&1 && break; \
 		[ $$i -eq 90 ] && { echo "up: the service did not become ready in 90 s"; $(COMPOSE) ps; exit 1; }; \
 		sleep 1; \
 	done

@@ -169,7 +169,7 @@ func newContainers(t testing.TB, opts Options) Env {
 	return e
 }
 
-// buildImages builds wxpushd, mockwx and wxprobe with CGO_ENABLED=0 and
+// buildImages builds wxpushd and mockwx with CGO_ENABLED=0 and
 // the images FROM scratch from the Dockerfiles in conformance/images; it
 // also removes what earlier runs left behind.
 func buildImages(t testing.TB, cli *testcontainers.DockerClient) {
@@ -196,7 +196,7 @@ func buildImages(t testing.TB, cli *testcontainers.DockerClient) {
 			return
 		}
 		defer os.RemoveAll(dir)
-		for _, b := range [][3]string{{img.name, img.pkg, "timetzdata"}, {"wxprobe", "./conformance/cmd/wxprobe", ""}} {
+		for _, b := range [][3]string{{img.name, img.pkg, "timetzdata"}} {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 			cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-tags", b[2], "-ldflags", "-s -w", "-o", filepath.Join(dir, b[0]), b[1])
 			cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")

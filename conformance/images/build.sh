@@ -15,7 +15,6 @@ for name in wxpushd mockwx; do
 	mockwx) pkg=./mockwx/cmd/mockwx tag=${MOCKWX_IMAGE:-wxpush/mockwx:local} ;;
 	esac
 	CGO_ENABLED=0 go build -trimpath -tags timetzdata -ldflags "$ldflags" -o "$ctx/$name" "$pkg"
-	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$ctx/wxprobe" ./conformance/cmd/wxprobe
 	if [ -r /etc/ssl/certs/ca-certificates.crt ]; then
 		cp /etc/ssl/certs/ca-certificates.crt "$ctx/"
 	else

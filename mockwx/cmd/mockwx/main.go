@@ -6,6 +6,8 @@
 //
 // Flags default to the MOCKWX_* environment variables. The admin API under
 // /_mock/ is a test tool: never expose it; MOCKWX_ADMIN_TOKEN guards it.
+// `mockwx -healthcheck [URL]` probes a running mock instead (default
+// http://127.0.0.1:9000/_mock/apps): the healthcheck of the FROM-scratch image.
 package main
 
 import (
@@ -24,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wxpush/wxpush/internal/healthcheck"
 	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/mockwx"
 )
@@ -44,6 +47,13 @@ var errUsage = errors.New("usage")
 
 // run is the whole program; ready, when set, is told the listening address.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(addr string)) error {
+	if url, ok := healthcheck.FromArgs(args, "http://127.0.0.1:9000/_mock/apps"); ok {
+		// The FROM-scratch image's healthcheck: probe, do not serve.
+		if err := healthcheck.Probe(ctx, url); err != nil {
+			return fmt.Errorf("-healthcheck: %w", err)
+		}
+		return nil
+	}
 	fs := flag.NewFlagSet("mockwx", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	envOr := func(name, def string) string {

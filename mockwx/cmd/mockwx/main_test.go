@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
@@ -98,4 +100,18 @@ func TestRunRejectsBadInput(t *testing.T) {
 			assert.Error(t, err)
 		})
 	}
+}
+
+// TestRunHealthcheck: -healthcheck probes instead of serving: a 2xx answer
+// is success, anything else (or nothing listening) an error.
+func TestRunHealthcheck(t *testing.T) {
+	status := http.StatusOK
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(status) }))
+	defer srv.Close()
+	var out, errOut bytes.Buffer
+	getenv := func(string) string { return "" }
+	require.NoError(t, run(t.Context(), []string{"-healthcheck", srv.URL}, getenv, &out, &errOut, nil))
+	status = http.StatusServiceUnavailable
+	require.Error(t, run(t.Context(), []string{"-healthcheck", srv.URL}, getenv, &out, &errOut, nil))
+	assert.Empty(t, out.String(), "a probe prints no banner")
 }

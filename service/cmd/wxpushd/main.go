@@ -6,6 +6,8 @@
 //
 // Flags default to the WXPUSH_* environment variables (wxpushd -h lists
 // them). Without WXPUSH_REDIS_URL it uses an embedded, non-durable store.
+// `wxpushd -healthcheck [URL]` probes a running instance instead (default
+// http://127.0.0.1:8080/readyz): the healthcheck of the FROM-scratch image.
 package main
 
 import (
@@ -16,10 +18,18 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/wxpush/wxpush/internal/healthcheck"
 	"github.com/wxpush/wxpush/service/wxpushd"
 )
 
 func main() {
+	if url, ok := healthcheck.FromArgs(os.Args[1:], "http://127.0.0.1:8080/readyz"); ok {
+		if err := healthcheck.Probe(context.Background(), url); err != nil {
+			fmt.Fprintln(os.Stderr, "wxpushd -healthcheck:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg, err := wxpushd.LoadConfig(os.Args[1:], os.Getenv, os.Stderr)
