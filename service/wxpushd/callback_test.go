@@ -175,6 +175,10 @@ func TestDeliveryCallbacksEndToEnd(t *testing.T) {
 			applied := reports(store.DeliveryDelivered) + reports(store.DeliveryFailed) + reports(store.DeliveryParked)
 			assert.Equal(t, float64(n), applied, "one application per report")
 			assert.Zero(t, reports(store.DeliveryFinal), "no report was applied twice")
+			// Each failed message is counted once with its reason, whether
+			// its report came after the send was recorded or was parked.
+			assert.Equal(t, 1.0, counter(t, m.Failed.WithLabelValues("default", service.ReasonUserBlock)))
+			assert.Equal(t, 1.0, counter(t, m.Failed.WithLabelValues("default", service.ReasonSystemFailed)))
 			for id, w := range wants {
 				got := a.get(id)
 				assert.Equal(t, w.status, got.Status, "message %s is still %s", id, w.status)

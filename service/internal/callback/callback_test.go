@@ -350,7 +350,7 @@ func TestEarlyReport(t *testing.T) {
 	assert.Equal(t, 1.0, e.reports(store.DeliveryParked))
 	assert.Equal(t, service.StatusSending, e.message("m1").Status)
 
-	require.NoError(t, e.store.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: appName, MsgID: 5005}, fixedNow))
+	require.NoError(t, settleErr(e.store.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: appName, MsgID: 5005}, fixedNow)))
 	m := e.message("m1")
 	assert.Equal(t, service.StatusFailed, m.Status)
 	assert.Equal(t, service.ReasonSystemFailed, m.Reason)

@@ -31,7 +31,7 @@ func sendingMessage(t *testing.T, s *store.Store, id string) store.Entry {
 func sentMessage(t *testing.T, s *store.Store, id string, msgid int64) {
 	t.Helper()
 	e := sendingMessage(t, s, id)
-	require.NoError(t, s.Settle(t.Context(), e, store.Settlement{Kind: store.SettleSent, App: "default", MsgID: msgid}, now))
+	require.NoError(t, settleErr(s.Settle(t.Context(), e, store.Settlement{Kind: store.SettleSent, App: "default", MsgID: msgid}, now)))
 }
 
 func report(msgid int64, status string, delivered bool, reason string) store.DeliveryReport {
@@ -101,7 +101,7 @@ func TestApplyDeliveryOnlyFromSent(t *testing.T) {
 	// A message that failed at send time has no msgid index: a report
 	// for an unknown msgid is parked, and the message stays failed.
 	e := sendingMessage(t, s, "f")
-	require.NoError(t, s.Settle(ctx, e, store.Settlement{Kind: store.SettleFail, Reason: service.ReasonPermanentErrcode}, now))
+	require.NoError(t, settleErr(s.Settle(ctx, e, store.Settlement{Kind: store.SettleFail, Reason: service.ReasonPermanentErrcode}, now)))
 	res, err := s.ApplyDelivery(ctx, report(77, "success", true, ""), 0)
 	require.NoError(t, err)
 	assert.Equal(t, store.DeliveryParked, res.Outcome)
@@ -149,7 +149,10 @@ func TestEarlyReportIsAppliedBySettle(t *testing.T) {
 			m, _ := s.Get(ctx, "early")
 			assert.Equal(t, service.StatusSending, m.Status, "parking does not touch the message")
 
-			require.NoError(t, s.Settle(ctx, e, store.Settlement{Kind: store.SettleSent, App: "default", MsgID: 21}, now))
+			settled, err := s.Settle(ctx, e, store.Settlement{Kind: store.SettleSent, App: "default", MsgID: 21}, now)
+			require.NoError(t, err)
+			assert.Equal(t, store.Settled{Early: store.DeliveryOutcome(tt.status), EarlyReason: tt.reason}, settled,
+				"Settle says which parked report it applied, so the worker can count a message that ended there")
 			m, err = s.Get(ctx, "early")
 			require.NoError(t, err)
 			assert.Equal(t, tt.status, m.Status)

@@ -356,14 +356,17 @@ type Settlement struct {
 // since (it was reclaimed after the visibility timeout and attempted
 // again), so this outcome is stale and the script changes nothing, not
 // even the acknowledgement, which now belongs to the new owner.
+// Returns {recorded (0 stale, 1), the early report applied ("delivered",
+// "failed" or ""), its failure reason}.
 // KEYS: msg, stream, delayed, dlq, msgidx, early, wait, quota, outbox.
 // ARGV: group, streamID, kind, nowMs, msgid, dueMs, reason, hasErr, errcode,
 // errmsg, retentionSec, refund, id, quotaTTLSec, events, attempt.
 var settleScript = redis.NewScript(`
 if ARGV[16] ~= '0' and ARGV[3] ~= 'drop' then
   local attempts = redis.call('HGET', KEYS[1], 'attempts')
-  if attempts and attempts ~= ARGV[16] then return 0 end
+  if attempts and attempts ~= ARGV[16] then return {0, '', ''} end
 end
+local applied, appliedReason = '', ''
 local exists = redis.call('EXISTS', KEYS[1]) == 1
 if exists and ARGV[3] ~= 'drop' then
   local status = redis.call('HGET', KEYS[1], 'status')
@@ -381,9 +384,11 @@ if exists and ARGV[3] ~= 'drop' then
       local early = redis.call('HMGET', KEYS[6], 'result', 'reason', 'status', 'at')
       if early[1] == 'delivered' then
         redis.call('HSET', KEYS[1], 'status', 'delivered', 'delivered_at', early[4], 'delivery_status', early[3])
+        applied = 'delivered'
         final = true
       elseif early[1] == 'failed' then
         redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', early[2], 'delivery_status', early[3])
+        applied, appliedReason = 'failed', early[2]
         final = true
       elseif ARGV[15] == '2' then
         final = true
@@ -410,14 +415,24 @@ if exists and ARGV[3] ~= 'drop' then
 end
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[2], ARGV[2])
-return 1
+return {1, applied, appliedReason}
 `)
+
+// Settled tells what a recorded settlement did besides recording its kind.
+type Settled struct {
+	// Early is the delivery report parked before the send was recorded and
+	// applied with it: DeliveryDelivered, DeliveryFailed, or "" for none.
+	Early DeliveryOutcome
+	// EarlyReason is the failure reason of an early DeliveryFailed report.
+	EarlyReason string
+}
 
 // Settle records an attempt's outcome for entry and acknowledges it,
 // atomically. A record that is already final is left as it is. Recording a
-// send also applies a delivery report parked before it and counts the send
-// in the app's quota day.
-func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Time) error {
+// send also applies a delivery report parked before it (which Settled
+// reports, so the caller can count a message that ended there) and counts
+// the send in the app's quota day.
+func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Time) (Settled, error) {
 	day := st.QuotaDay
 	if day == "" {
 		day = now.In(shanghai).Format("20060102")
@@ -426,20 +441,25 @@ func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Tim
 	if st.Kind == SettlePark {
 		due = dueScore(e)
 	}
-	n, err := settleScript.Run(ctx, s.rdb,
+	vals, err := settleScript.Run(ctx, s.rdb,
 		[]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID),
 			s.keys.app(st.App, "wait"), s.keys.quota(st.App, day), s.keys.outbox()},
 		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, due, st.Reason,
 		b2s(st.HasErr), st.ErrCode, st.ErrMsg, int64(s.opts.Retention.Seconds()), b2s(st.Refund), e.MessageID,
 		int64(s.opts.QuotaDayTTL.Seconds()), s.events(st.App), st.Attempt,
-	).Int()
+	).Slice()
+	if err == nil && len(vals) != 3 {
+		err = fmt.Errorf("unexpected reply of %d values", len(vals))
+	}
 	if err != nil {
-		return unavailable("settle", err)
+		return Settled{}, unavailable("settle", err)
 	}
-	if n == 0 {
-		return ErrStale
+	if n, _ := vals[0].(int64); n == 0 {
+		return Settled{}, ErrStale
 	}
-	return nil
+	early, _ := vals[1].(string)
+	reason, _ := vals[2].(string)
+	return Settled{Early: DeliveryOutcome(early), EarlyReason: reason}, nil
 }
 
 // ErrStale is what Settle answers when another worker took the message

@@ -47,7 +47,7 @@ type Queue interface {
 	Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]store.Entry, error)
 	Load(ctx context.Context, id string) (*store.Record, error)
 	MarkSending(ctx context.Context, id string, now time.Time) (int, error)
-	Settle(ctx context.Context, e store.Entry, st store.Settlement, now time.Time) error
+	Settle(ctx context.Context, e store.Entry, st store.Settlement, now time.Time) (store.Settled, error)
 	MoveDue(ctx context.Context, now time.Time, limit int) (int, error)
 	Release(ctx context.Context, e store.Entry) error
 	EnsureGroup(ctx context.Context) error
@@ -389,10 +389,11 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		return
 	}
 	st.App = rec.App
-	if !w.settle(ctx, log, e, st) {
+	res, ok := w.settle(ctx, log, e, st)
+	if !ok {
 		return
 	}
-	w.observe(rec, st)
+	w.observe(rec, st, res)
 	if e.Probe && st.Kind == store.SettleSent {
 		w.resume(ctx, log, rt, "probe send accepted")
 	}
@@ -671,32 +672,37 @@ func (w *Worker) backoff(attempt int) time.Duration {
 }
 
 // settle records st and reports whether it was recorded.
-func (w *Worker) settle(ctx context.Context, log *slog.Logger, e store.Entry, st store.Settlement) bool {
+func (w *Worker) settle(ctx context.Context, log *slog.Logger, e store.Entry, st store.Settlement) (store.Settled, bool) {
 	// Settle even if shutdown cancelled the send context: the outcome is
 	// known and recording it is what prevents a needless resend.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	err := w.q.Settle(sctx, e, st, w.o.Now())
+	res, err := w.q.Settle(sctx, e, st, w.o.Now())
 	switch {
 	case errors.Is(err, store.ErrStale):
 		// This worker was too slow: the message was reclaimed and
 		// attempted again (same client_msg_id); that attempt's outcome
 		// stands.
 		log.Info("outcome not recorded: another worker took the message over", "kind", st.Kind, "attempt", st.Attempt)
-		return false
+		return res, false
 	case err != nil:
 		w.o.Metrics.RedisErrors.WithLabelValues("settle").Inc()
 		log.Warn("cannot record the outcome; the message will be reclaimed and resent with the same client_msg_id", "err", err)
-		return false
+		return res, false
 	}
-	return true
+	return res, true
 }
 
-func (w *Worker) observe(rec *store.Record, st store.Settlement) {
+// observe counts a recorded settlement: a send, a failure, and a failure
+// that a delivery report parked before the send turned it into.
+func (w *Worker) observe(rec *store.Record, st store.Settlement, res store.Settled) {
 	switch st.Kind {
 	case store.SettleSent:
 		w.o.Metrics.Sent.WithLabelValues(rec.App).Inc()
 		w.o.Metrics.EndToEndSeconds.WithLabelValues(rec.App).Observe(w.o.Now().Sub(rec.CreatedAt).Seconds())
+		if res.Early == store.DeliveryFailed {
+			w.o.Metrics.Failed.WithLabelValues(rec.App, res.EarlyReason).Inc()
+		}
 	case store.SettleFail:
 		w.o.Metrics.Failed.WithLabelValues(rec.App, st.Reason).Inc()
 	}
