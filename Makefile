@@ -47,15 +47,23 @@ fuzz: ## run every native fuzz target for FUZZTIME each (default 10s)
 demo: ## run the smoke scenario on the embedded stack (Redis, mockwx, wxpushd in one process); prints the report's path
 	$(GO) run ./loadtest/cmd/wxload demo
 
+# ACCEPT_TABLE turns BenchmarkAcceptVsBareGin's metrics into one row per
+# client concurrency, then the peak (each side's best rate) row.
+ACCEPT_TABLE := '/^Benchmark/ { for (i = 3; i < NF; i += 2) m[$$(i+1)] = $$i; \
+	printf "  %-8s %11s %14s %7s %16s %19s %17s\n", "clients", "bare req/s", "wxpushd req/s", "ratio", "bare CPU us/req", "wxpushd CPU us/req", "redis CPU us/msg"; \
+	for (c = 16; c <= 256; c *= 4) printf "  %-8d %11.0f %14.0f %7.3f %16.1f %19.1f %17s\n", c, m["bare_req/s_c" c], m["wxpushd_req/s_c" c], m["ratio_c" c], m["bare_cpu_us/req_c" c], m["wxpushd_cpu_us/req_c" c], (("redis_cpu_us/msg_c" c) in m) ? sprintf("%.1f", m["redis_cpu_us/msg_c" c]) : "-"; \
+	printf "  %-8s %11.0f %14.0f %7.3f   (target >= 0.60; real Redis: %s)\n", "peak", m["bare_peak_req/s"], m["wxpushd_peak_req/s"], m["peak_ratio"], m["real_redis"] == 1 ? "yes" : "no" }'
+
 bench: ## side-by-side performance ratios, measured in one run (BENCHN requests per side)
 	@echo "wxpushd POST /v1/messages (auth, validation, durable enqueue) vs a bare Gin handler decoding the same JSON:"
 	@if command -v redis-server >/dev/null 2>&1; then \
 		dir=$$(mktemp -d); redis-server --port 6393 --bind 127.0.0.1 --save '' --appendonly no --dir $$dir --daemonize yes --pidfile $$dir/pid >/dev/null; sleep 0.3; \
-		REDIS_URL=redis://127.0.0.1:6393/0 $(GO) test -run '^$$' -bench 'AcceptVsBareGin' -benchtime $(BENCHN)x ./service/wxpushd/ | awk '/^Benchmark/ {for (i = 3; i < NF; i += 2) printf "  %-20s %s\n", $$(i+1), $$i}'; \
+		[ -s $$dir/pid ] || { echo "bench: redis-server did not start on 127.0.0.1:6393 (is the port in use?)"; rm -rf $$dir; exit 1; }; \
+		REDIS_URL=redis://127.0.0.1:6393/0 $(GO) test -run '^$$' -bench 'AcceptVsBareGin' -benchtime $(BENCHN)x ./service/wxpushd/ | awk $(ACCEPT_TABLE); \
 		kill $$(cat $$dir/pid); rm -rf $$dir; \
 	else \
 		echo "  (redis-server not installed: measuring against the embedded store; install redis-server for the real figure)"; \
-		$(GO) test -run '^$$' -bench 'AcceptVsBareGin' -benchtime $(BENCHN)x ./service/wxpushd/ | awk '/^Benchmark/ {for (i = 3; i < NF; i += 2) printf "  %-20s %s\n", $$(i+1), $$i}'; \
+		$(GO) test -run '^$$' -bench 'AcceptVsBareGin' -benchtime $(BENCHN)x ./service/wxpushd/ | awk $(ACCEPT_TABLE); \
 	fi
 	@echo "mockwx template send vs a bare net/http handler decoding the same JSON (same load generator, alternating rounds):"
 	@$(GO) test -run '^$$' -bench 'TemplateSendVsBare' -benchtime $(BENCHN)x ./mockwx/ | awk '/^Benchmark/ {for (i = 3; i < NF; i += 2) printf "  %-20s %s\n", $$(i+1), $$i}'
