@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -119,56 +118,25 @@ func (s *Store) RecordCallback(ctx context.Context, app, dedupKey string, rep *D
 
 // EnsureReportsGroup creates the reports stream and its consumer group if
 // missing.
-func (s *Store) EnsureReportsGroup(ctx context.Context) error {
-	err := s.rdb.XGroupCreateMkStream(ctx, s.keys.reports(), reportsGroup, "0").Err()
-	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return unavailable("create reports group", err)
-	}
-	return nil
+func (s *Store) EnsureReportsGroup(ctx context.Context) error { return s.reportsQueue().ensure(ctx) }
+
+func (s *Store) reportsQueue() consumerGroup {
+	return consumerGroup{rdb: s.rdb, stream: s.keys.reports(), group: reportsGroup, what: "reports"}
 }
 
 // ReadReports takes up to count new reports for consumer, blocking up to
 // block (a negative block does not block). The call is bounded by block
 // plus two seconds.
 func (s *Store) ReadReports(ctx context.Context, consumer string, count int, block time.Duration) ([]ReportEntry, error) {
-	ctx, cancel := context.WithTimeout(ctx, max(block, 0)+2*time.Second)
-	defer cancel()
-	for try := 0; ; try++ {
-		res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: reportsGroup, Consumer: consumer, Streams: []string{s.keys.reports(), ">"}, Count: int64(count), Block: block,
-		}).Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-			return nil, nil
-		case isNoGroup(err) && try == 0:
-			if err := s.EnsureReportsGroup(ctx); err != nil {
-				return nil, err
-			}
-			continue
-		case err != nil:
-			return nil, unavailable("read reports", err)
-		}
-		var out []ReportEntry
-		for _, st := range res {
-			out = append(out, reportEntries(st.Messages)...)
-		}
-		return out, nil
-	}
+	msgs, err := s.reportsQueue().read(ctx, consumer, count, block)
+	return reportEntries(msgs), err
 }
 
 // ReclaimReports takes over up to count reports that other consumers
 // received more than minIdle ago and never acknowledged.
 func (s *Store) ReclaimReports(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]ReportEntry, error) {
-	msgs, _, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream: s.keys.reports(), Group: reportsGroup, Consumer: consumer, MinIdle: minIdle, Start: "0-0", Count: int64(count),
-	}).Result()
-	if isNoGroup(err) {
-		return nil, s.EnsureReportsGroup(ctx)
-	}
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, unavailable("reclaim reports", err)
-	}
-	return reportEntries(msgs), nil
+	msgs, err := s.reportsQueue().reclaim(ctx, consumer, minIdle, count)
+	return reportEntries(msgs), err
 }
 
 // AckReports acknowledges processed reports and deletes them from the
@@ -187,6 +155,9 @@ func (s *Store) AckReports(ctx context.Context, streamIDs ...string) error {
 }
 
 func reportEntries(msgs []redis.XMessage) []ReportEntry {
+	if len(msgs) == 0 {
+		return nil
+	}
 	out := make([]ReportEntry, 0, len(msgs))
 	for _, m := range msgs {
 		str := func(k string) string { v, _ := m.Values[k].(string); return v }

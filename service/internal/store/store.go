@@ -217,15 +217,78 @@ func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Erro
 // EnsureGroup creates the stream and its consumer group if missing. After
 // a Redis restart without persistence both are gone; workers call this on
 // NOGROUP and carry on.
-func (s *Store) EnsureGroup(ctx context.Context) error {
-	err := s.rdb.XGroupCreateMkStream(ctx, s.keys.stream, s.opts.Group, "0").Err()
+func (s *Store) EnsureGroup(ctx context.Context) error { return s.queue().ensure(ctx) }
+
+// consumerGroup is a stream read through a consumer group: the message
+// queue, or the delivery reports. what names it in errors.
+type consumerGroup struct {
+	rdb                 redis.UniversalClient
+	stream, group, what string
+}
+
+func (s *Store) queue() consumerGroup {
+	return consumerGroup{rdb: s.rdb, stream: s.keys.stream, group: s.opts.Group, what: "queue"}
+}
+
+// ensure creates the stream and the group if missing.
+func (g consumerGroup) ensure(ctx context.Context) error {
+	err := g.rdb.XGroupCreateMkStream(ctx, g.stream, g.group, "0").Err()
 	if err != nil && !strings.HasPrefix(err.Error(), "BUSYGROUP") {
-		return unavailable("create group", err)
+		return unavailable("create "+g.what+" group", err)
 	}
 	return nil
 }
 
+// read takes up to count new entries for consumer, blocking up to block (a
+// negative block does not block), and recreates the group once on NOGROUP.
+// The call is bounded by block plus two seconds even if the server never
+// answers (a half-open connection, a server restarting).
+func (g consumerGroup) read(ctx context.Context, consumer string, count int, block time.Duration) ([]redis.XMessage, error) {
+	ctx, cancel := context.WithTimeout(ctx, max(block, 0)+2*time.Second)
+	defer cancel()
+	for try := 0; ; try++ {
+		res, err := g.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
+			Group: g.group, Consumer: consumer, Streams: []string{g.stream, ">"}, Count: int64(count), Block: block,
+		}).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			return nil, nil
+		case isNoGroup(err) && try == 0:
+			if err := g.ensure(ctx); err != nil {
+				return nil, err
+			}
+			continue
+		case err != nil:
+			return nil, unavailable("read "+g.what, err)
+		}
+		var out []redis.XMessage
+		for _, st := range res {
+			out = append(out, st.Messages...)
+		}
+		return out, nil
+	}
+}
+
+// reclaim takes over up to count entries that other consumers received
+// more than minIdle ago and never acknowledged; on NOGROUP it recreates
+// the group (there is nothing to take over).
+func (g consumerGroup) reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]redis.XMessage, error) {
+	msgs, _, err := g.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
+		Stream: g.stream, Group: g.group, Consumer: consumer, MinIdle: minIdle, Start: "0-0", Count: int64(count),
+	}).Result()
+	if isNoGroup(err) {
+		return nil, g.ensure(ctx)
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, unavailable("reclaim "+g.what, err)
+	}
+	return msgs, nil
+}
+
 func entries(msgs []redis.XMessage) []Entry {
+	if len(msgs) == 0 {
+		return nil
+	}
 	out := make([]Entry, 0, len(msgs))
 	for _, m := range msgs {
 		str := func(k string) string { v, _ := m.Values[k].(string); return v }
@@ -249,44 +312,15 @@ func entries(msgs []redis.XMessage) []Entry {
 // The call is bounded by block plus two seconds even if the server never
 // answers (a half-open connection, a server restarting).
 func (s *Store) Read(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
-	ctx, cancel := context.WithTimeout(ctx, block+2*time.Second)
-	defer cancel()
-	for try := 0; ; try++ {
-		res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{
-			Group: s.opts.Group, Consumer: consumer, Streams: []string{s.keys.stream, ">"}, Count: int64(count), Block: block,
-		}).Result()
-		switch {
-		case errors.Is(err, redis.Nil):
-			return nil, nil
-		case isNoGroup(err) && try == 0:
-			if err := s.EnsureGroup(ctx); err != nil {
-				return nil, err
-			}
-			continue
-		case err != nil:
-			return nil, unavailable("read", err)
-		}
-		var out []Entry
-		for _, st := range res {
-			out = append(out, entries(st.Messages)...)
-		}
-		return out, nil
-	}
+	msgs, err := s.queue().read(ctx, consumer, count, block)
+	return entries(msgs), err
 }
 
 // Reclaim takes over up to count entries that other consumers received
 // more than minIdle ago and never acknowledged (their worker died).
 func (s *Store) Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]Entry, error) {
-	msgs, _, err := s.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{
-		Stream: s.keys.stream, Group: s.opts.Group, Consumer: consumer, MinIdle: minIdle, Start: "0-0", Count: int64(count),
-	}).Result()
-	if isNoGroup(err) {
-		return nil, s.EnsureGroup(ctx)
-	}
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, unavailable("reclaim", err)
-	}
-	return entries(msgs), nil
+	msgs, err := s.queue().reclaim(ctx, consumer, minIdle, count)
+	return entries(msgs), err
 }
 
 // markSendingScript counts one more attempt. KEYS: msg. ARGV: nowMs.
