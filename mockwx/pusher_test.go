@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wxpush/wxpush/internal/syncbuf"
 	"github.com/wxpush/wxpush/internal/wechat"
 )
 
@@ -608,24 +609,6 @@ func TestPusherConcurrentSchedule(t *testing.T) {
 	}
 }
 
-// pushSyncBuffer is a log sink safe for concurrent writes.
-type pushSyncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *pushSyncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *pushSyncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestPusherLogsNoSecrets(t *testing.T) {
 	crypter := newPushTestCrypter(t)
 	srv := pushTestServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -635,7 +618,7 @@ func TestPusherLogsNoSecrets(t *testing.T) {
 	deadURL := dead.URL
 	dead.Close() // connection refused: the client error names the full URL
 
-	var logs pushSyncBuffer
+	var logs syncbuf.Buffer
 	p := newPushTestPusher(t, PusherOptions{
 		Retries:    1,
 		RetryDelay: time.Millisecond,

@@ -9,12 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/wxpush/wxpush/internal/syncbuf"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/mockwx/mockwxtest"
@@ -24,30 +24,12 @@ import (
 
 const testAPIKey = "test-api-key-0123456789abcdef"
 
-// syncBuffer collects logs from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // instance is one in-process wxpushd under test.
 type instance struct {
 	*Server
 	cancel  context.CancelFunc
 	stopped chan struct{} // closed when Run has returned
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 }
 
 // stop shuts the instance down gracefully and waits for Run to return.
@@ -76,7 +58,7 @@ func testConfig(mock *mockwxtest.Server, r *redistest.Redis) Config {
 
 func startInstance(t testing.TB, cfg Config) *instance {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logLevel := slog.LevelDebug // tests see (and check) everything by default
 	if cfg.LogLevel != "" {
 		require.NoError(t, logLevel.UnmarshalText([]byte(cfg.LogLevel)))

@@ -5,39 +5,21 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wxpush/wxpush/internal/syncbuf"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/mockwx"
 )
 
-// syncBuffer is a bytes.Buffer safe for the program and the test at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestRunServesAndShutsDown(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	env := map[string]string{mockwx.EnvSeed: "5", mockwx.EnvAdminToken: "adm"}
-	var stdout, stderr syncBuffer
+	var stdout, stderr syncbuf.Buffer
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
@@ -92,7 +74,7 @@ func TestRunRejectsBadInput(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out, errOut syncBuffer
+			var out, errOut syncbuf.Buffer
 			args := append([]string{"-addr", "127.0.0.1:0"}, tt.args...)
 			err := run(t.Context(), args, func(k string) string { return tt.env[k] }, &out, &errOut, func(string) {
 				t.Errorf("should not have started")

@@ -8,7 +8,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wxpush/wxpush/internal/syncbuf"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service"
 	"github.com/wxpush/wxpush/service/internal/callback"
@@ -43,24 +43,6 @@ var (
 // fixedNow is the receiver's clock.
 var fixedNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 
-// syncBuffer collects logs from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is a Receiver on a real store, served by a gin engine.
 type env struct {
 	t       testing.TB
@@ -69,7 +51,7 @@ type env struct {
 	recv    *callback.Receiver
 	h       http.Handler
 	metrics *metrics.Metrics
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	sender  *wechat.Crypter // seals as WeChat does with the current key
 	old     *wechat.Crypter // seals with the previous key
 	nonce   int
@@ -90,7 +72,7 @@ func newEnv(t testing.TB, mutate ...func(*callback.Options)) *env {
 	r := redistest.New(t)
 	e := &env{
 		t: t, redis: r, store: store.New(r.Client, store.Options{Prefix: r.Prefix}),
-		metrics: metrics.New(), logs: &syncBuffer{},
+		metrics: metrics.New(), logs: &syncbuf.Buffer{},
 		sender: newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID, EncodingAESKey: aesKey}),
 		old:    newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID, EncodingAESKey: previousKey}),
 	}

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wxpush/wxpush/internal/syncbuf"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service"
 	"github.com/wxpush/wxpush/service/internal/metrics"
@@ -136,29 +137,11 @@ func (q *fakeQueue) callCount() int {
 	return len(q.calls)
 }
 
-// syncBuffer is a bytes.Buffer safe for the logger and the test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // testEnv is one handler under test with its fakes.
 type testEnv struct {
 	h       http.Handler
 	q       *fakeQueue
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	metrics *metrics.Metrics
 }
 
@@ -166,7 +149,7 @@ type testEnv struct {
 // a counter for ids and a fixed clock; edit adjusts the options.
 func newEnv(t testing.TB, edit func(*Options)) *testEnv {
 	t.Helper()
-	e := &testEnv{q: newFakeQueue(), logs: &syncBuffer{}, metrics: metrics.New()}
+	e := &testEnv{q: newFakeQueue(), logs: &syncbuf.Buffer{}, metrics: metrics.New()}
 	var n atomic.Int64
 	opts := Options{
 		Queue:   e.q,

@@ -1,7 +1,6 @@
 package token
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -26,6 +25,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wxpush/wxpush/internal/syncbuf"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/mockwx/mockwxtest"
@@ -166,25 +166,7 @@ func errcodeOf(err error) int {
 type instance struct {
 	*Manager
 	met  *metrics.Metrics
-	logs *syncBuffer
-}
-
-// syncBuffer collects one instance's logs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs *syncbuf.Buffer
 }
 
 // newInstance returns a manager for the mock's app. Its logs are checked
@@ -196,7 +178,7 @@ func newInstance(t *testing.T, r *testRedis, mock *mockwxtest.Server, opts Optio
 
 func newInstanceWithSecret(t *testing.T, r *testRedis, mock *mockwxtest.Server, secret wechat.Secret, opts Options) *instance {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	met := metrics.New()
 	opts.Prefix = r.prefix
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
