@@ -54,19 +54,28 @@ ACCEPT_TABLE := '/^Benchmark/ { for (i = 3; i < NF; i += 2) m[$$(i+1)] = $$i; \
 	for (c = 16; c <= 256; c *= 4) printf "  %-8d %11.0f %14.0f %7.3f %16.1f %19.1f %17s\n", c, m["bare_req/s_c" c], m["wxpushd_req/s_c" c], m["ratio_c" c], m["bare_cpu_us/req_c" c], m["wxpushd_cpu_us/req_c" c], (("redis_cpu_us/msg_c" c) in m) ? sprintf("%.1f", m["redis_cpu_us/msg_c" c]) : "-"; \
 	printf "  %-8s %11.0f %14.0f %7.3f   (target >= 0.60; real Redis: %s)\n", "peak", m["bare_peak_req/s"], m["wxpushd_peak_req/s"], m["peak_ratio"], m["real_redis"] == 1 ? "yes" : "no" }'
 
+# METRICS prints a benchmark line's metrics, one per line.
+METRICS := '/^Benchmark/ {for (i = 3; i < NF; i += 2) printf "  %-20s %s\n", $$(i+1), $$i}'
+
+# WXPUSHD_BENCH runs wxpushd's two benchmarks; REDIS_URL chooses the Redis.
+WXPUSHD_BENCH = \
+	echo "wxpushd POST /v1/messages (auth, validation, durable enqueue) vs a bare Gin handler decoding the same JSON:"; \
+	$(GO) test -run '^$$' -bench 'AcceptVsBareGin' -benchtime $(BENCHN)x ./service/wxpushd/ | awk $(ACCEPT_TABLE); \
+	echo "wxpushd delivery (post, queue, send to mockwx, record) vs the same template sends made directly (16 senders, one token):"; \
+	$(GO) test -run '^$$' -bench 'DeliveryVsDirectSend' -benchtime $(BENCHN)x ./service/wxpushd/ | awk $(METRICS)
+
 bench: ## side-by-side performance ratios, measured in one run (BENCHN requests per side)
-	@echo "wxpushd POST /v1/messages (auth, validation, durable enqueue) vs a bare Gin handler decoding the same JSON:"
 	@if command -v redis-server >/dev/null 2>&1; then \
 		dir=$$(mktemp -d); redis-server --port 6393 --bind 127.0.0.1 --save '' --appendonly no --dir $$dir --daemonize yes --pidfile $$dir/pid >/dev/null; sleep 0.3; \
 		[ -s $$dir/pid ] || { echo "bench: redis-server did not start on 127.0.0.1:6393 (is the port in use?)"; rm -rf $$dir; exit 1; }; \
-		REDIS_URL=redis://127.0.0.1:6393/0 $(GO) test -run '^$$' -bench 'AcceptVsBareGin' -benchtime $(BENCHN)x ./service/wxpushd/ | awk $(ACCEPT_TABLE); \
+		export REDIS_URL=redis://127.0.0.1:6393/0; $(WXPUSHD_BENCH); \
 		kill $$(cat $$dir/pid); rm -rf $$dir; \
 	else \
-		echo "  (redis-server not installed: measuring against the embedded store; install redis-server for the real figure)"; \
-		$(GO) test -run '^$$' -bench 'AcceptVsBareGin' -benchtime $(BENCHN)x ./service/wxpushd/ | awk $(ACCEPT_TABLE); \
+		echo "(redis-server not installed: wxpushd is measured against the embedded store; install redis-server for the real figures)"; \
+		$(WXPUSHD_BENCH); \
 	fi
 	@echo "mockwx template send vs a bare net/http handler decoding the same JSON (same load generator, alternating rounds):"
-	@$(GO) test -run '^$$' -bench 'TemplateSendVsBare' -benchtime $(BENCHN)x ./mockwx/ | awk '/^Benchmark/ {for (i = 3; i < NF; i += 2) printf "  %-20s %s\n", $$(i+1), $$i}'
+	@$(GO) test -run '^$$' -bench 'TemplateSendVsBare' -benchtime $(BENCHN)x ./mockwx/ | awk $(METRICS)
 	@echo "mockwx ledger, 10 million entries (bytes per entry, heap):"
 	@$(GO) test -run 'TestLedgerTenMillionEntries' -v ./mockwx/ | grep -E 'bytes/entry|heap|ok|FAIL' | sed 's/^/  /'
 

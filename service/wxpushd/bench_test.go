@@ -19,8 +19,10 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
 
 	"github.com/wxpush/wxpush/internal/wechat"
+	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/mockwx/mockwxtest"
 	"github.com/wxpush/wxpush/service"
 	"github.com/wxpush/wxpush/service/internal/redistest"
@@ -191,6 +193,103 @@ func BenchmarkAcceptVsBareGin(b *testing.B) {
 	b.ReportMetric(svcBest, "wxpushd_peak_req/s")
 	b.ReportMetric(svcBest/bareBest, "peak_ratio")
 	if r.Real() {
+		b.ReportMetric(1, "real_redis")
+	} else {
+		b.ReportMetric(0, "real_redis")
+	}
+}
+
+// BenchmarkDeliveryVsDirectSend measures messages/s delivered to WeChat
+// (mockwx) through wxpushd against the same template sends made directly,
+// the way an SDK user sends: 16 concurrent senders with one token. Through
+// wxpushd, 16 clients post to POST /v1/messages while one instance's 16
+// workers send; a round ends when every message of it was sent. Rounds of
+// up to 5000 messages alternate sides; real Redis when REDIS_URL is set.
+// The ratio is what durability, idempotent retries and status tracking
+// cost in throughput on the same machine.
+func BenchmarkDeliveryVsDirectSend(b *testing.B) {
+	const conc = 16
+	app := mockwx.DemoApp()
+	app.TemplateDailyLimit = 1 << 30
+	mock := mockwxtest.NewServer(b, mockwxtest.Options{Config: mockwx.Config{NoDemoApp: true, Apps: []mockwx.App{app}}})
+	r := redistest.New(b)
+	cfg := Config{
+		Addr: "127.0.0.1:0", RedisURL: r.URL, KeyPrefix: r.Prefix, WeChatBaseURL: mock.URL,
+		APIKeys: []wechat.Secret{testAPIKey}, Workers: conc, LogLevel: "info",
+		Apps: []AppConfig{{Name: "default", AppID: app.AppID, Secret: wechat.Secret(app.Secret)}},
+	}
+	in := startInstance(b, cfg)
+	sent := in.Metrics().Sent.WithLabelValues("default")
+
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}}
+	defer hc.CloseIdleConnections()
+	wc, err := wechat.NewClient(mock.URL, hc)
+	require.NoError(b, err)
+	tok, err := wc.StableToken(b.Context(), app.AppID, wechat.Secret(app.Secret), false)
+	require.NoError(b, err)
+	data := map[string]wechat.DataItem{}
+	for k, v := range order("").Data {
+		data[k] = wechat.DataItem{Value: v.Value}
+	}
+	var directSeq, postSeq atomic.Int64
+	direct := func(n int) time.Duration {
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range conc {
+			wg.Go(func() {
+				for next.Add(1) <= int64(n) {
+					i := directSeq.Add(1)
+					msg := &wechat.TemplateMessage{ToUser: fmt.Sprintf("oUser-direct-%06d", i%100000), TemplateID: "order_shipped",
+						ClientMsgID: fmt.Sprintf("direct-%d", i), Data: data}
+					if _, err := wc.SendTemplate(b.Context(), tok.AccessToken, msg); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return time.Since(start)
+	}
+	pipeline := func(n int) time.Duration {
+		want := counter(b, sent) + float64(n)
+		start := time.Now()
+		acceptRound(b, hc, in.URL()+"/v1/messages", n, conc, &postSeq)
+		for counter(b, sent) < want {
+			if time.Since(start) > time.Minute {
+				b.Fatalf("wxpushd sent %.0f of %d messages within a minute", counter(b, sent)-want+float64(n), n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return time.Since(start)
+	}
+	direct(500) // warm both sides: connections, token, stream group
+	pipeline(500)
+
+	var ds, ps sideStats
+	measure := func(st *sideStats, run func(int) time.Duration, n int) {
+		c0, r0 := processCPU(), redisServerCPU(b.Context(), r.Client)
+		st.wall += run(n)
+		st.cpu += processCPU() - c0
+		st.redisCPU += redisServerCPU(b.Context(), r.Client) - r0
+		st.n += n
+	}
+	round := min(b.N, 5000)
+	b.ResetTimer()
+	for done := 0; done < b.N; done += round {
+		n := min(round, b.N-done)
+		measure(&ds, direct, n)
+		measure(&ps, pipeline, n)
+	}
+	b.StopTimer()
+	b.ReportMetric(ds.rate(), "direct_msg/s")
+	b.ReportMetric(ps.rate(), "wxpushd_msg/s")
+	b.ReportMetric(ps.rate()/ds.rate(), "ratio")
+	b.ReportMetric(ds.perReq(ds.cpu), "direct_cpu_us/msg")
+	b.ReportMetric(ps.perReq(ps.cpu), "wxpushd_cpu_us/msg")
+	if r.Real() {
+		b.ReportMetric(ps.perReq(ps.redisCPU), "redis_cpu_us/msg")
 		b.ReportMetric(1, "real_redis")
 	} else {
 		b.ReportMetric(0, "real_redis")

@@ -96,7 +96,7 @@ func (p *retryProxy) serve(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(reply)
 }
 
-func counter(t *testing.T, c prometheus.Counter) float64 {
+func counter(t testing.TB, c prometheus.Counter) float64 {
 	t.Helper()
 	var m dto.Metric
 	require.NoError(t, c.Write(&m))
