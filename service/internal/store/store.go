@@ -344,6 +344,57 @@ func (s *Store) MarkSending(ctx context.Context, id string, now time.Time) (int,
 	return n, nil
 }
 
+// beginScript is Load followed by MarkSending, in one step: it returns
+// {attempt, field, value, ...} with the record's fields as they were
+// before the attempt; attempt is -1 (and nothing changes) when the record
+// is already final, and the reply is {0} when the record is gone.
+// KEYS: msg. ARGV: nowMs.
+var beginScript = redis.NewScript(`
+local h = redis.call('HGETALL', KEYS[1])
+local status
+for i = 1, #h, 2 do
+  if h[i] == 'status' then status = h[i + 1] break end
+end
+if not status then return {0} end
+if status == 'sent' or status == 'delivered' or status == 'failed' then
+  table.insert(h, 1, -1)
+  return h
+end
+redis.call('HSET', KEYS[1], 'status', 'sending', 'updated_at', ARGV[1])
+table.insert(h, 1, redis.call('HINCRBY', KEYS[1], 'attempts', 1))
+return h
+`)
+
+// Begin loads a message record and, unless it is already final, records
+// that an attempt starts: Load then MarkSending in one round trip. It
+// returns the record as it was before the attempt and the attempt's number
+// (-1: the record is final and nothing changed); ErrNotFound when the
+// record is gone.
+func (s *Store) Begin(ctx context.Context, id string, now time.Time) (*Record, int, error) {
+	vals, err := beginScript.Run(ctx, s.rdb, []string{s.keys.msg(id)}, now.UnixMilli()).Slice()
+	if err != nil {
+		return nil, 0, unavailable("begin", err)
+	}
+	attempt, ok := vals[0].(int64)
+	if !ok || len(vals)%2 != 1 {
+		return nil, 0, unavailable("begin", fmt.Errorf("unexpected reply of %d values", len(vals)))
+	}
+	if attempt == 0 {
+		return nil, 0, ErrNotFound
+	}
+	h := make(map[string]string, len(vals)/2)
+	for i := 1; i < len(vals); i += 2 {
+		k, _ := vals[i].(string)
+		v, _ := vals[i+1].(string)
+		h[k] = v
+	}
+	rec, err := decodeRecord(id, h)
+	if err != nil {
+		return nil, 0, err
+	}
+	return rec, int(attempt), nil
+}
+
 // SettleKind is what a worker decided for a message.
 type SettleKind string
 

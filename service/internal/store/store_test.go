@@ -325,3 +325,48 @@ func TestStaleSettleIsFenced(t *testing.T) {
 	assert.Equal(t, service.StatusSent, rec.Status, "B's outcome stands")
 	assert.EqualValues(t, 42, rec.MsgID)
 }
+
+// TestBeginIsLoadThenMarkSending: Begin returns the record as Load did
+// before the attempt and counts the attempt as MarkSending does; a final
+// record is returned unchanged with -1, a missing one is ErrNotFound.
+func TestBeginIsLoadThenMarkSending(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	_, err := s.Enqueue(ctx, []store.NewMessage{newMsg("b1", "", "h")})
+	require.NoError(t, err)
+
+	loaded, err := s.Load(ctx, "b1")
+	require.NoError(t, err)
+	rec, n, err := s.Begin(ctx, "b1", now.Add(time.Second))
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
+	assert.Equal(t, loaded, rec, "the record as it was before the attempt")
+	after, err := s.Load(ctx, "b1")
+	require.NoError(t, err)
+	assert.Equal(t, service.StatusSending, after.Status)
+	assert.Equal(t, 1, after.Attempts)
+	require.NotNil(t, after.UpdatedAt)
+	assert.True(t, after.UpdatedAt.Equal(now.Add(time.Second)))
+
+	rec, n, err = s.Begin(ctx, "b1", now.Add(2*time.Second))
+	require.NoError(t, err)
+	assert.Equal(t, 2, n)
+	assert.Equal(t, service.StatusSending, rec.Status)
+
+	entries, err := s.Read(ctx, "c", 10, 10*time.Millisecond)
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	require.NoError(t, settleErr(s.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleFail, Reason: "x", App: "default"}, now)))
+	final, err := s.Load(ctx, "b1")
+	require.NoError(t, err)
+	rec, n, err = s.Begin(ctx, "b1", now.Add(3*time.Second))
+	require.NoError(t, err)
+	assert.Equal(t, -1, n, "a final record is not attempted again")
+	assert.Equal(t, final, rec)
+	unchanged, err := s.Load(ctx, "b1")
+	require.NoError(t, err)
+	assert.Equal(t, final, unchanged, "Begin changed nothing")
+
+	_, _, err = s.Begin(ctx, "no-such-message", now)
+	assert.ErrorIs(t, err, store.ErrNotFound)
+}

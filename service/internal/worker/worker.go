@@ -47,6 +47,7 @@ type Queue interface {
 	Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]store.Entry, error)
 	Load(ctx context.Context, id string) (*store.Record, error)
 	MarkSending(ctx context.Context, id string, now time.Time) (int, error)
+	Begin(ctx context.Context, id string, now time.Time) (*store.Record, int, error)
 	Settle(ctx context.Context, e store.Entry, st store.Settlement, now time.Time) (store.Settled, error)
 	MoveDue(ctx context.Context, now time.Time, limit int) (int, error)
 	Release(ctx context.Context, e store.Entry) error
@@ -363,7 +364,21 @@ func sleep(ctx context.Context, d time.Duration) {
 // process takes one entry to a settlement.
 func (w *Worker) process(ctx context.Context, e store.Entry) {
 	log := w.o.Logger.With("id", e.MessageID)
-	rec, err := w.q.Load(ctx, e.MessageID)
+	// When no app is paced or paused, as far as this instance knows, and
+	// this is not a probe, admission needs no round trip: the record is
+	// loaded and the attempt counted in one. Otherwise the record is
+	// loaded first, to admit the message by its app.
+	var (
+		rec     *store.Record
+		attempt int // counted already when > 0
+		err     error
+	)
+	fast := !e.Probe && w.allFree()
+	if fast {
+		rec, attempt, err = w.q.Begin(ctx, e.MessageID, w.o.Now())
+	} else {
+		rec, err = w.q.Load(ctx, e.MessageID)
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		w.settle(ctx, log, e, store.Settlement{Kind: store.SettleDrop})
@@ -371,18 +386,18 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 	case err != nil:
 		log.Warn("cannot load message; leaving it to be reclaimed", "err", err)
 		return
-	case rec.Status.Terminal():
+	case rec.Status.Terminal() || attempt < 0:
 		w.settle(ctx, log, e, store.Settlement{Kind: store.SettleDrop, App: rec.App})
 		return
 	}
 	log = log.With("app", rec.App)
 	rt := w.app(rec.App)
-	if !w.admit(ctx, log, e, rt) {
+	if !fast && !w.admit(ctx, log, e, rt) {
 		return
 	}
 	w.o.Metrics.InFlight.Inc()
 	defer w.o.Metrics.InFlight.Dec()
-	st, ok := w.attempt(ctx, log, e, rec, rt)
+	st, ok := w.attempt(ctx, log, e, rec, rt, attempt)
 	if !ok {
 		// Nothing was attempted and nothing can be recorded now: leave the
 		// entry unacknowledged; it is reclaimed after the visibility timeout.
@@ -434,17 +449,33 @@ func (w *Worker) admit(ctx context.Context, log *slog.Logger, e store.Entry, rt 
 	return true
 }
 
-// attempt makes one send (two when the token was stale) and decides. It
-// reports false when the attempt could not even be recorded (Redis error).
-func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, rec *store.Record, rt *appRuntime) (store.Settlement, bool) {
-	attempt, err := w.q.MarkSending(ctx, rec.ID, w.o.Now())
-	if err != nil {
-		w.o.Metrics.RedisErrors.WithLabelValues("mark_sending").Inc()
-		log.Warn("cannot record the attempt; leaving the message to be reclaimed", "err", err)
-		return store.Settlement{}, false
+// allFree reports whether no configured app is rate limited or paused, as
+// far as this instance knows (an app not configured is neither).
+func (w *Worker) allFree() bool {
+	for _, a := range w.apps {
+		if a.Rate.Limited() || a.paused() {
+			return false
+		}
 	}
-	if attempt <= 0 { // gone, or finished by another worker meanwhile
-		return store.Settlement{Kind: store.SettleDrop}, true
+	return true
+}
+
+// attempt makes one send (two when the token was stale) and decides. It
+// counts the attempt first unless counted is its number already (> 0). It
+// reports false when the attempt could not even be recorded (Redis error).
+func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, rec *store.Record, rt *appRuntime, counted int) (store.Settlement, bool) {
+	attempt := counted
+	if attempt <= 0 {
+		n, err := w.q.MarkSending(ctx, rec.ID, w.o.Now())
+		if err != nil {
+			w.o.Metrics.RedisErrors.WithLabelValues("mark_sending").Inc()
+			log.Warn("cannot record the attempt; leaving the message to be reclaimed", "err", err)
+			return store.Settlement{}, false
+		}
+		if n <= 0 { // gone, or finished by another worker meanwhile
+			return store.Settlement{Kind: store.SettleDrop}, true
+		}
+		attempt = n
 	}
 	tok, err := w.tokens.Token(ctx, rec.App)
 	if err != nil {
