@@ -369,7 +369,9 @@ return h
 // that an attempt starts: Load then MarkSending in one round trip. It
 // returns the record as it was before the attempt and the attempt's number
 // (-1: the record is final and nothing changed); ErrNotFound when the
-// record is gone.
+// record is gone. A request that cannot be decoded (only a record written
+// by something else) is an error as with Load, but its attempt is counted
+// already.
 func (s *Store) Begin(ctx context.Context, id string, now time.Time) (*Record, int, error) {
 	vals, err := beginScript.Run(ctx, s.rdb, []string{s.keys.msg(id)}, now.UnixMilli()).Slice()
 	if err != nil {
@@ -539,7 +541,11 @@ func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Tim
 	if err != nil {
 		return Settled{}, unavailable("settle", err)
 	}
-	if n, _ := vals[0].(int64); n == 0 {
+	recorded, ok := vals[0].(int64)
+	if !ok {
+		return Settled{}, unavailable("settle", fmt.Errorf("unexpected reply %v", vals[0]))
+	}
+	if recorded == 0 {
 		return Settled{}, ErrStale
 	}
 	early, _ := vals[1].(string)

@@ -384,6 +384,13 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		w.settle(ctx, log, e, store.Settlement{Kind: store.SettleDrop})
 		return
 	case err != nil:
+		if errors.Is(err, store.ErrUnavailable) {
+			op := "load"
+			if fast {
+				op = "begin"
+			}
+			w.o.Metrics.RedisErrors.WithLabelValues(op).Inc()
+		}
 		log.Warn("cannot load message; leaving it to be reclaimed", "err", err)
 		return
 	case rec.Status.Terminal() || attempt < 0:
