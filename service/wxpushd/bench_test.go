@@ -44,35 +44,43 @@ func bareGin() http.Handler {
 	return r
 }
 
-// acceptRound posts n messages from conc workers and returns the time taken.
-func acceptRound(b *testing.B, client *http.Client, url string, n, conc int, seq *atomic.Int64) time.Duration {
+// concurrently calls do n times from conc goroutines and returns the time
+// taken; a goroutine stops at the first call that returns false.
+func concurrently(n, conc int, do func() bool) time.Duration {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
 	for range conc {
 		wg.Go(func() {
-			for next.Add(1) <= int64(n) {
-				i := seq.Add(1)
-				body := fmt.Appendf(nil, `{"touser":"oUser-bench-%06d","template_id":"order_shipped","data":{"thing1":{"value":"巧克力礼盒"},"character_string2":{"value":"SO-2026-%06d"},"time3":{"value":"2026年11月23日 15:01"},"phrase4":{"value":"已发货"}}}`, i%100000, i%1000000)
-				req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+testAPIKey)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := client.Do(req)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusAccepted {
-					b.Errorf("status %d", resp.StatusCode)
-					return
-				}
+			for next.Add(1) <= int64(n) && do() {
 			}
 		})
 	}
 	wg.Wait()
 	return time.Since(start)
+}
+
+// acceptRound posts n messages from conc workers and returns the time taken.
+func acceptRound(b *testing.B, client *http.Client, url string, n, conc int, seq *atomic.Int64) time.Duration {
+	return concurrently(n, conc, func() bool {
+		i := seq.Add(1)
+		body := fmt.Appendf(nil, `{"touser":"oUser-bench-%06d","template_id":"order_shipped","data":{"thing1":{"value":"巧克力礼盒"},"character_string2":{"value":"SO-2026-%06d"},"time3":{"value":"2026年11月23日 15:01"},"phrase4":{"value":"已发货"}}}`, i%100000, i%1000000)
+		req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testAPIKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			b.Error(err)
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			b.Errorf("status %d", resp.StatusCode)
+			return false
+		}
+		return true
+	})
 }
 
 // benchConcurrency are the client concurrencies the accept benchmark
@@ -89,6 +97,26 @@ type sideStats struct {
 }
 
 func (s sideStats) rate() float64 { return float64(s.n) / s.wall.Seconds() }
+
+// measure runs one round of n requests and adds its wall time, this
+// process's CPU and the Redis server's CPU (see redisServerCPU).
+func (s *sideStats) measure(rdb redis.UniversalClient, n int, run func() time.Duration) {
+	ctx := context.Background()
+	c0, r0 := processCPU(), redisServerCPU(ctx, rdb)
+	s.wall += run()
+	s.cpu += processCPU() - c0
+	s.redisCPU += redisServerCPU(ctx, rdb) - r0
+	s.n += n
+}
+
+// reportRealRedis reports whether the benchmark ran against a real Redis.
+func reportRealRedis(b *testing.B, r *redistest.Redis) {
+	v := 0.0
+	if r.Real() {
+		v = 1
+	}
+	b.ReportMetric(v, "real_redis")
+}
 
 // perReq returns d per request in microseconds.
 func (s sideStats) perReq(d time.Duration) float64 {
@@ -152,14 +180,6 @@ func BenchmarkAcceptVsBareGin(b *testing.B) {
 	defer client.CloseIdleConnections()
 	var seq atomic.Int64
 	svcURL, bareURL := in.URL()+"/v1/messages", bare.URL+"/v1/messages"
-	ctx := context.Background()
-	measure := func(st *sideStats, url string, n, conc int) {
-		c0, r0 := processCPU(), redisServerCPU(ctx, r.Client)
-		st.wall += acceptRound(b, client, url, n, conc, &seq)
-		st.cpu += processCPU() - c0
-		st.redisCPU += redisServerCPU(ctx, r.Client) - r0
-		st.n += n
-	}
 	for _, conc := range benchConcurrency { // warm both sides' connections
 		acceptRound(b, client, bareURL, 500, conc, &seq)
 		acceptRound(b, client, svcURL, 500, conc, &seq)
@@ -172,8 +192,8 @@ func BenchmarkAcceptVsBareGin(b *testing.B) {
 	for done := 0; done < b.N; done += round {
 		n := min(round, b.N-done)
 		for i, conc := range benchConcurrency {
-			measure(&bs[i], bareURL, n, conc)
-			measure(&ss[i], svcURL, n, conc)
+			bs[i].measure(r.Client, n, func() time.Duration { return acceptRound(b, client, bareURL, n, conc, &seq) })
+			ss[i].measure(r.Client, n, func() time.Duration { return acceptRound(b, client, svcURL, n, conc, &seq) })
 		}
 	}
 	b.StopTimer()
@@ -192,11 +212,7 @@ func BenchmarkAcceptVsBareGin(b *testing.B) {
 	b.ReportMetric(bareBest, "bare_peak_req/s")
 	b.ReportMetric(svcBest, "wxpushd_peak_req/s")
 	b.ReportMetric(svcBest/bareBest, "peak_ratio")
-	if r.Real() {
-		b.ReportMetric(1, "real_redis")
-	} else {
-		b.ReportMetric(0, "real_redis")
-	}
+	reportRealRedis(b, r)
 }
 
 // BenchmarkDeliveryVsDirectSend measures messages/s delivered to WeChat
@@ -233,24 +249,16 @@ func BenchmarkDeliveryVsDirectSend(b *testing.B) {
 	}
 	var directSeq, postSeq atomic.Int64
 	direct := func(n int) time.Duration {
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		start := time.Now()
-		for range conc {
-			wg.Go(func() {
-				for next.Add(1) <= int64(n) {
-					i := directSeq.Add(1)
-					msg := &wechat.TemplateMessage{ToUser: fmt.Sprintf("oUser-direct-%06d", i%100000), TemplateID: "order_shipped",
-						ClientMsgID: fmt.Sprintf("direct-%d", i), Data: data}
-					if _, err := wc.SendTemplate(b.Context(), tok.AccessToken, msg); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		return time.Since(start)
+		return concurrently(n, conc, func() bool {
+			i := directSeq.Add(1)
+			msg := &wechat.TemplateMessage{ToUser: fmt.Sprintf("oUser-direct-%06d", i%100000), TemplateID: "order_shipped",
+				ClientMsgID: fmt.Sprintf("direct-%d", i), Data: data}
+			if _, err := wc.SendTemplate(b.Context(), tok.AccessToken, msg); err != nil {
+				b.Error(err)
+				return false
+			}
+			return true
+		})
 	}
 	pipeline := func(n int) time.Duration {
 		want := counter(b, sent) + float64(n)
@@ -268,19 +276,12 @@ func BenchmarkDeliveryVsDirectSend(b *testing.B) {
 	pipeline(500)
 
 	var ds, ps sideStats
-	measure := func(st *sideStats, run func(int) time.Duration, n int) {
-		c0, r0 := processCPU(), redisServerCPU(b.Context(), r.Client)
-		st.wall += run(n)
-		st.cpu += processCPU() - c0
-		st.redisCPU += redisServerCPU(b.Context(), r.Client) - r0
-		st.n += n
-	}
 	round := min(b.N, 5000)
 	b.ResetTimer()
 	for done := 0; done < b.N; done += round {
 		n := min(round, b.N-done)
-		measure(&ds, direct, n)
-		measure(&ps, pipeline, n)
+		ds.measure(r.Client, n, func() time.Duration { return direct(n) })
+		ps.measure(r.Client, n, func() time.Duration { return pipeline(n) })
 	}
 	b.StopTimer()
 	b.ReportMetric(ds.rate(), "direct_msg/s")
@@ -290,8 +291,6 @@ func BenchmarkDeliveryVsDirectSend(b *testing.B) {
 	b.ReportMetric(ps.perReq(ps.cpu), "wxpushd_cpu_us/msg")
 	if r.Real() {
 		b.ReportMetric(ps.perReq(ps.redisCPU), "redis_cpu_us/msg")
-		b.ReportMetric(1, "real_redis")
-	} else {
-		b.ReportMetric(0, "real_redis")
 	}
+	reportRealRedis(b, r)
 }
