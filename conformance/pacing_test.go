@@ -1,11 +1,11 @@
 package conformance_test
 
 import (
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/wxpush/wxpush/conformance"
+	"github.com/wxpush/wxpush/internal/window"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/service"
 )
@@ -92,7 +92,7 @@ func testRateLimit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	worst := maxInWindow(times, time.Second)
+	worst := window.MaxIn(times, time.Second)
 	limit := int(rate*1.25) + 1
 	if worst > limit {
 		t.Errorf("WeChat saw %d sends in one second from an app limited to %.0f/s (allowed up to %d)", worst, rate, limit)
@@ -100,19 +100,4 @@ func testRateLimit(t *testing.T) {
 	span := times[len(times)-1].Sub(times[0]).Seconds()
 	t.Logf("rate limit [%s]: %d messages over %d instances at R=%.0f/s: max %d in any 1 s window (allowed %d), achieved %.1f/s, %d delivered exactly once, in %s",
 		env.Backend(), n, env.Instances(), rate, worst, limit, float64(len(times)-1)/span, once, time.Since(start).Round(time.Millisecond))
-}
-
-// maxInWindow is the most times within any window of length w (times in
-// any order).
-func maxInWindow(times []time.Time, w time.Duration) int {
-	sorted := slices.Clone(times)
-	slices.SortFunc(sorted, func(a, b time.Time) int { return a.Compare(b) })
-	best, lo := 0, 0
-	for hi := range sorted {
-		for sorted[hi].Sub(sorted[lo]) >= w {
-			lo++
-		}
-		best = max(best, hi-lo+1)
-	}
-	return best
 }

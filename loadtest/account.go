@@ -2,12 +2,12 @@ package loadtest
 
 import (
 	"encoding/json"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/wxpush/wxpush/internal/window"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/service"
 )
@@ -193,7 +193,7 @@ func (a *accountant) fill(d *Delivery, statusChecked int) {
 	}
 	for app, times := range a.receipts {
 		if f, ok := d.Apps[app]; ok {
-			f.MaxPerSecond = maxInWindow(times, time.Second)
+			f.MaxPerSecond = window.MaxIn(times, time.Second)
 			d.Apps[app] = f
 		}
 	}
@@ -216,18 +216,4 @@ func percentiles(h *hdrhistogram.Histogram) Percentiles {
 		P50: ms(h.ValueAtQuantile(50)), P90: ms(h.ValueAtQuantile(90)), P99: ms(h.ValueAtQuantile(99)),
 		Max: ms(h.Max()), Mean: h.Mean() / 1000,
 	}
-}
-
-// maxInWindow is the most times within any window of length w.
-func maxInWindow(times []time.Time, w time.Duration) int {
-	sorted := slices.Clone(times)
-	slices.SortFunc(sorted, func(a, b time.Time) int { return a.Compare(b) })
-	best, lo := 0, 0
-	for hi := range sorted {
-		for sorted[hi].Sub(sorted[lo]) >= w {
-			lo++
-		}
-		best = max(best, hi-lo+1)
-	}
-	return best
 }

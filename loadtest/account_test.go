@@ -335,18 +335,3 @@ func TestAccountUnconfirmed(t *testing.T) {
 	}
 	assert.Equal(t, []string{"id1"}, ids)
 }
-
-// TestMaxInWindow: the most events within any window shorter than w.
-func TestMaxInWindow(t *testing.T) {
-	t0 := time.Unix(1000, 0)
-	at := func(ms ...int) []time.Time {
-		var out []time.Time
-		for _, m := range ms {
-			out = append(out, t0.Add(time.Duration(m)*time.Millisecond))
-		}
-		return out
-	}
-	assert.Equal(t, 0, maxInWindow(nil, time.Second))
-	assert.Equal(t, 3, maxInWindow(at(900, 0, 500, 1499, 2600), time.Second), "500, 900, 1499 (unsorted input)")
-	assert.Equal(t, 1, maxInWindow(at(0, 1000, 2000), time.Second), "a window is half-open")
-}
