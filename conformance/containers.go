@@ -298,13 +298,14 @@ func (e *containerEnv) serviceEnv(i int) map[string]string {
 	if o.CallbackMode != "" {
 		env["WXPUSH_CALLBACK_TOKEN"] = e.app.CallbackToken
 		env["WXPUSH_ENCODING_AES_KEY"] = e.app.EncodingAESKey
+		env["WXPUSH_CALLBACK_MODE"] = o.CallbackMode
 	}
 	if o.RateLimit > 0 {
 		// Per-app settings live in the apps file; its secrets come from
 		// the environment through ${VAR}, as in a committed file.
 		env["WXPUSH_CONFIG"] = appsFilePath
 		env["CONFORMANCE_APP_SECRET"] = env["WXPUSH_APP_SECRET"]
-		for _, k := range []string{"WXPUSH_APP_ID", "WXPUSH_APP_SECRET", "WXPUSH_CALLBACK_TOKEN", "WXPUSH_ENCODING_AES_KEY"} {
+		for _, k := range []string{"WXPUSH_APP_ID", "WXPUSH_APP_SECRET", "WXPUSH_CALLBACK_TOKEN", "WXPUSH_ENCODING_AES_KEY", "WXPUSH_CALLBACK_MODE"} {
 			delete(env, k)
 		}
 	}
@@ -323,7 +324,7 @@ func (e *containerEnv) appsFile() []testcontainers.ContainerFile {
 	var b strings.Builder
 	fmt.Fprintf(&b, "apps:\n  - name: default\n    appid: %s\n    secret: ${CONFORMANCE_APP_SECRET}\n    rate_limit: %g\n", e.app.AppID, o.RateLimit)
 	if o.CallbackMode != "" {
-		fmt.Fprintf(&b, "    callback_token: %s\n    encoding_aes_key: %s\n", e.app.CallbackToken, e.app.EncodingAESKey)
+		fmt.Fprintf(&b, "    callback_token: %s\n    encoding_aes_key: %s\n    callback_mode: %s\n", e.app.CallbackToken, e.app.EncodingAESKey, o.CallbackMode)
 	}
 	return []testcontainers.ContainerFile{{Reader: strings.NewReader(b.String()), ContainerFilePath: appsFilePath, FileMode: 0o644}}
 }

@@ -177,6 +177,7 @@ func (e *inProcess) serviceConfig(in *inproc) wxpushd.Config {
 	if o.CallbackMode != "" {
 		cfg.Apps[0].CallbackToken = wechat.Secret(e.app.CallbackToken)
 		cfg.Apps[0].EncodingAESKey = wechat.Secret(e.app.EncodingAESKey)
+		cfg.Apps[0].CallbackMode = wechat.Mode(o.CallbackMode)
 	}
 	return cfg
 }

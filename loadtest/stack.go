@@ -214,7 +214,7 @@ func (e *embedded) serviceConfig(in *instance) wxpushd.Config {
 		cfg.Apps = append(cfg.Apps, wxpushd.AppConfig{
 			Name: a.Name, AppID: ma.AppID, Secret: wechat.Secret(ma.Secret),
 			CallbackToken: wechat.Secret(ma.CallbackToken), EncodingAESKey: wechat.Secret(ma.EncodingAESKey),
-			RateLimit: a.RateLimit,
+			CallbackMode: callbackMode(ma.CallbackMode), RateLimit: a.RateLimit,
 		})
 	}
 	return cfg
@@ -426,3 +426,12 @@ func (r *remote) StartInstance(context.Context, int) error          { return err
 func (r *remote) RestartRedis(context.Context, time.Duration) error { return errRemote }
 func (r *remote) Describe() (string, string)                        { return "remote", "the deployment's" }
 func (r *remote) Close()                                            {}
+
+// callbackMode is the mode wxpushd expects an app's pushes in: the mock
+// app's (its empty mode is plain).
+func callbackMode(m wechat.Mode) wechat.Mode {
+	if m == "" {
+		return wechat.ModePlain
+	}
+	return m
+}

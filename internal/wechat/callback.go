@@ -85,12 +85,14 @@ type Message struct {
 }
 
 // DedupKey returns the key WeChat's retries of this push share: the MsgID of
-// a delivery report, the MsgId of a user message, else FromUserName and
-// CreateTime (with the event name, so two events of one second differ).
+// a delivery report with the openid it names (so that a report naming
+// another user cannot take the real report's place), the MsgId of a user
+// message, else FromUserName and CreateTime (with the event name, so two
+// events of one second differ).
 func (m *Message) DedupKey() string {
 	switch {
 	case m.MsgType == MsgTypeEvent && m.Event == EventTemplateSendJobFinish:
-		return "msgid:" + strconv.FormatInt(m.MsgID, 10)
+		return "msgid:" + strconv.FormatInt(m.MsgID, 10) + ":" + m.FromUserName
 	case m.UserMsgID != 0:
 		return "usermsgid:" + strconv.FormatInt(m.UserMsgID, 10)
 	default:

@@ -128,7 +128,10 @@ func TestParseDeliveryStatus(t *testing.T) {
 
 func TestDedupKey(t *testing.T) {
 	job := &Message{MsgType: MsgTypeEvent, Event: EventTemplateSendJobFinish, MsgID: 42, FromUserName: "o", CreateTime: 5}
-	assert.Equal(t, "msgid:42", job.DedupKey())
+	assert.Equal(t, "msgid:42:o", job.DedupKey())
+	forged := *job
+	forged.FromUserName = "o-attacker"
+	assert.NotEqual(t, job.DedupKey(), forged.DedupKey(), "a report naming another user is not a retry of the real one")
 	text := &Message{MsgType: MsgTypeText, UserMsgID: 7}
 	assert.Equal(t, "usermsgid:7", text.DedupKey())
 	sub := &Message{MsgType: MsgTypeEvent, Event: EventSubscribe, FromUserName: "o1", CreateTime: 9}

@@ -120,6 +120,7 @@ func TestDeliveryCallbacksEndToEnd(t *testing.T) {
 			cfg.Apps[0].CallbackToken = mockwx.DemoCallbackToken
 			cfg.Apps[0].EncodingAESKey = mockwx.DemoEncodingAESKey
 			cfg.Apps[0].PreviousEncodingAESKey = wechat.Secret(previousAESKey)
+			cfg.Apps[0].CallbackMode = mode
 			in := startInstance(t, cfg)
 			target := in.URL()
 			proxy.target.Store(&target)
@@ -206,6 +207,9 @@ func TestDeliveryCallbacksEndToEnd(t *testing.T) {
 				assert.NotContains(t, all, secret, "%s leaked", name)
 			}
 			assert.Contains(t, in.logs.String(), "callback rejected", "the forged push was logged")
+			// Plain mode is weaker (the body is not signed): a WARN at start says so.
+			plainWarn := strings.Contains(in.logs.String(), `"level":"WARN","msg":"app takes plaintext callbacks`)
+			assert.Equal(t, mode == wechat.ModePlain, plainWarn, "WARN at start for an app in plain mode only")
 		})
 	}
 }

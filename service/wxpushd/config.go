@@ -31,6 +31,13 @@ type AppConfig struct {
 	CallbackToken          wechat.Secret `yaml:"callback_token,omitempty"`
 	EncodingAESKey         wechat.Secret `yaml:"encoding_aes_key,omitempty"`
 	PreviousEncodingAESKey wechat.Secret `yaml:"previous_encoding_aes_key,omitempty"`
+	// CallbackMode is the mode the app's pushes must come in: safe (the
+	// default when an EncodingAESKey is set), compat, or plain (the
+	// default without one). In safe and compat mode a push that is not
+	// encrypted and signed with msg_signature is refused (a downgrade);
+	// plain mode trusts the URL signature alone, which does not cover the
+	// body.
+	CallbackMode wechat.Mode `yaml:"callback_mode,omitempty"`
 
 	// RateLimit is the most messages per second the app sends, across all
 	// instances together (GCRA in Redis); 0: unlimited.
@@ -110,15 +117,30 @@ const (
 	EnvAppSecret      = "WXPUSH_APP_SECRET"
 	EnvCallbackToken  = "WXPUSH_CALLBACK_TOKEN"
 	EnvEncodingAESKey = "WXPUSH_ENCODING_AES_KEY"
+	EnvCallbackMode   = "WXPUSH_CALLBACK_MODE"
 )
+
+// appEnvUsage ends -h: the settings read from the environment only.
+const appEnvUsage = `
+Without -config, one app named "default" comes from the environment:
+  WXPUSH_APP_ID             its appid
+  WXPUSH_APP_SECRET         its appsecret
+  WXPUSH_CALLBACK_TOKEN     the callback token (enables /wechat/callback/default)
+  WXPUSH_ENCODING_AES_KEY   the EncodingAESKey (43 characters)
+  WXPUSH_CALLBACK_MODE      safe (default with a key), compat or plain (default without);
+                            safe and compat refuse unencrypted pushes
+The apps file (-config) has the same per app, plus rate_limit, rate_burst, quota_reset,
+token_mode, previous_encoding_aes_key, status_webhook_url and status_webhook_secret;
+values may use ${VAR}.
+`
 
 // ErrUsage marks configuration errors (exit status 2).
 var ErrUsage = errors.New("usage")
 
 // LoadConfig parses flags whose defaults come from WXPUSH_* variables, and
 // the apps: from the YAML file named by -config / WXPUSH_CONFIG, or one app
-// "default" from WXPUSH_APP_ID, WXPUSH_APP_SECRET, WXPUSH_CALLBACK_TOKEN and
-// WXPUSH_ENCODING_AES_KEY.
+// "default" from WXPUSH_APP_ID, WXPUSH_APP_SECRET, WXPUSH_CALLBACK_TOKEN,
+// WXPUSH_ENCODING_AES_KEY and WXPUSH_CALLBACK_MODE.
 func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
 	env := func(name, def string) string {
 		if v := getenv(name); v != "" {
@@ -128,6 +150,11 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	}
 	fs := flag.NewFlagSet("wxpushd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage of wxpushd:\n")
+		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), appEnvUsage)
+	}
 	var c Config
 	var keys, configPath, mode string
 	fs.StringVar(&c.Addr, "addr", env(EnvAddr, ":8080"), "listen address (env WXPUSH_ADDR)")
@@ -198,12 +225,25 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		c.Apps = []AppConfig{{
 			Name: "default", AppID: id, Secret: wechat.Secret(getenv(EnvAppSecret)),
 			CallbackToken: wechat.Secret(getenv(EnvCallbackToken)), EncodingAESKey: wechat.Secret(getenv(EnvEncodingAESKey)),
+			CallbackMode: wechat.Mode(getenv(EnvCallbackMode)),
 		}}
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
 	return c, nil
+}
+
+// EffectiveCallbackMode is the mode a's pushes must come in: CallbackMode,
+// or safe when an EncodingAESKey is set and plain otherwise.
+func (a AppConfig) EffectiveCallbackMode() wechat.Mode {
+	switch {
+	case a.CallbackMode != "":
+		return a.CallbackMode
+	case a.EncodingAESKey != "":
+		return wechat.ModeSafe
+	}
+	return wechat.ModePlain
 }
 
 // appsFile is the YAML layout of WXPUSH_CONFIG. String values may hold
@@ -219,6 +259,7 @@ type appEntry struct {
 	CallbackToken          string   `yaml:"callback_token"`
 	EncodingAESKey         string   `yaml:"encoding_aes_key"`
 	PreviousEncodingAESKey string   `yaml:"previous_encoding_aes_key"`
+	CallbackMode           string   `yaml:"callback_mode"`
 	RateLimit              *float64 `yaml:"rate_limit"`
 	RateBurst              *int     `yaml:"rate_burst"`
 	QuotaReset             string   `yaml:"quota_reset"`
@@ -250,6 +291,7 @@ func loadApps(path string, getenv func(string) string) ([]AppConfig, error) {
 			Name: expand("name", a.Name), AppID: expand("appid", a.AppID), Secret: wechat.Secret(expand("secret", a.Secret)),
 			CallbackToken: wechat.Secret(expand("callback_token", a.CallbackToken)), EncodingAESKey: wechat.Secret(expand("encoding_aes_key", a.EncodingAESKey)),
 			PreviousEncodingAESKey: wechat.Secret(expand("previous_encoding_aes_key", a.PreviousEncodingAESKey)),
+			CallbackMode:           wechat.Mode(expand("callback_mode", a.CallbackMode)),
 			QuotaReset:             expand("quota_reset", a.QuotaReset), TokenMode: token.Mode(expand("token_mode", a.TokenMode)),
 			StatusWebhookURL: expand("status_webhook_url", a.StatusWebhookURL), StatusWebhookSecret: wechat.Secret(expand("status_webhook_secret", a.StatusWebhookSecret)),
 		}
@@ -368,6 +410,15 @@ func (c Config) Validate() error {
 		}
 		if a.PreviousEncodingAESKey != "" && a.EncodingAESKey == "" {
 			errs = append(errs, fmt.Errorf("%s: needs an encoding_aes_key", field("previous_encoding_aes_key")))
+		}
+		switch a.CallbackMode {
+		case "", wechat.ModePlain:
+		case wechat.ModeSafe, wechat.ModeCompat:
+			if a.EncodingAESKey == "" {
+				errs = append(errs, fmt.Errorf("%s %s: needs an encoding_aes_key", field("callback_mode"), a.CallbackMode))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s %q: must be safe, compat or plain", field("callback_mode"), clipName(string(a.CallbackMode))))
 		}
 		if a.RateLimit < 0 || math.IsNaN(a.RateLimit) || math.IsInf(a.RateLimit, 0) {
 			errs = append(errs, fmt.Errorf("%s: must be > 0 (or 0 for no limit)", field("rate_limit")))

@@ -197,6 +197,9 @@ func TestLoadConfigPerAppErrors(t *testing.T) {
 		{"webhook secret alone", "  - {name: a, appid: wx1, secret: s, status_webhook_secret: '${SECRET}'}\n", "apps[1].status_webhook_secret: set without status_webhook_url"},
 		{"bad AES key from env", "  - {name: a, appid: wx1, secret: s, callback_token: t, encoding_aes_key: '${SECRET}'}\n", "apps[1].encoding_aes_key: must be 43 base64 characters"},
 		{"missing appid", "  - {name: a, secret: '${SECRET}'}\n", "apps[1].appid: required"},
+		{"unknown callback mode", "  - {name: a, appid: wx1, secret: s, callback_token: t, callback_mode: secure}\n", "apps[1].callback_mode \"secure\": must be safe, compat or plain"},
+		{"safe mode without a key", "  - {name: a, appid: wx1, secret: s, callback_token: t, callback_mode: safe}\n", "apps[1].callback_mode safe: needs an encoding_aes_key"},
+		{"compat mode without a key", "  - {name: a, appid: wx1, secret: s, callback_token: t, callback_mode: compat}\n", "apps[1].callback_mode compat: needs an encoding_aes_key"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,5 +211,34 @@ func TestLoadConfigPerAppErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 			assert.NotContains(t, err.Error(), secret, "no secret in errors")
 		})
+	}
+}
+
+// TestCallbackModeDefaults: safe when an EncodingAESKey is set, plain
+// without one, and what the app file or WXPUSH_CALLBACK_MODE says otherwise.
+func TestCallbackModeDefaults(t *testing.T) {
+	key := wechat.Secret("abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG")
+	assert.Equal(t, wechat.ModeSafe, AppConfig{EncodingAESKey: key}.EffectiveCallbackMode())
+	assert.Equal(t, wechat.ModePlain, AppConfig{CallbackToken: "t"}.EffectiveCallbackMode())
+	assert.Equal(t, wechat.ModeCompat, AppConfig{EncodingAESKey: key, CallbackMode: wechat.ModeCompat}.EffectiveCallbackMode())
+	assert.Equal(t, wechat.ModePlain, AppConfig{EncodingAESKey: key, CallbackMode: wechat.ModePlain}.EffectiveCallbackMode())
+
+	env := map[string]string{
+		EnvAPIKeys: "key-one-0123456789abcdef", EnvAppID: "wx0123456789abcdef", EnvAppSecret: "s3cret",
+		EnvCallbackToken: "cbtok", EnvEncodingAESKey: string(key), EnvCallbackMode: "compat",
+	}
+	cfg, err := LoadConfig(nil, envOf(env), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, wechat.ModeCompat, cfg.Apps[0].CallbackMode)
+	env[EnvCallbackMode] = "none"
+	_, err = LoadConfig(nil, envOf(env), &bytes.Buffer{})
+	require.ErrorContains(t, err, "callback_mode")
+
+	// -h names the settings read from the environment only.
+	var help bytes.Buffer
+	_, err = LoadConfig([]string{"-h"}, envOf(nil), &help)
+	require.Error(t, err)
+	for _, name := range []string{EnvAppID, EnvAppSecret, EnvCallbackToken, EnvEncodingAESKey, EnvCallbackMode, EnvConfig} {
+		assert.Contains(t, help.String(), name)
 	}
 }

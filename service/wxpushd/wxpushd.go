@@ -268,7 +268,11 @@ func (s *Server) build(opts Options) error {
 		if err != nil {
 			return fmt.Errorf("app %s: callback settings: %w", a.Name, err)
 		}
-		cbApps = append(cbApps, callback.App{Name: a.Name, Crypter: cr})
+		mode := a.EffectiveCallbackMode()
+		if mode == wechat.ModePlain {
+			s.log.Warn("app takes plaintext callbacks: their body is not signed, so anyone who captured one callback URL can replay it with another body for the skew window (the replay guard refuses a second body, not the first); set an encoding_aes_key and callback_mode safe", "app", a.Name)
+		}
+		cbApps = append(cbApps, callback.App{Name: a.Name, Crypter: cr, Mode: mode})
 	}
 	s.reports, err = callback.New(callback.Options{
 		Store: s.store, Apps: cbApps, Consumer: cfg.Instance, MaxSkew: cfg.CallbackMaxSkew,

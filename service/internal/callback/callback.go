@@ -2,12 +2,16 @@ package callback
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -43,6 +47,8 @@ const (
 	ResultEvent       = "event"       // another push (event or user message) recorded
 	ResultDuplicate   = "duplicate"   // a retry of a push already recorded
 	ResultForbidden   = "forbidden"   // missing or wrong signature, appid or ToUserName
+	ResultDowngrade   = "downgrade"   // an app in safe or compat mode got a push that is not encrypted and signed with msg_signature
+	ResultReplayed    = "replayed"    // a signed query seen before, now with another body
 	ResultStale       = "stale"       // timestamp outside the window
 	ResultTooLarge    = "too_large"   // body over MaxBody
 	ResultMalformed   = "malformed"   // bad XML or envelope
@@ -56,7 +62,7 @@ const unknownApp = "_unknown"
 
 // Store is what the endpoint and the processor need from the store.
 type Store interface {
-	RecordCallback(ctx context.Context, app, dedupKey string, rep *store.DeliveryReport, ttl time.Duration) (bool, error)
+	RecordCallback(ctx context.Context, cb store.Callback, ttl, queryTTL time.Duration) (store.Recorded, error)
 	EnsureReportsGroup(ctx context.Context) error
 	ReadReports(ctx context.Context, consumer string, count int, block time.Duration) ([]store.ReportEntry, error)
 	ReclaimReports(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]store.ReportEntry, error)
@@ -73,6 +79,13 @@ type App struct {
 	// Crypter holds the app's callback token, appid and EncodingAESKeys
 	// (current and previous). An app without one has no endpoint.
 	Crypter *wechat.Crypter
+	// Mode is the mode its pushes must come in. In ModeSafe and
+	// ModeCompat a push without encrypt_type=aes, msg_signature and an
+	// Encrypt element is refused (ResultDowngrade), and only the decrypted
+	// message counts. ModePlain (or empty) also accepts plaintext pushes,
+	// whose body no signature covers. Safe and compat need an
+	// EncodingAESKey.
+	Mode wechat.Mode
 }
 
 // Options configure a Receiver. Zero values take the defaults.
@@ -92,6 +105,10 @@ type Options struct {
 	RecordTimeout time.Duration
 	// DedupTTL is how long a push's dedup key is kept (default 1 h).
 	DedupTTL time.Duration
+	// QueryTTL is how long the replay guard remembers a signed query with
+	// the digest of its body (default twice MaxSkew plus a minute: as long
+	// as its timestamp can pass the skew check).
+	QueryTTL time.Duration
 	// EarlyTTL is how long a report that arrived before its send was
 	// recorded waits (default store.DefaultEarlyTTL).
 	EarlyTTL time.Duration
@@ -111,7 +128,7 @@ type Options struct {
 // concurrent use.
 type Receiver struct {
 	o    Options
-	apps map[string]*wechat.Crypter
+	apps map[string]App
 
 	counters sync.Map // appResult -> prometheus.Counter
 }
@@ -123,7 +140,7 @@ func New(opts Options) (*Receiver, error) {
 	if opts.Store == nil {
 		return nil, errors.New("callback: no store")
 	}
-	r := &Receiver{o: opts, apps: make(map[string]*wechat.Crypter, len(opts.Apps))}
+	r := &Receiver{o: opts, apps: make(map[string]App, len(opts.Apps))}
 	for _, a := range opts.Apps {
 		if a.Name == "" || a.Crypter == nil {
 			return nil, fmt.Errorf("callback: app %q: name and crypter are required", a.Name)
@@ -131,7 +148,18 @@ func New(opts Options) (*Receiver, error) {
 		if _, dup := r.apps[a.Name]; dup {
 			return nil, fmt.Errorf("callback: app %q is configured twice", a.Name)
 		}
-		r.apps[a.Name] = a.Crypter
+		switch a.Mode {
+		case "":
+			a.Mode = wechat.ModePlain
+		case wechat.ModePlain:
+		case wechat.ModeSafe, wechat.ModeCompat:
+			if !a.Crypter.CanEncrypt() {
+				return nil, fmt.Errorf("callback: app %q: mode %s needs an EncodingAESKey", a.Name, a.Mode)
+			}
+		default:
+			return nil, fmt.Errorf("callback: app %q: unknown mode %q", a.Name, a.Mode)
+		}
+		r.apps[a.Name] = a
 	}
 	o := &r.o
 	def := func(d *time.Duration, v time.Duration) {
@@ -145,6 +173,7 @@ func New(opts Options) (*Receiver, error) {
 	def(&o.MaxSkew, DefaultMaxSkew)
 	def(&o.RecordTimeout, DefaultRecordTimeout)
 	def(&o.DedupTTL, DefaultDedupTTL)
+	def(&o.QueryTTL, 2*o.MaxSkew+time.Minute)
 	def(&o.EarlyTTL, store.DefaultEarlyTTL)
 	def(&o.Block, time.Second)
 	def(&o.ReclaimAfter, DefaultReclaimAfter)
@@ -168,17 +197,17 @@ func (r *Receiver) Register(routes gin.IRoutes) {
 
 func (r *Receiver) serve(c *gin.Context) {
 	name := c.Param("app")
-	crypter, ok := r.apps[name]
+	app, ok := r.apps[name]
 	if !ok {
 		r.count(unknownApp, ResultUnknownApp)
 		r.fail(c, http.StatusNotFound, service.CodeNotFound, "no callback is configured for this app")
 		return
 	}
 	if c.Request.Method == http.MethodGet {
-		r.verifyURL(c, name, crypter)
+		r.verifyURL(c, name, app.Crypter)
 		return
 	}
-	r.receive(c, name, crypter)
+	r.receive(c, app)
 }
 
 // verifyURL answers a URL verification.
@@ -227,63 +256,103 @@ func (r *Receiver) verifyURL(c *gin.Context, app string, crypter *wechat.Crypter
 
 var errStale = errors.New("timestamp outside the accepted window")
 
-// receive verifies, records and acknowledges one push.
-func (r *Receiver) receive(c *gin.Context, app string, crypter *wechat.Crypter) {
+// receive verifies, records and acknowledges one push. The query is
+// checked first (URL signature, timestamp, and in safe and compat mode the
+// presence of encrypt_type=aes and msg_signature): the body of a push that
+// fails them is never read, so a request without a valid signature costs
+// no more than its headers.
+func (r *Receiver) receive(c *gin.Context, app App) {
+	name := app.Name
+	q := c.Request.URL.Query()
+	sig, ts, nonce := q.Get(wechat.ParamSignature), q.Get(wechat.ParamTimestamp), q.Get(wechat.ParamNonce)
+	switch {
+	case sig == "" || ts == "" || nonce == "":
+		r.reject(c, name, ResultForbidden, wechat.ErrMissingSigParam)
+		return
+	case !app.Crypter.Verify(sig, ts, nonce):
+		r.reject(c, name, ResultForbidden, wechat.ErrSignature)
+		return
+	case !r.fresh(ts):
+		r.reject(c, name, ResultStale, errStale)
+		return
+	case app.Mode != wechat.ModePlain && (q.Get(wechat.ParamEncryptType) != wechat.EncryptTypeAES || q.Get(wechat.ParamMsgSignature) == ""):
+		r.reject(c, name, ResultDowngrade, errDowngrade)
+		return
+	}
 	if c.Request.ContentLength > r.o.MaxBody {
-		r.reject(c, app, ResultTooLarge, fmt.Errorf("content length %d over %d", c.Request.ContentLength, r.o.MaxBody))
+		r.reject(c, name, ResultTooLarge, fmt.Errorf("content length %d over %d", c.Request.ContentLength, r.o.MaxBody))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, r.o.MaxBody))
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			r.reject(c, app, ResultTooLarge, fmt.Errorf("body over %d bytes", r.o.MaxBody))
+			r.reject(c, name, ResultTooLarge, fmt.Errorf("body over %d bytes", r.o.MaxBody))
 			return
 		}
-		r.reject(c, app, ResultMalformed, fmt.Errorf("reading the body: %w", err))
+		r.reject(c, name, ResultMalformed, fmt.Errorf("reading the body: %w", err))
 		return
 	}
-	q := c.Request.URL.Query()
-	msg, err := crypter.OpenCallback(q, body)
+	msg, err := app.Crypter.OpenCallback(q, body)
 	if err != nil {
-		r.reject(c, app, classify(err), err)
-		return
-	}
-	if !r.fresh(q.Get(wechat.ParamTimestamp)) {
-		r.reject(c, app, ResultStale, errStale)
+		result := classify(err)
+		if app.Mode != wechat.ModePlain && errors.Is(err, wechat.ErrMissingEncrypt) {
+			result = ResultDowngrade // a plaintext body behind an encrypted query
+		}
+		r.reject(c, name, result, err)
 		return
 	}
 	result := ResultEvent
 	var rep *store.DeliveryReport
 	if msg.MsgType == wechat.MsgTypeEvent && msg.Event == wechat.EventTemplateSendJobFinish {
 		if msg.MsgID <= 0 {
-			r.reject(c, app, ResultMalformed, errors.New("TEMPLATESENDJOBFINISH without a MsgID"))
+			r.reject(c, name, ResultMalformed, errors.New("TEMPLATESENDJOBFINISH without a MsgID"))
 			return
 		}
 		res := wechat.ParseDeliveryStatus(msg.Status)
 		rep = &store.DeliveryReport{
-			App: app, MsgID: msg.MsgID, Status: msg.Status, Delivered: res.Delivered, Reason: Reason(res),
+			App: name, MsgID: msg.MsgID, Status: msg.Status, Delivered: res.Delivered, Reason: Reason(res),
 			OpenID: msg.FromUserName, ReceivedAt: r.o.Now(),
 		}
 		result = ResultReport
 	}
+	sum := sha256.Sum256(body)
+	cb := store.Callback{
+		App: name, DedupKey: msg.DedupKey(), Report: rep,
+		QueryID: queryID(q), BodySum: hex.EncodeToString(sum[:16]),
+	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.o.RecordTimeout)
-	isNew, err := r.o.Store.RecordCallback(ctx, app, msg.DedupKey(), rep, r.o.DedupTTL)
+	recorded, err := r.o.Store.RecordCallback(ctx, cb, r.o.DedupTTL, r.o.QueryTTL)
 	cancel()
 	if err != nil {
 		r.o.Metrics.RedisErrors.WithLabelValues("record_callback").Inc()
-		r.count(app, ResultUnavailable)
-		r.o.Logger.Warn("callback not recorded; answering 503 so that WeChat retries", "app", app, "err", err)
+		r.count(name, ResultUnavailable)
+		r.o.Logger.Warn("callback not recorded; answering 503 so that WeChat retries", "app", name, "err", err)
 		r.fail(c, http.StatusServiceUnavailable, service.CodeUnavailable, "the callback could not be recorded; retry later")
 		return
 	}
-	if !isNew {
+	switch recorded {
+	case store.RecordedReplay:
+		r.reject(c, name, ResultReplayed, errReplayed)
+		return
+	case store.RecordedDuplicate:
 		result = ResultDuplicate
 	}
-	r.count(app, result)
+	r.count(name, result)
 	if rep != nil {
-		r.o.Logger.Debug("delivery report received", "app", app, "msgid", rep.MsgID, "status", rep.Status, "duplicate", !isNew)
+		r.o.Logger.Debug("delivery report received", "app", name, "msgid", rep.MsgID, "status", rep.Status, "duplicate", recorded == store.RecordedDuplicate)
 	}
 	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte("success"))
+}
+
+var (
+	errDowngrade = errors.New("the app takes encrypted pushes only (encrypt_type=aes with msg_signature)")
+	errReplayed  = errors.New("this signed query was recorded before with another body")
+)
+
+// queryID identifies a push's signed query for the replay guard: the
+// parameters WeChat signs, in a fixed order.
+func queryID(q url.Values) string {
+	return strings.Join([]string{q.Get(wechat.ParamTimestamp), q.Get(wechat.ParamNonce), q.Get(wechat.ParamSignature), q.Get(wechat.ParamMsgSignature)}, "\n")
 }
 
 // Reason maps a delivery result to the reason a failed message carries
@@ -333,6 +402,10 @@ func (r *Receiver) reject(c *gin.Context, app, result string, err error) {
 	switch result {
 	case ResultForbidden:
 		r.fail(c, http.StatusForbidden, service.CodeForbidden, "signature check failed")
+	case ResultDowngrade:
+		r.fail(c, http.StatusForbidden, service.CodeForbidden, "this app takes encrypted pushes only (encrypt_type=aes with msg_signature)")
+	case ResultReplayed:
+		r.fail(c, http.StatusForbidden, service.CodeForbidden, "this signed query was already used with another body")
 	case ResultStale:
 		r.fail(c, http.StatusForbidden, service.CodeForbidden, "timestamp outside the accepted window")
 	case ResultTooLarge:

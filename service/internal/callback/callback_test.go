@@ -350,7 +350,7 @@ func TestEarlyReport(t *testing.T) {
 	assert.Equal(t, 1.0, e.reports(store.DeliveryParked))
 	assert.Equal(t, service.StatusSending, e.message("m1").Status)
 
-	require.NoError(t, settleErr(e.store.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: appName, MsgID: 5005}, fixedNow)))
+	require.NoError(t, settleErr(e.store.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: appName, ToUser: "oUser-callback-0001", MsgID: 5005}, fixedNow)))
 	m := e.message("m1")
 	assert.Equal(t, service.StatusFailed, m.Status)
 	assert.Equal(t, service.ReasonSystemFailed, m.Reason)
@@ -398,10 +398,10 @@ type stuckStore struct {
 	sawDeadline bool
 }
 
-func (s *stuckStore) RecordCallback(ctx context.Context, _, _ string, _ *store.DeliveryReport, _ time.Duration) (bool, error) {
+func (s *stuckStore) RecordCallback(ctx context.Context, _ store.Callback, _, _ time.Duration) (store.Recorded, error) {
 	_, s.sawDeadline = ctx.Deadline()
 	<-ctx.Done()
-	return false, errors.Join(store.ErrUnavailable, ctx.Err())
+	return 0, errors.Join(store.ErrUnavailable, ctx.Err())
 }
 
 func TestRunAppliesReports(t *testing.T) {

@@ -10,30 +10,51 @@
 // documents describe for safe mode), msg_signature is checked over the
 // echostr and the decrypted echostr is answered.
 //
-// POST is a push in plaintext, compatible or safe mode (encrypt_type=aes):
-// internal/wechat's Crypter checks the URL signature and, when encrypted,
-// msg_signature, decrypts with the current EncodingAESKey then the previous
-// one (key rotation), and checks the appid trailer and that the outer and
-// inner ToUserName agree. Then the timestamp must be within MaxSkew of the
-// clock (replay protection). Answers:
+// POST is a push in plaintext, compatible or safe mode (encrypt_type=aes).
+// The query is checked before the body is read: the URL signature over
+// (token, timestamp, nonce), the timestamp (within MaxSkew of the clock),
+// and the app's mode (App.Mode, wxpushd's callback_mode): an app in safe or
+// compat mode takes only pushes with encrypt_type=aes and msg_signature, so
+// a plaintext push with a valid URL signature (a downgrade: in plaintext
+// mode no signature covers the body) is refused. Then internal/wechat's
+// Crypter checks msg_signature over the Encrypt element, decrypts with the
+// current EncodingAESKey then the previous one (key rotation), and checks
+// the appid trailer and that the outer and inner ToUserName agree; only
+// the decrypted message counts, never the plaintext fields of compatible
+// mode beside it. Answers:
 //
 //	404  the app is not configured, or has no callback token
 //	413  the body is over MaxBody (64 KiB by default)
 //	400  malformed XML (including DOCTYPE, entities, deep nesting), a bad
 //	     envelope, or an encrypted push to an app without EncodingAESKey
-//	403  a missing or wrong signature, a wrong appid or ToUserName, or a
-//	     timestamp outside the window
+//	403  a missing or wrong signature, a wrong appid or ToUserName, a
+//	     timestamp outside the window, a downgrade, or a replay
 //	503  the push could not be recorded: WeChat retries it
 //	200  "success": the push is recorded (or was already)
 //
 // Nothing is written for a rejected push.
 //
+// # Replays and forged reports
+//
+// A signed query can be captured (proxies and access logs keep URLs) and
+// re-posted for as long as its timestamp passes, with any body in
+// plaintext mode. The replay guard remembers each recorded query
+// (timestamp, nonce, signatures) with a digest of its body for QueryTTL:
+// the same query with the same body is WeChat's retry, answered "success";
+// with another body it is a replay, refused with 403 and counted
+// (result "replayed"). A delivery report is deduplicated by its MsgID and
+// openid, and it applies only to a message whose touser is the report's
+// FromUserName (else it changes nothing: outcome "forged"); a report that
+// arrives before the send is recorded is parked under its openid, and
+// only the one naming the message's touser is applied by the send. A final
+// status (delivered or failed) is never changed by a later report.
+//
 // # Record first, process after
 //
 // WeChat waits 5 s for an answer and retries three times. A verified push
 // costs the request path one Redis round trip, bounded by RecordTimeout
-// (2 s by default): a script marks the push's dedup key (MsgID for a
-// delivery report, FromUserName+CreateTime+Event for other events, MsgId
+// (2 s by default): a script checks the replay guard, marks the push's
+// dedup key (MsgID and openid for a delivery report, FromUserName+CreateTime+Event for other events, MsgId
 // for user messages) with SET NX and a TTL, and appends a new delivery
 // report to a Redis stream. A retry finds its key and is answered
 // "success" without another record. When the record cannot be written in

@@ -33,6 +33,11 @@ const (
 	cbToken    = "cb-token-secret-value-7f3a"
 	// plainApp has a callback token but no EncodingAESKey.
 	plainApp = "plainonly"
+	// safeApp and compatApp take encrypted pushes only (the modes of
+	// callback_mode); appName is in plain mode with a key, so it takes
+	// every mode.
+	safeApp   = "safeapp"
+	compatApp = "compatapp"
 )
 
 var (
@@ -83,6 +88,8 @@ func newEnv(t testing.TB, mutate ...func(*callback.Options)) *env {
 		Apps: []callback.App{
 			{Name: appName, Crypter: newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID, EncodingAESKey: aesKey, PreviousEncodingAESKey: previousKey})},
 			{Name: plainApp, Crypter: newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID})},
+			{Name: safeApp, Mode: wechat.ModeSafe, Crypter: newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID, EncodingAESKey: aesKey})},
+			{Name: compatApp, Mode: wechat.ModeCompat, Crypter: newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID, EncodingAESKey: aesKey})},
 		},
 	}
 	for _, m := range mutate {
@@ -130,13 +137,18 @@ func (e *env) get(app string, q url.Values) *httptest.ResponseRecorder {
 	return rec
 }
 
-// sent stores a message in status sent with msgid and returns its id.
-func (e *env) sent(id string, msgid int64) string {
+// sent stores a message of appName in status sent with msgid and returns
+// its id.
+func (e *env) sent(id string, msgid int64) string { return e.sentFor(appName, id, msgid) }
+
+// sentFor stores a message of app in status sent with msgid and returns
+// its id.
+func (e *env) sentFor(app, id string, msgid int64) string {
 	e.t.Helper()
 	ctx := e.t.Context()
 	_, err := e.store.Enqueue(ctx, []store.NewMessage{{
-		ID: id, App: appName, AcceptedAt: fixedNow,
-		Request: service.SendRequest{App: appName, ToUser: "oUser-callback-0001", TemplateID: "tpl",
+		ID: id, App: app, AcceptedAt: fixedNow,
+		Request: service.SendRequest{App: app, ToUser: "oUser-callback-0001", TemplateID: "tpl",
 			Data: map[string]service.DataValue{"thing1": {Value: "x"}}},
 	}})
 	require.NoError(e.t, err)
@@ -145,7 +157,7 @@ func (e *env) sent(id string, msgid int64) string {
 	require.Len(e.t, entries, 1)
 	_, err = e.store.MarkSending(ctx, id, fixedNow)
 	require.NoError(e.t, err)
-	require.NoError(e.t, settleErr(e.store.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: appName, MsgID: msgid}, fixedNow)))
+	require.NoError(e.t, settleErr(e.store.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: app, ToUser: "oUser-callback-0001", MsgID: msgid}, fixedNow)))
 	return id
 }
 

@@ -104,6 +104,8 @@ func (r *Receiver) apply(ctx context.Context, entries []store.ReportEntry) {
 		switch res.Outcome {
 		case store.DeliveryFailed:
 			r.o.Metrics.Failed.WithLabelValues(rep.App, rep.Reason).Inc()
+		case store.DeliveryForged:
+			r.o.Logger.Warn("delivery report refused: it names another user than the message's touser", "app", rep.App, "msgid", rep.MsgID, "id", res.MessageID)
 		case store.DeliveryGone, store.DeliveryNotSent:
 			r.o.Logger.Info("delivery report for a message that is not waiting for one", "app", rep.App, "msgid", rep.MsgID, "outcome", res.Outcome, "id", res.MessageID)
 		}

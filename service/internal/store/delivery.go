@@ -66,6 +66,9 @@ const (
 	DeliveryFinal     DeliveryOutcome = "final"     // the message was already delivered or failed: unchanged
 	DeliveryGone      DeliveryOutcome = "gone"      // the index names a record that no longer exists
 	DeliveryNotSent   DeliveryOutcome = "not_sent"  // the record is not in status sent: unchanged
+	// DeliveryForged: the report's openid is not the message's touser; it
+	// changes nothing.
+	DeliveryForged DeliveryOutcome = "forged"
 )
 
 // DeliveryResult is the outcome of ApplyDelivery and the message it
@@ -75,8 +78,13 @@ type DeliveryResult struct {
 	MessageID string
 }
 
-func (k keys) early(app string, msgid int64) string {
-	return k.prefix + "early:" + app + ":" + strconv.FormatInt(msgid, 10)
+// early is where a report for msgid that names openid waits for its send
+// to be recorded: one slot per openid, so a report that names another user
+// (forged) can never take the place of the real one, and Settle applies
+// only the report whose openid is the message's touser.
+func (k keys) early(app string, msgid int64, openid string) string {
+	sum := sha256.Sum256([]byte(openid))
+	return k.prefix + "early:" + app + ":" + strconv.FormatInt(msgid, 10) + ":" + hex.EncodeToString(sum[:8])
 }
 
 func (k keys) reports() string { return k.prefix + "callbacks" }
@@ -88,32 +96,78 @@ func (k keys) seen(app, dedupKey string) string {
 	return k.prefix + "cbseen:" + app + ":" + hex.EncodeToString(sum[:16])
 }
 
-// recordCallbackScript marks a callback as seen and records its report.
-// KEYS: seen, reports. ARGV: ttlMs, hasReport, then the report's fields.
-// Returns 1 when the callback is new, 0 for a retry already recorded.
+// query is the replay guard of one signed callback query: it remembers
+// the digest of the body first seen with it.
+func (k keys) query(app, queryID string) string {
+	sum := sha256.Sum256([]byte(queryID))
+	return k.prefix + "cbquery:" + app + ":" + hex.EncodeToString(sum[:16])
+}
+
+// recordCallbackScript checks a callback against the replay guard, marks
+// it as seen and records its report.
+// KEYS: seen, reports, query. ARGV: ttlMs, queryTTLms, bodySum, hasReport,
+// then the report's fields.
+// Returns 1 when the callback is new, 0 for a retry already recorded, -1
+// when its signed query was seen before with another body (a replay):
+// then nothing is written.
 var recordCallbackScript = redis.NewScript(`
+local prev = redis.call('GET', KEYS[3])
+if prev and prev ~= ARGV[3] then return -1 end
+if not prev then redis.call('SET', KEYS[3], ARGV[3], 'PX', ARGV[2]) end
 if not redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then return 0 end
-if ARGV[2] == '1' then
-  redis.call('XADD', KEYS[2], '*', 'app', ARGV[3], 'msgid', ARGV[4], 'status', ARGV[5],
-    'delivered', ARGV[6], 'reason', ARGV[7], 'openid', ARGV[8], 'at', ARGV[9])
+if ARGV[4] == '1' then
+  redis.call('XADD', KEYS[2], '*', 'app', ARGV[5], 'msgid', ARGV[6], 'status', ARGV[7],
+    'delivered', ARGV[8], 'reason', ARGV[9], 'openid', ARGV[10], 'at', ARGV[11])
 end
 return 1
 `)
 
-// RecordCallback records one verified callback in a single round trip:
-// it reports false when dedupKey was already recorded for app within ttl
-// (a retry by WeChat), and otherwise marks it and, when rep is not nil,
-// appends rep to the reports stream. An error means nothing was recorded.
-func (s *Store) RecordCallback(ctx context.Context, app, dedupKey string, rep *DeliveryReport, ttl time.Duration) (bool, error) {
-	args := []any{max(ttl.Milliseconds(), 1), "0"}
-	if rep != nil {
-		args = append(args[:1], "1", rep.App, rep.MsgID, rep.Status, b2s(rep.Delivered), rep.Reason, rep.OpenID, rep.ReceivedAt.UnixMilli())
+// Callback is one verified push, as RecordCallback records it.
+type Callback struct {
+	App string
+	// DedupKey is the key WeChat's retries of the push share
+	// (wechat.Message.DedupKey).
+	DedupKey string
+	// QueryID identifies the signed query the push came with (its
+	// timestamp, nonce and signatures); BodySum is a digest of its body.
+	// The same query with another body is a replay.
+	QueryID string
+	BodySum string
+	// Report is the delivery report the push carries, or nil.
+	Report *DeliveryReport
+}
+
+// Recorded is what RecordCallback did with a push.
+type Recorded int
+
+// The outcomes of RecordCallback.
+const (
+	RecordedNew       Recorded = 1  // first seen: marked, and its report appended
+	RecordedDuplicate Recorded = 0  // a retry of a push already recorded: nothing written
+	RecordedReplay    Recorded = -1 // its signed query came before with another body: refused, nothing written
+)
+
+// RecordCallback records one verified callback in a single round trip.
+// A push whose signed query was already recorded with another body within
+// queryTTL is a replay and changes nothing. Otherwise the query is
+// remembered with the body's digest, and a push whose DedupKey was already
+// recorded for the app within ttl is a duplicate (WeChat's retry); a new
+// one is marked and, when it carries a report, the report is appended to
+// the reports stream. An error means nothing was recorded.
+func (s *Store) RecordCallback(ctx context.Context, cb Callback, ttl, queryTTL time.Duration) (Recorded, error) {
+	args := []any{max(ttl.Milliseconds(), 1), max(queryTTL.Milliseconds(), 1), cb.BodySum, "0"}
+	if rep := cb.Report; rep != nil {
+		args = append(args[:3], "1", rep.App, rep.MsgID, rep.Status, b2s(rep.Delivered), rep.Reason, rep.OpenID, rep.ReceivedAt.UnixMilli())
 	}
-	n, err := recordCallbackScript.Run(ctx, s.rdb, []string{s.keys.seen(app, dedupKey), s.keys.reports()}, args...).Int()
+	n, err := recordCallbackScript.Run(ctx, s.rdb, []string{s.keys.seen(cb.App, cb.DedupKey), s.keys.reports(), s.keys.query(cb.App, cb.QueryID)}, args...).Int()
 	if err != nil {
-		return false, unavailable("record callback", err)
+		return 0, unavailable("record callback", err)
 	}
-	return n == 1, nil
+	switch r := Recorded(n); r {
+	case RecordedNew, RecordedDuplicate, RecordedReplay:
+		return r, nil
+	}
+	return 0, unavailable("record callback", fmt.Errorf("unexpected reply %d", n))
 }
 
 // EnsureReportsGroup creates the reports stream and its consumer group if
@@ -172,12 +226,14 @@ func reportEntries(msgs []redis.XMessage) []ReportEntry {
 }
 
 // applyDeliveryScript applies a report to the message its msgid names.
-// KEYS: msgidx, early, msg (the record the caller read from msgidx; any
-// key when the index was empty), outbox. ARGV: expectedID, result
-// ("delivered" or "failed"), reason, status, atMs, earlyTTLSec,
-// retentionSec, events (the app's EventPolicy), nowMs.
+// KEYS: msgidx, early (the report's openid's slot), msg (the record the
+// caller read from msgidx; any key when the index was empty), outbox.
+// ARGV: expectedID, result ("delivered" or "failed"), reason, status,
+// atMs, earlyTTLSec, retentionSec, events (the app's EventPolicy), nowMs,
+// openid (the report's FromUserName).
 // Returns an outcome, or "moved" when the index no longer names expectedID
-// (the caller reads it again).
+// (the caller reads it again). A report whose openid is not the message's
+// touser is "forged" and changes nothing.
 var applyDeliveryScript = redis.NewScript(`
 local id = redis.call('GET', KEYS[1])
 if not id then
@@ -188,8 +244,11 @@ if not id then
   return 'parked'
 end
 if id ~= ARGV[1] then return 'moved' end
-local status = redis.call('HGET', KEYS[3], 'status')
+local rec = redis.call('HMGET', KEYS[3], 'status', 'req')
+local status = rec[1]
 if not status then return 'gone' end
+local ok, req = pcall(cjson.decode, rec[2] or '')
+if not ok or type(req) ~= 'table' or req['touser'] ~= ARGV[10] then return 'forged' end
 if status == 'delivered' or status == 'failed' then return 'final' end
 if status ~= 'sent' then return 'not_sent' end
 if ARGV[2] == 'delivered' then
@@ -205,9 +264,12 @@ return ARGV[2]
 // ApplyDelivery applies a report: a message in status sent becomes
 // delivered (delivered_at = the report's ReceivedAt) or failed with the
 // report's reason, keeping WeChat's raw status in delivery_status. It is
-// idempotent and never changes a delivered or failed message. When the
-// msgid is not indexed yet the report is parked for Settle (the first
-// parked report of a msgid wins) for earlyTTL (0: DefaultEarlyTTL).
+// idempotent and never changes a delivered or failed message, nor a
+// message whose touser is not the report's openid (DeliveryForged). When
+// the msgid is not indexed yet the report is parked for Settle, under its
+// openid (the first parked report of a msgid and openid wins), for
+// earlyTTL (0: DefaultEarlyTTL); Settle applies only the one that names
+// the message's touser.
 func (s *Store) ApplyDelivery(ctx context.Context, rep DeliveryReport, earlyTTL time.Duration) (DeliveryResult, error) {
 	if earlyTTL <= 0 {
 		earlyTTL = DefaultEarlyTTL
@@ -217,7 +279,7 @@ func (s *Store) ApplyDelivery(ctx context.Context, rep DeliveryReport, earlyTTL 
 		result = string(DeliveryDelivered)
 	}
 	idx := s.keys.msgid(rep.App, rep.MsgID)
-	early := s.keys.early(rep.App, rep.MsgID)
+	early := s.keys.early(rep.App, rep.MsgID, rep.OpenID)
 	// The index can only go from absent to one id (it is written once, by
 	// the Settle that records the send), so one re-read is enough; the loop
 	// bound is a guard.
@@ -229,7 +291,7 @@ func (s *Store) ApplyDelivery(ctx context.Context, rep DeliveryReport, earlyTTL 
 		out, err := applyDeliveryScript.Run(ctx, s.rdb, []string{idx, early, s.keys.msg(id), s.keys.outbox()},
 			id, result, rep.Reason, rep.Status, rep.ReceivedAt.UnixMilli(),
 			max(int64(earlyTTL.Seconds()), 1), int64(s.opts.Retention.Seconds()),
-			s.events(rep.App), time.Now().UnixMilli(),
+			s.events(rep.App), time.Now().UnixMilli(), rep.OpenID,
 		).Text()
 		if err != nil {
 			return DeliveryResult{}, unavailable("apply delivery", err)

@@ -1,6 +1,7 @@
 package store_test
 
 import (
+	"strconv"
 	"testing"
 	"time"
 
@@ -31,12 +32,23 @@ func sendingMessage(t *testing.T, s *store.Store, id string) store.Entry {
 func sentMessage(t *testing.T, s *store.Store, id string, msgid int64) {
 	t.Helper()
 	e := sendingMessage(t, s, id)
-	require.NoError(t, settleErr(s.Settle(t.Context(), e, store.Settlement{Kind: store.SettleSent, App: "default", MsgID: msgid}, now)))
+	require.NoError(t, settleErr(s.Settle(t.Context(), e, store.Settlement{Kind: store.SettleSent, App: "default", ToUser: storeUser, MsgID: msgid}, now)))
 }
+
+// storeUser is the touser of newMsg's messages.
+const storeUser = "oUser-store-000001"
 
 func report(msgid int64, status string, delivered bool, reason string) store.DeliveryReport {
 	return store.DeliveryReport{App: "default", MsgID: msgid, Status: status, Delivered: delivered, Reason: reason,
-		OpenID: "oUser-store-000001", ReceivedAt: now.Add(3 * time.Second)}
+		OpenID: storeUser, ReceivedAt: now.Add(3 * time.Second)}
+}
+
+// parked lists the keys of the reports parked for msgid.
+func parked(t *testing.T, s *store.Store, msgid int64) []string {
+	t.Helper()
+	keys, err := s.Client().Keys(t.Context(), s.Prefix()+"early:default:"+strconv.FormatInt(msgid, 10)+":*").Result()
+	require.NoError(t, err)
+	return keys
 }
 
 func TestApplyDelivery(t *testing.T) {
@@ -149,7 +161,7 @@ func TestEarlyReportIsAppliedBySettle(t *testing.T) {
 			m, _ := s.Get(ctx, "early")
 			assert.Equal(t, service.StatusSending, m.Status, "parking does not touch the message")
 
-			settled, err := s.Settle(ctx, e, store.Settlement{Kind: store.SettleSent, App: "default", MsgID: 21}, now)
+			settled, err := s.Settle(ctx, e, store.Settlement{Kind: store.SettleSent, App: "default", ToUser: storeUser, MsgID: 21}, now)
 			require.NoError(t, err)
 			assert.Equal(t, store.Settled{Early: store.DeliveryOutcome(tt.status), EarlyReason: tt.reason}, settled,
 				"Settle says which parked report it applied, so the worker can count a message that ended there")
@@ -164,9 +176,7 @@ func TestEarlyReportIsAppliedBySettle(t *testing.T) {
 				require.NotNil(t, m.DeliveredAt)
 				assert.True(t, m.DeliveredAt.Equal(tt.first.ReceivedAt))
 			}
-			n, err := s.Client().Exists(ctx, s.Prefix()+"early:default:21").Result()
-			require.NoError(t, err)
-			assert.Zero(t, n, "the parked report is consumed")
+			assert.Empty(t, parked(t, s, 21), "the parked report is consumed")
 
 			// WeChat's retry of the report, processed after Settle: no change.
 			res, err = s.ApplyDelivery(ctx, tt.first, 0)
@@ -181,10 +191,21 @@ func TestParkedReportExpires(t *testing.T) {
 	ctx := t.Context()
 	_, err := s.ApplyDelivery(ctx, report(31, "success", true, ""), time.Minute)
 	require.NoError(t, err)
-	ttl, err := r.Client.TTL(ctx, r.Prefix+"early:default:31").Result()
+	keys := parked(t, s, 31)
+	require.Len(t, keys, 1)
+	ttl, err := r.Client.TTL(ctx, keys[0]).Result()
 	require.NoError(t, err)
 	assert.Greater(t, ttl, time.Duration(0))
 	assert.LessOrEqual(t, ttl, time.Minute)
+}
+
+// record records a push whose signed query is unique to its dedup key and
+// body, and returns what RecordCallback did.
+func record(t *testing.T, s *store.Store, app, dedupKey string, rep *store.DeliveryReport) store.Recorded {
+	t.Helper()
+	got, err := s.RecordCallback(t.Context(), store.Callback{App: app, DedupKey: dedupKey, QueryID: "q-" + dedupKey, BodySum: "b-" + dedupKey, Report: rep}, time.Hour, 10*time.Minute)
+	require.NoError(t, err)
+	return got
 }
 
 func TestRecordCallbackDedupAndStream(t *testing.T) {
@@ -192,25 +213,15 @@ func TestRecordCallbackDedupAndStream(t *testing.T) {
 	ctx := t.Context()
 	rep := report(41, "failed:user block", false, service.ReasonUserBlock)
 
-	isNew, err := s.RecordCallback(ctx, "default", "msgid:41", &rep, time.Hour)
-	require.NoError(t, err)
-	assert.True(t, isNew)
-	isNew, err = s.RecordCallback(ctx, "default", "msgid:41", &rep, time.Hour)
-	require.NoError(t, err)
-	assert.False(t, isNew, "a retry is recognized")
+	assert.Equal(t, store.RecordedNew, record(t, s, "default", "msgid:41", &rep))
+	assert.Equal(t, store.RecordedDuplicate, record(t, s, "default", "msgid:41", &rep), "a retry is recognized")
 	rep2 := rep
 	rep2.App = "other-app"
-	isNew, err = s.RecordCallback(ctx, "other-app", "msgid:41", &rep2, time.Hour)
-	require.NoError(t, err)
-	assert.True(t, isNew, "dedup keys are per app")
+	assert.Equal(t, store.RecordedNew, record(t, s, "other-app", "msgid:41", &rep2), "dedup keys are per app")
 
 	// Other events are deduplicated but not queued.
-	isNew, err = s.RecordCallback(ctx, "default", "event:oUser:1700000000:subscribe", nil, time.Hour)
-	require.NoError(t, err)
-	assert.True(t, isNew)
-	isNew, err = s.RecordCallback(ctx, "default", "event:oUser:1700000000:subscribe", nil, time.Hour)
-	require.NoError(t, err)
-	assert.False(t, isNew)
+	assert.Equal(t, store.RecordedNew, record(t, s, "default", "event:oUser:1700000000:subscribe", nil))
+	assert.Equal(t, store.RecordedDuplicate, record(t, s, "default", "event:oUser:1700000000:subscribe", nil))
 
 	n, err := r.Client.XLen(ctx, r.Prefix+"callbacks").Result()
 	require.NoError(t, err)
@@ -242,4 +253,118 @@ func TestRecordCallbackDedupAndStream(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, got)
 	require.NoError(t, s.AckReports(ctx), "nothing to acknowledge")
+}
+
+// TestRecordCallbackReplayGuard: a signed query seen with one body and
+// then with another is a replay; nothing of the second is recorded. The
+// same query with the same body (WeChat's retry) stays a duplicate.
+func TestRecordCallbackReplayGuard(t *testing.T) {
+	s, r := newStore(t)
+	ctx := t.Context()
+	real := report(51, "success", true, "")
+	forged := report(52, "failed:user block", false, service.ReasonUserBlock)
+	rec := func(dedup, body string, rep *store.DeliveryReport) store.Recorded {
+		got, err := s.RecordCallback(ctx, store.Callback{App: "default", DedupKey: dedup, QueryID: "ts\nnonce\nsig", BodySum: body, Report: rep}, time.Hour, 10*time.Minute)
+		require.NoError(t, err)
+		return got
+	}
+	assert.Equal(t, store.RecordedNew, rec("msgid:51", "body-1", &real))
+	assert.Equal(t, store.RecordedDuplicate, rec("msgid:51", "body-1", &real), "WeChat's retry: same query, same body")
+	assert.Equal(t, store.RecordedReplay, rec("msgid:52", "body-2", &forged), "the captured query with another body")
+	assert.Equal(t, store.RecordedReplay, rec("msgid:52", "body-2", &forged), "and again")
+
+	got, err := s.ReadReports(ctx, "p1", 10, -1)
+	require.NoError(t, err)
+	require.Len(t, got, 1, "the replay appended nothing")
+	assert.Equal(t, real, got[0].Report)
+	// The replay did not take the forged report's dedup key either: the
+	// genuine push of msgid 52, with its own query, is new.
+	assert.Equal(t, store.RecordedNew, record(t, s, "default", "msgid:52", &forged))
+	// Another app's identical query is its own.
+	got2, err := s.RecordCallback(ctx, store.Callback{App: "other", DedupKey: "msgid:53", QueryID: "ts\nnonce\nsig", BodySum: "body-3"}, time.Hour, 10*time.Minute)
+	require.NoError(t, err)
+	assert.Equal(t, store.RecordedNew, got2)
+
+	// The guard lasts its TTL.
+	keys, err := r.Client.Keys(ctx, r.Prefix+"cbquery:default:*").Result()
+	require.NoError(t, err)
+	require.Len(t, keys, 2, "the shared query, and the one of the genuine push of msgid 52")
+	for _, k := range keys {
+		ttl, err := r.Client.PTTL(ctx, k).Result()
+		require.NoError(t, err)
+		assert.Greater(t, ttl, 9*time.Minute)
+		assert.LessOrEqual(t, ttl, 10*time.Minute)
+	}
+}
+
+// TestReportForAnotherUserChangesNothing: a report whose FromUserName is
+// not the message's touser is forged; the message keeps its status and
+// the real report still applies.
+func TestReportForAnotherUserChangesNothing(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	sentMessage(t, s, "m", 61)
+	forged := report(61, "failed:user block", false, service.ReasonUserBlock)
+	forged.OpenID = "oAttacker"
+	res, err := s.ApplyDelivery(ctx, forged, 0)
+	require.NoError(t, err)
+	assert.Equal(t, store.DeliveryResult{Outcome: store.DeliveryForged, MessageID: "m"}, res)
+	m, err := s.Get(ctx, "m")
+	require.NoError(t, err)
+	assert.Equal(t, service.StatusSent, m.Status, "a forged report changes nothing")
+
+	res, err = s.ApplyDelivery(ctx, report(61, "success", true, ""), 0)
+	require.NoError(t, err)
+	assert.Equal(t, store.DeliveryDelivered, res.Outcome)
+	// Once final, no report changes it, forged or not.
+	for _, later := range []store.DeliveryReport{forged, report(61, "failed:user block", false, service.ReasonUserBlock)} {
+		res, err = s.ApplyDelivery(ctx, later, 0)
+		require.NoError(t, err)
+		assert.Contains(t, []store.DeliveryOutcome{store.DeliveryFinal, store.DeliveryForged}, res.Outcome)
+	}
+	m, err = s.Get(ctx, "m")
+	require.NoError(t, err)
+	assert.Equal(t, service.StatusDelivered, m.Status)
+}
+
+// TestForgedEarlyReportDoesNotWin: a forged report that arrives before the
+// send is recorded (and before the real report) is parked apart; Settle
+// applies only the report that names the message's touser.
+func TestForgedEarlyReportDoesNotWin(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	e := sendingMessage(t, s, "early")
+	forged := report(71, "failed:user block", false, service.ReasonUserBlock)
+	forged.OpenID = "oAttacker"
+	res, err := s.ApplyDelivery(ctx, forged, 0)
+	require.NoError(t, err)
+	assert.Equal(t, store.DeliveryParked, res.Outcome)
+	res, err = s.ApplyDelivery(ctx, report(71, "success", true, ""), 0)
+	require.NoError(t, err)
+	assert.Equal(t, store.DeliveryParked, res.Outcome)
+
+	settled, err := s.Settle(ctx, e, store.Settlement{Kind: store.SettleSent, App: "default", ToUser: storeUser, MsgID: 71}, now)
+	require.NoError(t, err)
+	assert.Equal(t, store.DeliveryDelivered, settled.Early)
+	m, err := s.Get(ctx, "early")
+	require.NoError(t, err)
+	assert.Equal(t, service.StatusDelivered, m.Status, "the real report, not the forged one that came first")
+}
+
+// TestForgedEarlyReportAloneIsNotApplied: a parked report for another
+// openid is never applied; the message stays sent.
+func TestForgedEarlyReportAloneIsNotApplied(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	e := sendingMessage(t, s, "early")
+	forged := report(81, "failed:user block", false, service.ReasonUserBlock)
+	forged.OpenID = "oAttacker"
+	_, err := s.ApplyDelivery(ctx, forged, 0)
+	require.NoError(t, err)
+	settled, err := s.Settle(ctx, e, store.Settlement{Kind: store.SettleSent, App: "default", ToUser: storeUser, MsgID: 81}, now)
+	require.NoError(t, err)
+	assert.Equal(t, store.Settled{}, settled)
+	m, err := s.Get(ctx, "early")
+	require.NoError(t, err)
+	assert.Equal(t, service.StatusSent, m.Status)
 }

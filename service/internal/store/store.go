@@ -415,6 +415,7 @@ const (
 type Settlement struct {
 	Kind    SettleKind
 	App     string    // the message's app (keys the msgid index)
+	ToUser  string    // the message's touser: SettleSent applies only a parked report for this openid
 	MsgID   int64     // SettleSent
 	Due     time.Time // SettleRetry
 	Reason  string    // SettleFail
@@ -434,8 +435,8 @@ type Settlement struct {
 // settleScript records an outcome and acknowledges the stream entry in one
 // step, so an entry is never acknowledged without its outcome recorded.
 // When it records a send it also applies a delivery report that arrived
-// before it (parked by ApplyDelivery under KEYS[6]), in the same step that
-// writes the msgid index: see delivery.go. A send counts in the app's
+// before it for the message's touser (parked by ApplyDelivery under
+// KEYS[6]), in the same step that writes the msgid index: see delivery.go. A send counts in the app's
 // daily counter (KEYS[8]); a final status goes to the webhook outbox
 // (KEYS[9]) when the app's event policy (ARGV[15]) asks for it.
 // The attempt number (ARGV[16], 0: none) fences a settlement: when the
@@ -529,7 +530,7 @@ func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Tim
 		due = dueScore(e)
 	}
 	vals, err := settleScript.Run(ctx, s.rdb,
-		[]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID),
+		[]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID, st.ToUser),
 			s.keys.app(st.App, "wait"), s.keys.quota(st.App, day), s.keys.outbox()},
 		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, due, st.Reason,
 		b2s(st.HasErr), st.ErrCode, st.ErrMsg, int64(s.opts.Retention.Seconds()), b2s(st.Refund), e.MessageID,

@@ -410,7 +410,7 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		// entry unacknowledged; it is reclaimed after the visibility timeout.
 		return
 	}
-	st.App = rec.App
+	st.App, st.ToUser = rec.App, rec.ToUser
 	res, ok := w.settle(ctx, log, e, st)
 	if !ok {
 		return
