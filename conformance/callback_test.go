@@ -1,10 +1,7 @@
 package conformance_test
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -85,19 +82,7 @@ func TestCallback(t *testing.T) {
 			victim := final[okIDs[0]]
 			report := &wechat.Message{ToUserName: app.OriginalID, FromUserName: victim.ToUser, MsgType: "event",
 				Event: "TEMPLATESENDJOBFINISH", MsgID: victim.MsgID, Status: wechat.StatusUserBlock, CreateTime: time.Now().Unix()}
-			post := func(q url.Values, body []byte) int {
-				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-				defer cancel()
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, env.ServiceURL(0)+"/wechat/callback/default?"+q.Encode(), bytes.NewReader(body))
-				req.Header.Set("Content-Type", "text/xml")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					t.Fatalf("callback post: %v", err)
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				return resp.StatusCode
-			}
+			post := (&attacker{t: t, env: env, crypter: crypter, app: app}).post
 			now := time.Now().Unix()
 			q, body, err := crypter.SealCallback(report, wechat.Mode(mode), now, "1234567")
 			if err != nil {
