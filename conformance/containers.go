@@ -291,7 +291,7 @@ func (e *containerEnv) serviceEnv(i int) map[string]string {
 		"WXPUSH_API_KEYS": e.apiKey, "WXPUSH_APP_ID": e.app.AppID, "WXPUSH_APP_SECRET": e.app.Secret,
 		"WXPUSH_TOKEN_MODE": o.TokenMode, "WXPUSH_WORKERS": strconv.Itoa(o.Workers), "WXPUSH_MAX_ATTEMPTS": strconv.Itoa(o.MaxAttempts),
 		"WXPUSH_BACKOFF_BASE": backoffBase.String(), "WXPUSH_BACKOFF_CAP": backoffCap.String(), "WXPUSH_SEND_TIMEOUT": sendTimeout.String(),
-		"WXPUSH_VISIBILITY_TIMEOUT": o.Visibility.String(), "WXPUSH_SHUTDOWN_TIMEOUT": shutdownTimeout.String(),
+		"WXPUSH_VISIBILITY_TIMEOUT": o.Visibility.String(), "WXPUSH_SHUTDOWN_TIMEOUT": shutdownTimeout.String(), "WXPUSH_STORE_CHECK_INTERVAL": storeCheckEvery.String(),
 		"WXPUSH_PACE_DELAY": o.PaceDelay.String(), "WXPUSH_QUOTA_DELAY": o.QuotaDelay.String(), "WXPUSH_APP_DELAY": o.AppDelay.String(),
 		"WXPUSH_INSTANCE": fmt.Sprintf("conformance-%d", i), "LOG_LEVEL": "info",
 	}

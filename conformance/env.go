@@ -81,6 +81,9 @@ const (
 	backoffCap      = 200 * time.Millisecond
 	sendTimeout     = time.Second
 	shutdownTimeout = 3 * time.Second
+	// storeCheckEvery is how often each instance checks that Redis kept
+	// its data (the store-reset alarm).
+	storeCheckEvery = 200 * time.Millisecond
 )
 
 func (o Options) withDefaults() Options {

@@ -164,7 +164,7 @@ func (e *inProcess) serviceConfig(in *inproc) wxpushd.Config {
 		APIKeys:   []wechat.Secret{wechat.Secret(e.apiKey)},
 		TokenMode: "stable",
 		Workers:   o.Workers, MaxAttempts: o.MaxAttempts, BackoffBase: backoffBase, BackoffCap: backoffCap,
-		SendTimeout: sendTimeout, Visibility: o.Visibility, ShutdownTimeout: shutdownTimeout,
+		SendTimeout: sendTimeout, Visibility: o.Visibility, ShutdownTimeout: shutdownTimeout, StoreCheckInterval: storeCheckEvery,
 		PaceDelay: o.PaceDelay, QuotaDelay: o.QuotaDelay, AppDelay: o.AppDelay,
 		Instance: fmt.Sprintf("conformance-%d.%d", in.idx, in.gen),
 		Apps: []wxpushd.AppConfig{{

@@ -104,6 +104,11 @@ type Config struct {
 	KeyPrefix          string        // Redis key prefix with hash tag (default "wxp:{wxp}:")
 	NoWorkers          bool          // serve the API only; other instances send
 	LogLevel           string        // debug, info, warn, error
+
+	// StoreCheckInterval is how often the instance checks that Redis kept
+	// its data (the store epoch); it also checks on every new connection
+	// to Redis. Default 5 s.
+	StoreCheckInterval time.Duration
 }
 
 // Environment variables read by LoadConfig.
@@ -201,6 +206,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	durVar(&c.WebhookBackoffCap, "webhook-backoff-cap", "WXPUSH_WEBHOOK_BACKOFF_CAP", 10*time.Minute, "largest status webhook retry delay")
 	intVar(&c.WebhookMaxAttempts, "webhook-max-attempts", "WXPUSH_WEBHOOK_MAX_ATTEMPTS", 20, "status webhook deliveries before an event is given up")
 	durVar(&c.CallbackMaxSkew, "callback-max-skew", "WXPUSH_CALLBACK_MAX_SKEW", 5*time.Minute, "WeChat callbacks whose timestamp is further than this from the clock are refused (replay protection)")
+	durVar(&c.StoreCheckInterval, "store-check-interval", "WXPUSH_STORE_CHECK_INTERVAL", 5*time.Second, "how often to check that Redis kept its data (the store epoch; also checked on every reconnect): a store that came back empty raises the store-reset alarm")
 	fs.StringVar(&c.Instance, "instance", env("WXPUSH_INSTANCE", ""), "this instance's name in the consumer group (env WXPUSH_INSTANCE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -449,6 +455,9 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 0 || c.MaxAttempts < 0 || c.TokenDailyBudget < 0 || c.WebhookMaxAttempts < 0 {
 		errs = append(errs, errors.New("workers, max-attempts, token-daily-budget and webhook-max-attempts must not be negative"))
+	}
+	if c.StoreCheckInterval < 0 {
+		errs = append(errs, errors.New("store-check-interval must not be negative"))
 	}
 	if c.WeChatBaseURL != "" {
 		if _, err := wechat.NewClient(c.WeChatBaseURL, nil); err != nil {

@@ -23,6 +23,7 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		EnvAPIKeys: " key-one-0123456789abcdef , key-two-0123456789abcdef ", EnvAppID: "wx0123456789abcdef", EnvAppSecret: "s3cret",
 		EnvCallbackToken: "cbtok", EnvEncodingAESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
 		"WXPUSH_TOKEN_MODE": "classic", "WXPUSH_WORKERS": "4", "WXPUSH_BACKOFF_CAP": "30s", "WXPUSH_VISIBILITY_TIMEOUT": "2m",
+		"WXPUSH_STORE_CHECK_INTERVAL": "750ms",
 	}
 	cfg, err := LoadConfig(nil, envOf(env), &bytes.Buffer{})
 	require.NoError(t, err)
@@ -36,6 +37,7 @@ func TestLoadConfigFromEnv(t *testing.T) {
 	assert.Equal(t, 4, cfg.Workers)
 	assert.Equal(t, 30*time.Second, cfg.BackoffCap)
 	assert.Equal(t, 2*time.Minute, cfg.Visibility)
+	assert.Equal(t, 750*time.Millisecond, cfg.StoreCheckInterval)
 	assert.Equal(t, 24*time.Hour, cfg.IdempotencyTTL, "defaults stay")
 	assert.Equal(t, 5*time.Minute, cfg.CallbackMaxSkew, "defaults stay")
 
@@ -96,6 +98,7 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"bad AES key", []string{"-config", write("e.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, encoding_aes_key: short}\n")}, withKeys, "encoding_aes_key"},
 		{"AES key without callback token", []string{"-config", write("f.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "apps[0].encoding_aes_key: needs a callback_token"},
 		{"previous AES key alone", []string{"-config", write("g.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, callback_token: t, previous_encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "apps[0].previous_encoding_aes_key: needs an encoding_aes_key"},
+		{"negative store check interval", []string{"-store-check-interval", "-1s"}, withKeys, "store-check-interval"},
 		{"missing apps file", []string{"-config", filepath.Join(dir, "none.yaml")}, withKeys, "apps file"},
 	}
 	for _, tt := range tests {
@@ -111,11 +114,11 @@ func TestLoadConfigErrors(t *testing.T) {
 
 func TestRedisClientURLs(t *testing.T) {
 	for _, u := range []string{"redis://127.0.0.1:6379/0", "rediss://user:pass@example.com:6380/1", "redis://127.0.0.1:26379?master_name=mymaster", "cluster+redis://127.0.0.1:7000?addr=127.0.0.1:7001"} {
-		c, err := redisClient(u)
+		c, err := redisClient(u, nil)
 		require.NoError(t, err, u)
 		_ = c.Close()
 	}
-	_, err := redisClient("http://nope")
+	_, err := redisClient("http://nope", nil)
 	assert.Error(t, err)
 }
 

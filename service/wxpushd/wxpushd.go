@@ -5,6 +5,7 @@
 package wxpushd
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -46,6 +47,8 @@ type Server struct {
 	reports *callback.Receiver  // WeChat callbacks: the endpoint and the delivery report processor
 	hooks   *webhook.Dispatcher // status webhooks
 	metrics *metrics.Metrics
+	epoch   *epochWatch   // the store-reset alarm
+	kick    chan struct{} // a new Redis connection: check the store epoch now
 	handler http.Handler
 	ln      net.Listener
 
@@ -82,7 +85,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
 	log = log.With("instance", cfg.Instance)
-	s := &Server{cfg: cfg, log: log, metrics: metrics.New()}
+	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), kick: make(chan struct{}, 1)}
 	if err := s.connect(ctx); err != nil {
 		return nil, err
 	}
@@ -115,6 +118,9 @@ func withDefaults(c Config) Config {
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 15 * time.Second
 	}
+	if c.StoreCheckInterval <= 0 {
+		c.StoreCheckInterval = 5 * time.Second
+	}
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
@@ -139,10 +145,10 @@ func (s *Server) connect(ctx context.Context) error {
 		}
 		s.mini = m
 		s.log.Warn("NO REDIS CONFIGURED: using an embedded in-process store. Messages are NOT durable and are lost when this process exits. Set WXPUSH_REDIS_URL for production.", "addr", m.Addr())
-		s.rdb = redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true})
+		s.rdb = redis.NewClient(&redis.Options{Addr: m.Addr(), ContextTimeoutEnabled: true, OnConnect: s.reconnected})
 		return nil
 	}
-	rdb, err := redisClient(s.cfg.RedisURL)
+	rdb, err := redisClient(s.cfg.RedisURL, s.reconnected)
 	if err != nil {
 		return fmt.Errorf("%w: redis URL: %v", ErrUsage, err)
 	}
@@ -152,20 +158,35 @@ func (s *Server) connect(ctx context.Context) error {
 	if err := rdb.Ping(pctx).Err(); err != nil {
 		// Not fatal: the API answers 503 and workers back off until Redis answers.
 		s.log.Warn("redis does not answer yet; the API answers 503 until it does", "err", err)
+		s.log.Info("redis persistence settings not checked: redis does not answer")
+		return nil
+	}
+	checkPersistence(ctx, rdb, s.log)
+	return nil
+}
+
+// reconnected is the Redis clients' OnConnect hook: a new connection may
+// be to a Redis that came back empty, so the store epoch is checked now.
+// It never blocks and never calls Redis.
+func (s *Server) reconnected(context.Context, *redis.Conn) error {
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
 	return nil
 }
 
 // redisClient parses standalone, Sentinel (master_name) and Cluster
 // (cluster+redis://) URLs. Every client honours context deadlines, so a
-// hung connection cannot stall a worker past its bound.
-func redisClient(u string) (redis.UniversalClient, error) {
+// hung connection cannot stall a worker past its bound; onConnect (may be
+// nil) is called on every new connection.
+func redisClient(u string, onConnect func(context.Context, *redis.Conn) error) (redis.UniversalClient, error) {
 	if rest, ok := strings.CutPrefix(u, "cluster+"); ok {
 		o, err := redis.ParseClusterURL(rest)
 		if err != nil {
 			return nil, err
 		}
-		o.ContextTimeoutEnabled = true
+		o.ContextTimeoutEnabled, o.OnConnect = true, onConnect
 		return redis.NewClusterClient(o), nil
 	}
 	if strings.Contains(u, "master_name=") {
@@ -173,14 +194,14 @@ func redisClient(u string) (redis.UniversalClient, error) {
 		if err != nil {
 			return nil, err
 		}
-		o.ContextTimeoutEnabled = true
+		o.ContextTimeoutEnabled, o.OnConnect = true, onConnect
 		return redis.NewFailoverClient(o), nil
 	}
 	o, err := redis.ParseURL(u)
 	if err != nil {
 		return nil, err
 	}
-	o.ContextTimeoutEnabled = true
+	o.ContextTimeoutEnabled, o.OnConnect = true, onConnect
 	return redis.NewClient(o), nil
 }
 
@@ -218,6 +239,9 @@ func (s *Server) build(opts Options) error {
 		}
 	}
 	s.store = store.New(s.rdb, store.Options{Prefix: cfg.KeyPrefix, Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL, Apps: names, Events: events})
+	// A reset is shown in /readyz for the idempotency TTL: the time during
+	// which repeats of the lost keys are taken as new messages.
+	s.epoch = newEpochWatch(s.store, s.log, s.metrics, cfg.StoreCheckInterval, cmp.Or(cfg.IdempotencyTTL, 24*time.Hour), s.kick)
 	s.tokens, err = token.NewManager(s.rdb, wc, apps, token.Options{
 		Prefix: cfg.KeyPrefix, Mode: cfg.TokenMode, DailyBudget: cfg.TokenDailyBudget, Logger: s.log, Metrics: s.metrics,
 	})
@@ -285,7 +309,7 @@ func (s *Server) build(opts Options) error {
 		Queue: s.store, Apps: names, APIKeys: cfg.APIKeys, InsecureNoAuth: cfg.InsecureNoAuth,
 		NewID: func() string { return store.NewID(time.Now()) }, Now: time.Now, Logger: s.log, Metrics: s.metrics,
 		Extra: func(r *gin.Engine) { s.reports.Register(r) },
-		Admin: &appAdmin{apps: infos, store: s.store, tokens: s.tokens, now: time.Now},
+		Admin: &appAdmin{apps: infos, store: s.store, tokens: s.tokens, now: time.Now}, Warnings: s.epoch.warnings,
 	})
 	return err
 }
@@ -348,6 +372,12 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(reportsDone)
 		_ = s.reports.Run(workCtx)
 	}()
+	// Every instance watches the store epoch, senders or not.
+	epochDone := make(chan struct{})
+	go func() {
+		defer close(epochDone)
+		s.epoch.run(workCtx)
+	}()
 	// Status webhooks are delivered by every instance as well.
 	hooksDone := make(chan struct{})
 	go func() {
@@ -384,6 +414,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	<-reportsDone // bounded: one blocking read plus one batch of short scripts
 	<-hooksDone   // bounded by one delivery's timeout
+	<-epochDone   // bounded by one check's timeout
 	s.mu.Lock()
 	killed := s.killed
 	s.mu.Unlock()

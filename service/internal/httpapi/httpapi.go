@@ -77,6 +77,10 @@ type Options struct {
 	StoreTimeout time.Duration
 	// Admin serves the /v1/apps routes; nil: they answer 404.
 	Admin AppAdmin
+	// Warnings, when set, returns conditions an operator must see that do
+	// not make the instance unready (a store reset): GET /readyz lists
+	// them in its body under "warnings" and keeps its status code.
+	Warnings func() []string
 	// Extra, when set, is called with the engine after the API's routes
 	// are registered, so the service can add routes (e.g. callbacks) that
 	// share the middleware.
@@ -96,6 +100,7 @@ type api struct {
 	maxBody      int64
 	storeTimeout time.Duration
 	admin        AppAdmin
+	warnings     func() []string
 }
 
 // New returns the wxpushd HTTP handler. It fails when opts lack a Queue or
@@ -121,6 +126,7 @@ func New(opts Options) (http.Handler, error) {
 		maxBody:      opts.MaxBody,
 		storeTimeout: cmp.Or(opts.StoreTimeout, DefaultStoreTimeout),
 		admin:        opts.Admin,
+		warnings:     opts.Warnings,
 	}
 	for i, k := range opts.APIKeys {
 		if k.Reveal() == "" {
@@ -179,16 +185,30 @@ func (a *api) healthz(c *gin.Context) {
 	a.writeJSON(c, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// readyz answers readiness: the store is reachable.
+// readiness is the body of GET /readyz.
+type readiness struct {
+	Status   string   `json:"status"`             // ready or unavailable
+	Warnings []string `json:"warnings,omitempty"` // Options.Warnings
+}
+
+// readyz answers readiness: the store is reachable. Warnings (a store
+// reset) are listed in the body without changing the answer: every
+// instance sees the same reset, and taking them all out of the load
+// balancer would not bring the lost data back.
 func (a *api) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), readyTimeout)
 	defer cancel()
+	body := readiness{Status: "ready"}
+	if a.warnings != nil {
+		body.Warnings = a.warnings()
+	}
 	if err := a.queue.Ping(ctx); err != nil {
 		a.log.WarnContext(ctx, "not ready: store unreachable", "request_id", requestIDOf(c), "err", err)
-		a.writeJSON(c, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+		body.Status = "unavailable"
+		a.writeJSON(c, http.StatusServiceUnavailable, body)
 		return
 	}
-	a.writeJSON(c, http.StatusOK, map[string]string{"status": "ready"})
+	a.writeJSON(c, http.StatusOK, body)
 }
 
 // noRoute answers every unknown path.

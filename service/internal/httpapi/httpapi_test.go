@@ -574,20 +574,23 @@ func TestRoutes(t *testing.T) {
 func TestProbes(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name    string
-		path    string
-		pingErr error
-		status  int
-		body    string
+		name     string
+		path     string
+		pingErr  error
+		warnings []string
+		status   int
+		body     string
 	}{
 		{name: "healthz", path: "/healthz", status: http.StatusOK, body: `{"status":"ok"}`},
 		{name: "healthz with the store down", path: "/healthz", pingErr: errUnavailable(), status: http.StatusOK, body: `{"status":"ok"}`},
 		{name: "ready", path: "/readyz", status: http.StatusOK, body: `{"status":"ready"}`},
 		{name: "not ready", path: "/readyz", pingErr: errUnavailable(), status: http.StatusServiceUnavailable, body: `{"status":"unavailable"}`},
+		{name: "ready with a warning", path: "/readyz", warnings: []string{"store reset"}, status: http.StatusOK, body: `{"status":"ready","warnings":["store reset"]}`},
+		{name: "not ready with a warning", path: "/readyz", pingErr: errUnavailable(), warnings: []string{"store reset"}, status: http.StatusServiceUnavailable, body: `{"status":"unavailable","warnings":["store reset"]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := newEnv(t, nil)
+			e := newEnv(t, func(o *Options) { o.Warnings = func() []string { return tt.warnings } })
 			e.q.pingErr = tt.pingErr
 			rec := e.do(t, http.MethodGet, tt.path, "", map[string]string{"Authorization": ""})
 			if got := rec.Code; got != tt.status {

@@ -54,6 +54,11 @@ type Metrics struct {
 	// Webhooks counts status webhook deliveries by result (delivered,
 	// retry, gave_up, dropped).
 	Webhooks *prometheus.CounterVec // app, result
+	// StoreResets counts the store resets this instance noticed: the
+	// store epoch vanished (Redis came back empty) or another instance
+	// rewrote it. Every instance counts each reset once: alert on
+	// increase(wxpush_store_resets_total[10m]) > 0.
+	StoreResets prometheus.Counter
 }
 
 // New returns the collectors registered on a fresh registry, with the Go
@@ -80,6 +85,7 @@ func New() *Metrics {
 		EndToEndSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wxpush_accept_to_sent_seconds", Help: "From API acceptance to WeChat accepting the message.", Buckets: e2e}, []string{"app"}),
 		HTTPRequests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_http_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}),
 		HTTPSeconds:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wxpush_http_request_duration_seconds", Help: "API request duration by route.", Buckets: latency}, []string{"route"}),
+		StoreResets:     prometheus.NewCounter(prometheus.CounterOpts{Name: "wxpush_store_resets_total", Help: "Times this instance found the Redis store had lost its data (the store epoch vanished or was rewritten)."}),
 		RedisErrors:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_redis_errors_total", Help: "Redis operations that failed, by operation."}, []string{"op"}),
 		Callbacks:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_callbacks_total", Help: "WeChat callback requests by app and result."}, []string{"app", "result"}),
 		DeliveryReports: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_delivery_reports_total", Help: "Delivery reports applied, by outcome (delivered, failed, parked, final, gone, not_sent)."}, []string{"app", "outcome"}),
@@ -94,7 +100,7 @@ func New() *Metrics {
 		m.Accepted, m.Replayed, m.Sent, m.Failed, m.Attempts, m.Retries, m.Reclaimed, m.InFlight,
 		m.TokenRefreshes, m.TokenBudgetUsed, m.TokenInvalid, m.SendSeconds, m.EndToEndSeconds,
 		m.HTTPRequests, m.HTTPSeconds, m.RedisErrors, m.Callbacks, m.DeliveryReports,
-		m.AppPaused, m.AppPauses, m.AppWaiting, m.QuotaUsed, m.Held, m.Webhooks,
+		m.AppPaused, m.AppPauses, m.AppWaiting, m.QuotaUsed, m.Held, m.Webhooks, m.StoreResets,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		f(c)

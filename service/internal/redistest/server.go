@@ -71,17 +71,28 @@ func (s *mini) StartEmpty(t testing.TB) {
 
 type process struct {
 	port int
+	args []string // appended to the command line
 	cmd  *exec.Cmd
 }
 
-func newProcess(t testing.TB) Server {
+func newProcess(t testing.TB) Server { return NewProcess(t) }
+
+// NewProcess starts a redis-server process on a free port, without
+// persistence unless args (appended to its command line, e.g.
+// "--appendonly", "yes") say otherwise, and stops it at the end of the
+// test. It skips the test when redis-server is not on PATH.
+func NewProcess(t testing.TB, args ...string) Server {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redistest: redis-server is not installed")
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("redistest: %v", err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close()
-	p := &process{port: port}
+	p := &process{port: port, args: args}
 	p.StartEmpty(t)
 	t.Cleanup(p.Stop)
 	return p
@@ -100,8 +111,9 @@ func (p *process) Stop() {
 // StartEmpty starts redis-server without persistence on the port and waits
 // until it accepts connections.
 func (p *process) StartEmpty(t testing.TB) {
-	p.cmd = exec.Command("redis-server", "--port", strconv.Itoa(p.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", t.TempDir())
+	args := append([]string{"--port", strconv.Itoa(p.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", t.TempDir()}, p.args...)
+	p.cmd = exec.Command("redis-server", args...)
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("redistest: start redis-server: %v", err)
 	}
