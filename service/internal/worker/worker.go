@@ -825,7 +825,7 @@ func (w *Worker) resendSlack() time.Duration { return 2 * w.o.MoveEvery }
 func (w *Worker) unconfirmed(log *slog.Logger, rec *store.Record, st store.Settlement) store.Settlement {
 	st.Kind, st.Reason, st.Refund, st.Due = store.SettleFail, service.ReasonUnconfirmed, false, time.Time{}
 	log.Error("message NOT resent, failed as unconfirmed: an earlier attempt may have reached the user (its answer was lost) and WeChat's dedup window for it is over, so a resend could deliver it twice",
-		"ambiguous_since", rec.AmbiguousAt, "attempts", rec.Attempts, "dedup_window", w.o.DedupWindow)
+		"ambiguous_since", rec.AmbiguousAt, "dedup_window", w.o.DedupWindow)
 	return st
 }
 
