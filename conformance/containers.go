@@ -120,7 +120,7 @@ func newContainers(t testing.TB, opts Options) Env {
 	}
 
 	e.app = mockApp(opts, "http://wxpushd:8080")
-	cfg, err := json.Marshal(mockwx.Config{NoDemoApp: true, Apps: []mockwx.App{e.app}, Settings: mockSettings()})
+	cfg, err := json.Marshal(mockwx.Config{NoDemoApp: true, Apps: []mockwx.App{e.app}, Settings: mockSettings(opts)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,6 +294,9 @@ func (e *containerEnv) serviceEnv(i int) map[string]string {
 		"WXPUSH_VISIBILITY_TIMEOUT": o.Visibility.String(), "WXPUSH_SHUTDOWN_TIMEOUT": shutdownTimeout.String(), "WXPUSH_STORE_CHECK_INTERVAL": storeCheckEvery.String(),
 		"WXPUSH_PACE_DELAY": o.PaceDelay.String(), "WXPUSH_QUOTA_DELAY": o.QuotaDelay.String(), "WXPUSH_APP_DELAY": o.AppDelay.String(),
 		"WXPUSH_INSTANCE": fmt.Sprintf("conformance-%d", i), "LOG_LEVEL": "info",
+	}
+	if o.DedupWindow > 0 {
+		env["WXPUSH_DEDUP_WINDOW"] = o.DedupWindow.String()
 	}
 	if o.CallbackMode != "" {
 		env["WXPUSH_CALLBACK_TOKEN"] = e.app.CallbackToken

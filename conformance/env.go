@@ -73,6 +73,10 @@ type Options struct {
 	// RateLimit is the app's send rate limit in messages/s across all
 	// instances (0: none).
 	RateLimit float64
+	// DedupWindow is WeChat's client_msg_id dedup window: the mock's
+	// dedup_window_seconds (whole seconds) and wxpushd's --dedup-window
+	// (0: both at their default, 10 min).
+	DedupWindow time.Duration
 }
 
 // Service settings every backend gives wxpushd, so retries are fast.

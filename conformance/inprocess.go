@@ -104,7 +104,7 @@ func newInProcess(t testing.TB, opts Options) Env {
 	go func() { _ = e.cbHTTP.Serve(cbLn) }()
 
 	e.app = mockApp(opts, "http://"+cbLn.Addr().String())
-	e.mock, err = mockwx.New(mockwx.Config{NoDemoApp: true, Apps: []mockwx.App{e.app}, Settings: mockSettings()},
+	e.mock, err = mockwx.New(mockwx.Config{NoDemoApp: true, Apps: []mockwx.App{e.app}, Settings: mockSettings(opts)},
 		mockwx.Options{Seed: opts.Seed})
 	if err != nil {
 		t.Fatalf("mockwx: %v", err)
@@ -151,8 +151,9 @@ func mockApp(opts Options, cbBase string) mockwx.App {
 }
 
 // mockSettings are the mock-wide settings the suites run with.
-func mockSettings() mockwx.Settings {
-	return mockwx.Settings{CallbackDelayMS: 20, CallbackTimeoutMS: 2000, LedgerDataCapacity: 1000}
+func mockSettings(opts Options) mockwx.Settings {
+	return mockwx.Settings{CallbackDelayMS: 20, CallbackTimeoutMS: 2000, LedgerDataCapacity: 1000,
+		DedupWindowSeconds: int(opts.DedupWindow / time.Second)}
 }
 
 func (e *inProcess) serviceConfig(in *inproc) wxpushd.Config {
@@ -165,7 +166,7 @@ func (e *inProcess) serviceConfig(in *inproc) wxpushd.Config {
 		TokenMode: "stable",
 		Workers:   o.Workers, MaxAttempts: o.MaxAttempts, BackoffBase: backoffBase, BackoffCap: backoffCap,
 		SendTimeout: sendTimeout, Visibility: o.Visibility, ShutdownTimeout: shutdownTimeout, StoreCheckInterval: storeCheckEvery,
-		PaceDelay: o.PaceDelay, QuotaDelay: o.QuotaDelay, AppDelay: o.AppDelay,
+		PaceDelay: o.PaceDelay, QuotaDelay: o.QuotaDelay, AppDelay: o.AppDelay, DedupWindow: o.DedupWindow,
 		Instance: fmt.Sprintf("conformance-%d.%d", in.idx, in.gen),
 		Apps: []wxpushd.AppConfig{{
 			Name: "default", AppID: e.app.AppID, Secret: wechat.Secret(e.app.Secret), RateLimit: o.RateLimit,

@@ -92,6 +92,11 @@ const (
 	ReasonFreqLimit         = "freq_limit"         // delivery report: per-user frequency limit
 	ReasonDeliveryFailed    = "failed"             // delivery report with an unknown failure status
 	ReasonUnknownApp        = "unknown_app"        // the message's app is no longer configured
+	// ReasonUnconfirmed: an earlier attempt's outcome is unknown (WeChat
+	// may have sent it: timeout, reset, 5xx, garbled answer, a worker that
+	// died mid-send) and WeChat's client_msg_id dedup window for it is
+	// over, so a resend could reach the user twice: it is not resent.
+	ReasonUnconfirmed = "unconfirmed"
 )
 
 // Message is the body of GET /v1/messages/{id}.

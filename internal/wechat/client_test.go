@@ -194,6 +194,7 @@ func TestClientCallFailures(t *testing.T) {
 			require.True(t, errors.As(err, &ce), "got %T %v", err, err)
 			assert.Equal(t, f.kind, ce.Kind, "kind for %s: %v", name, err)
 			assert.Equal(t, f.class, Classify(err))
+			assert.True(t, Ambiguous(err), "%s: WeChat may have processed the send", name)
 			assert.Equal(t, APITemplateSend, ce.API)
 		})
 	}

@@ -308,3 +308,27 @@ func Code(err error) int {
 	}
 	return 0
 }
+
+// Ambiguous reports whether a failed send may nevertheless have been
+// processed by WeChat, so that a resend could reach the user twice once
+// WeChat's client_msg_id dedup window is over: no answer at all
+// (transport error, timeout, connection reset), an HTTP 5xx (a gateway may
+// answer it after WeChat did the work), a 200 whose body is empty or not
+// the expected JSON, and any other error this package did not classify.
+// An errcode answer (*Error, even -1) is WeChat saying it did not send the
+// message, and a 4xx status is a refusal before the request was
+// processed: neither is ambiguous. nil (success) is not ambiguous either.
+func Ambiguous(err error) bool {
+	if err == nil {
+		return false
+	}
+	var we *Error
+	if errors.As(err, &we) {
+		return false
+	}
+	var ce *CallError
+	if errors.As(err, &ce) && ce.Kind == CallHTTPStatus {
+		return ce.StatusCode >= 500
+	}
+	return true
+}

@@ -135,3 +135,42 @@ func TestClassString(t *testing.T) {
 	assert.Equal(t, "permanent_app", ClassPermanentApp.String())
 	assert.Equal(t, "class(42)", Class(42).String())
 }
+
+// TestAmbiguous: only an outcome that leaves open whether WeChat processed
+// the send is ambiguous; an errcode answer (whatever its class, -1
+// included) or a 4xx refusal is definitive.
+func TestAmbiguous(t *testing.T) {
+	code := func(c int) error {
+		return fmt.Errorf("send: %w", &Error{API: APITemplateSend, Code: c, Msg: Lookup(c).ErrMsg})
+	}
+	status := func(s int) error { return &CallError{API: APITemplateSend, Kind: CallHTTPStatus, StatusCode: s} }
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"success", nil, false},
+		{"errcode -1 with a JSON body", code(-1), false},
+		{"45009 daily quota", code(45009), false},
+		{"45011 minute limit", code(45011), false},
+		{"40001 stale token", code(40001), false},
+		{"42001 expired token", code(42001), false},
+		{"43004 not following", code(43004), false},
+		{"40164 IP whitelist", code(40164), false},
+		{"HTTP 404", status(404), false},
+		{"HTTP 429", status(429), false},
+		{"HTTP 500", status(500), true},
+		{"HTTP 502", status(502), true},
+		{"HTTP 504", status(504), true},
+		{"connection reset", &CallError{API: APITemplateSend, Kind: CallTransport, Err: errors.New("connection reset by peer")}, true},
+		{"timeout", fmt.Errorf("send: %w", &CallError{API: APITemplateSend, Kind: CallTimeout, Err: errors.New("deadline exceeded")}), true},
+		{"malformed body", &CallError{API: APITemplateSend, Kind: CallMalformed, Err: errors.New("invalid JSON at byte 3")}, true},
+		{"empty body", &CallError{API: APITemplateSend, Kind: CallMalformed, Err: errors.New("empty response body")}, true},
+		{"unclassified error", errors.New("something else"), true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, Ambiguous(tt.err), "Ambiguous(%v)", tt.err)
+		})
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service/internal/pacing"
 	"github.com/wxpush/wxpush/service/internal/token"
+	"github.com/wxpush/wxpush/service/internal/worker"
 )
 
 // AppConfig is one WeChat app the service sends for.
@@ -92,6 +93,12 @@ type Config struct {
 	// an app-level errcode (bad appid or secret, IP whitelist, 48001...);
 	// default 0: only an operator resumes it (POST /v1/apps/{app}/resume).
 	AppDelay time.Duration
+	// DedupWindow is how long WeChat drops a resend with the same
+	// client_msg_id (default 10 min): after an attempt whose outcome is
+	// unknown, a resend begins only inside it, less worker.DedupMargin
+	// (the send timeout and a tenth of the window); a message that would
+	// need a later resend fails as unconfirmed.
+	DedupWindow time.Duration
 	// Status webhooks: one delivery's timeout (default 10 s), the retry
 	// backoff bounds (defaults 1 s and 10 min) and the attempts before an
 	// event is given up (default 20).
@@ -201,6 +208,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	durVar(&c.PaceDelay, "pace-delay", "WXPUSH_PACE_DELAY", 60*time.Second, "how long 45011 (per-minute limit) pauses the app, all instances")
 	durVar(&c.QuotaDelay, "quota-delay", "WXPUSH_QUOTA_DELAY", 5*time.Minute, "while 45009 (daily quota) pauses an app, send one probe this often; negative: no probe (wait for the quota reset or an operator)")
 	durVar(&c.AppDelay, "app-delay", "WXPUSH_APP_DELAY", 0, "while an app-level errcode (bad secret, IP whitelist...) pauses an app, send one probe this often; 0: only POST /v1/apps/{app}/resume resumes it")
+	durVar(&c.DedupWindow, "dedup-window", "WXPUSH_DEDUP_WINDOW", 10*time.Minute, "WeChat's client_msg_id dedup window: after an attempt whose answer was lost (timeout, reset, 5xx, garbled answer, a worker that died mid-send), a resend begins only until this window less a safety margin (send-timeout + a tenth of the window: 70s of the default 10m) after it, else the message fails as unconfirmed instead of risking a second delivery")
 	durVar(&c.WebhookTimeout, "webhook-timeout", "WXPUSH_WEBHOOK_TIMEOUT", 10*time.Second, "timeout of one status webhook delivery")
 	durVar(&c.WebhookBackoffBase, "webhook-backoff-base", "WXPUSH_WEBHOOK_BACKOFF_BASE", time.Second, "first status webhook retry delay")
 	durVar(&c.WebhookBackoffCap, "webhook-backoff-cap", "WXPUSH_WEBHOOK_BACKOFF_CAP", 10*time.Minute, "largest status webhook retry delay")
@@ -458,6 +466,17 @@ func (c Config) Validate() error {
 	}
 	if c.StoreCheckInterval < 0 {
 		errs = append(errs, errors.New("store-check-interval must not be negative"))
+	}
+	if c.DedupWindow < 0 {
+		errs = append(errs, fmt.Errorf("dedup-window %s: must not be negative", c.DedupWindow))
+	} else if c.DedupWindow > 0 {
+		sendTimeout := c.SendTimeout
+		if sendTimeout <= 0 {
+			sendTimeout = 10 * time.Second
+		}
+		if margin := worker.DedupMargin(c.DedupWindow, sendTimeout); c.DedupWindow <= margin {
+			errs = append(errs, fmt.Errorf("dedup-window %s: must be longer than its safety margin %s (send-timeout %s plus a tenth of the window), or no resend could begin inside it", c.DedupWindow, margin, sendTimeout))
+		}
 	}
 	if c.WeChatBaseURL != "" {
 		if _, err := wechat.NewClient(c.WeChatBaseURL, nil); err != nil {

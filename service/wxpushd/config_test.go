@@ -24,6 +24,7 @@ func TestLoadConfigFromEnv(t *testing.T) {
 		EnvCallbackToken: "cbtok", EnvEncodingAESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
 		"WXPUSH_TOKEN_MODE": "classic", "WXPUSH_WORKERS": "4", "WXPUSH_BACKOFF_CAP": "30s", "WXPUSH_VISIBILITY_TIMEOUT": "2m",
 		"WXPUSH_STORE_CHECK_INTERVAL": "750ms",
+		"WXPUSH_DEDUP_WINDOW":         "5m",
 	}
 	cfg, err := LoadConfig(nil, envOf(env), &bytes.Buffer{})
 	require.NoError(t, err)
@@ -38,12 +39,14 @@ func TestLoadConfigFromEnv(t *testing.T) {
 	assert.Equal(t, 30*time.Second, cfg.BackoffCap)
 	assert.Equal(t, 2*time.Minute, cfg.Visibility)
 	assert.Equal(t, 750*time.Millisecond, cfg.StoreCheckInterval)
+	assert.Equal(t, 5*time.Minute, cfg.DedupWindow)
 	assert.Equal(t, 24*time.Hour, cfg.IdempotencyTTL, "defaults stay")
 	assert.Equal(t, 5*time.Minute, cfg.CallbackMaxSkew, "defaults stay")
 
 	// Flags win over the environment.
-	cfg, err = LoadConfig([]string{"-addr", ":7000", "-workers", "9", "-no-workers"}, envOf(env), &bytes.Buffer{})
+	cfg, err = LoadConfig([]string{"-addr", ":7000", "-workers", "9", "-no-workers", "-dedup-window", "3s", "-send-timeout", "1s"}, envOf(env), &bytes.Buffer{})
 	require.NoError(t, err)
+	assert.Equal(t, 3*time.Second, cfg.DedupWindow)
 	assert.Equal(t, ":7000", cfg.Addr)
 	assert.Equal(t, 9, cfg.Workers)
 	assert.True(t, cfg.NoWorkers)
@@ -99,6 +102,8 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"AES key without callback token", []string{"-config", write("f.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "apps[0].encoding_aes_key: needs a callback_token"},
 		{"previous AES key alone", []string{"-config", write("g.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, callback_token: t, previous_encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "apps[0].previous_encoding_aes_key: needs an encoding_aes_key"},
 		{"negative store check interval", []string{"-store-check-interval", "-1s"}, withKeys, "store-check-interval"},
+		{"dedup window within its margin", []string{"-dedup-window", "11s"}, withKeys, "dedup-window 11s: must be longer than its safety margin 11.1s"},
+		{"negative dedup window", []string{"-dedup-window", "-1m"}, withKeys, "dedup-window -1m0s: must not be negative"},
 		{"missing apps file", []string{"-config", filepath.Join(dir, "none.yaml")}, withKeys, "apps file"},
 	}
 	for _, tt := range tests {

@@ -253,6 +253,7 @@ func (s *Server) build(opts Options) error {
 		BackoffBase: cfg.BackoffBase, BackoffCap: cfg.BackoffCap, SendTimeout: cfg.SendTimeout,
 		Visibility: cfg.Visibility, Drain: cfg.ShutdownTimeout / 2, Logger: s.log, Metrics: s.metrics,
 		PaceDelay: cfg.PaceDelay, QuotaDelay: cfg.QuotaDelay, AppDelay: cfg.AppDelay, Apps: paced,
+		DedupWindow: cfg.DedupWindow,
 	})
 	if err != nil {
 		return err

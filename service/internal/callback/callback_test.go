@@ -341,7 +341,7 @@ func TestEarlyReport(t *testing.T) {
 	require.NoError(t, err)
 	entries, err := e.store.Read(ctx, "w", 1, 10*time.Millisecond)
 	require.NoError(t, err)
-	_, err = e.store.MarkSending(ctx, "m1", fixedNow)
+	_, _, err = e.store.MarkSending(ctx, "m1", fixedNow, store.Guard{})
 	require.NoError(t, err)
 
 	q, body := e.seal(e.sender, report(5005, wechat.StatusSystemFailed), wechat.ModeCompat, fixedNow)

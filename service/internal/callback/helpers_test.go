@@ -155,7 +155,7 @@ func (e *env) sentFor(app, id string, msgid int64) string {
 	entries, err := e.store.Read(ctx, "w", 1, 10*time.Millisecond)
 	require.NoError(e.t, err)
 	require.Len(e.t, entries, 1)
-	_, err = e.store.MarkSending(ctx, id, fixedNow)
+	_, _, err = e.store.MarkSending(ctx, id, fixedNow, store.Guard{})
 	require.NoError(e.t, err)
 	require.NoError(e.t, settleErr(e.store.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: app, ToUser: "oUser-callback-0001", MsgID: msgid}, fixedNow)))
 	return id

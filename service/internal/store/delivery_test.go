@@ -22,7 +22,7 @@ func sendingMessage(t *testing.T, s *store.Store, id string) store.Entry {
 	entries, err := s.Read(ctx, "w", 1, 10*time.Millisecond)
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
-	n, err := s.MarkSending(ctx, id, now)
+	n, _, err := s.MarkSending(ctx, id, now, store.Guard{})
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
 	return entries[0]

@@ -134,6 +134,29 @@ func (s *Store) Ping(ctx context.Context) error {
 type Record struct {
 	service.Message
 	Request service.SendRequest
+	// AmbiguousAt is when the message's earliest attempt whose outcome is
+	// unknown began (WeChat may have sent it; see Guard); zero: none.
+	AmbiguousAt time.Time
+	// AttemptAt is when its latest attempt began; zero: none yet.
+	AttemptAt time.Time
+}
+
+// Unconfirmed returns when the message's earliest attempt with an unknown
+// outcome began, counting an attempt that began and never settled (the
+// record is still sending: its worker died or stalled); zero: none. The
+// guard of Begin and MarkSending decides the same way, atomically.
+func (r *Record) Unconfirmed() time.Time {
+	t := r.AmbiguousAt
+	if r.Status == service.StatusSending {
+		began := r.AttemptAt
+		if began.IsZero() {
+			began = r.UpdatedAt
+		}
+		if t.IsZero() || began.Before(t) {
+			t = began
+		}
+	}
+	return t
 }
 
 // Get returns the public view of a message.
@@ -188,6 +211,7 @@ func decodeRecord(id string, h map[string]string) (*Record, error) {
 		r.UpdatedAt = r.CreatedAt
 	}
 	r.SentAt, r.DeliveredAt = optional("sent_at"), optional("delivered_at")
+	r.AmbiguousAt, r.AttemptAt = ms("ambiguous_at"), ms("attempt_at")
 	return r, nil
 }
 
@@ -323,57 +347,151 @@ func (s *Store) Reclaim(ctx context.Context, consumer string, minIdle time.Durat
 	return entries(msgs), err
 }
 
-// markSendingScript counts one more attempt. KEYS: msg. ARGV: nowMs.
-// Returns the attempt number, 0 when the record is gone, -1 when it is
-// already final (another worker finished it: never regress a final status).
-var markSendingScript = redis.NewScript(`
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 0 end
-if status == 'sent' or status == 'delivered' or status == 'failed' then return -1 end
-redis.call('HSET', KEYS[1], 'status', 'sending', 'updated_at', ARGV[1])
-return redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+// Attempt numbers that Begin and MarkSending answer instead of a count.
+const (
+	// AttemptGone: the record no longer exists (MarkSending; Begin answers
+	// ErrNotFound).
+	AttemptGone = 0
+	// AttemptFinal: the record is final already (another worker finished
+	// it); nothing changed.
+	AttemptFinal = -1
+	// AttemptRefused: an earlier attempt's outcome is unknown (WeChat may
+	// have sent the message) and Guard.Window has passed since it began, so
+	// WeChat no longer dedups a resend: no attempt is counted and the
+	// message must not be sent again.
+	AttemptRefused = -2
+)
+
+// Guard is what Begin and MarkSending check before they count an attempt.
+type Guard struct {
+	// Window is how long after the earliest attempt whose outcome is
+	// unknown a resend may still begin: WeChat's client_msg_id dedup
+	// window less a safety margin. 0: no limit.
+	Window time.Duration
+	// Held is the attempt number the caller holds already for this message
+	// (a second send within one attempt, after a token refresh), so that
+	// its own unsettled attempt is not taken for an abandoned one; 0: none.
+	Held int
+}
+
+// guardLua decides, inside Begin and MarkSending, whether an attempt may
+// start. A message's ambiguous_at field is the start (ms) of its earliest
+// attempt whose outcome is unknown: one settled with an ambiguous error
+// (Settlement.AmbiguousAt), or one that began and never settled (the
+// record is still 'sending' under an attempt number the caller does not
+// hold: its worker died or stalled; attempt_at, or updated_at for a record
+// written before attempt_at existed, is when it began). The earliest time
+// is kept, never a later one. guard returns that time (a string, or nil)
+// and whether a resend now (ARGV[1]) falls at or past the window (ARGV[2],
+// ms; '0': no limit). It persists a newly found time.
+// Its arguments are the record's status, attempts, ambiguous_at,
+// attempt_at and updated_at fields (nil or false when missing); ARGV[3] is
+// Guard.Held.
+const guardLua = `
+local function guard(status, attempts, amb, began, updated)
+  if not amb then amb = nil end
+  local found = amb
+  if status == 'sending' and (attempts or '0') ~= ARGV[3] then
+    local b = began or updated
+    if b and tonumber(b) and (not found or tonumber(b) < tonumber(found)) then found = b end
+  end
+  if found and found ~= amb then redis.call('HSET', KEYS[1], 'ambiguous_at', found) end
+  local refused = found ~= nil and ARGV[2] ~= '0' and tonumber(ARGV[1]) - tonumber(found) >= tonumber(ARGV[2])
+  return found, refused
+end
+`
+
+// markSendingScript counts one more attempt, unless the guard refuses it.
+// KEYS: msg. ARGV: nowMs, windowMs, held.
+// Returns {the attempt number (AttemptGone, AttemptFinal, AttemptRefused:
+// nothing counted; never regress a final status), ambiguous_at (ms, 0:
+// none)}.
+var markSendingScript = redis.NewScript(guardLua + `
+local f = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'ambiguous_at', 'attempt_at', 'updated_at')
+local status = f[1]
+if not status then return {0, 0} end
+if status == 'sent' or status == 'delivered' or status == 'failed' then return {-1, 0} end
+local amb, refused = guard(status, f[2], f[3], f[4], f[5])
+if refused then return {-2, amb} end
+redis.call('HSET', KEYS[1], 'status', 'sending', 'updated_at', ARGV[1], 'attempt_at', ARGV[1])
+return {redis.call('HINCRBY', KEYS[1], 'attempts', 1), amb or 0}
 `)
 
 // MarkSending records that an attempt starts and returns its number
-// (0: the record no longer exists; -1: it is already final).
-func (s *Store) MarkSending(ctx context.Context, id string, now time.Time) (int, error) {
-	n, err := markSendingScript.Run(ctx, s.rdb, []string{s.keys.msg(id)}, now.UnixMilli()).Int()
-	if err != nil {
-		return 0, unavailable("mark sending", err)
+// (AttemptGone: the record no longer exists; AttemptFinal: it is already
+// final; AttemptRefused: g refuses a resend, nothing counted) and the
+// start of the message's earliest attempt whose outcome is unknown (zero:
+// none), as the guard saw it.
+func (s *Store) MarkSending(ctx context.Context, id string, now time.Time, g Guard) (int, time.Time, error) {
+	vals, err := markSendingScript.Run(ctx, s.rdb, []string{s.keys.msg(id)}, now.UnixMilli(), g.Window.Milliseconds(), g.Held).Slice()
+	if err == nil && len(vals) != 2 {
+		err = fmt.Errorf("unexpected reply of %d values", len(vals))
 	}
-	return n, nil
+	if err != nil {
+		return 0, time.Time{}, unavailable("mark sending", err)
+	}
+	n, ok := vals[0].(int64)
+	if !ok {
+		return 0, time.Time{}, unavailable("mark sending", fmt.Errorf("unexpected reply %v", vals[0]))
+	}
+	return int(n), replyTime(vals[1]), nil
+}
+
+// replyTime reads a script's ms reply (an integer or a string; 0: none).
+func replyTime(v any) time.Time {
+	if n, ok := v.(int64); ok {
+		v = strconv.FormatInt(n, 10)
+	}
+	s, _ := v.(string)
+	return msTime(s)
 }
 
 // beginScript is Load followed by MarkSending, in one step: it returns
 // {attempt, field, value, ...} with the record's fields as they were
-// before the attempt; attempt is -1 (and nothing changes) when the record
-// is already final, and the reply is {0} when the record is gone.
-// KEYS: msg. ARGV: nowMs.
-var beginScript = redis.NewScript(`
+// before the attempt, except ambiguous_at, which is as the guard found it
+// (see guardLua). attempt is AttemptFinal or AttemptRefused when nothing
+// was counted, and the reply is {0} when the record is gone.
+// KEYS: msg. ARGV: nowMs, windowMs, held.
+var beginScript = redis.NewScript(guardLua + `
 local h = redis.call('HGETALL', KEYS[1])
-local status
+local status, attempts, amb, began, updated
 for i = 1, #h, 2 do
-  if h[i] == 'status' then status = h[i + 1] break end
+  local k = h[i]
+  if k == 'status' then status = h[i + 1]
+  elseif k == 'attempts' then attempts = h[i + 1]
+  elseif k == 'ambiguous_at' then amb = h[i + 1]
+  elseif k == 'attempt_at' then began = h[i + 1]
+  elseif k == 'updated_at' then updated = h[i + 1] end
 end
 if not status then return {0} end
 if status == 'sent' or status == 'delivered' or status == 'failed' then
   table.insert(h, 1, -1)
   return h
 end
-redis.call('HSET', KEYS[1], 'status', 'sending', 'updated_at', ARGV[1])
+local found, refused = guard(status, attempts, amb, began, updated)
+if found and found ~= amb then
+  table.insert(h, 'ambiguous_at')
+  table.insert(h, found)
+end
+if refused then
+  table.insert(h, 1, -2)
+  return h
+end
+redis.call('HSET', KEYS[1], 'status', 'sending', 'updated_at', ARGV[1], 'attempt_at', ARGV[1])
 table.insert(h, 1, redis.call('HINCRBY', KEYS[1], 'attempts', 1))
 return h
 `)
 
-// Begin loads a message record and, unless it is already final, records
-// that an attempt starts: Load then MarkSending in one round trip. It
-// returns the record as it was before the attempt and the attempt's number
-// (-1: the record is final and nothing changed); ErrNotFound when the
-// record is gone. A request that cannot be decoded (only a record written
-// by something else) is an error as with Load, but its attempt is counted
-// already.
-func (s *Store) Begin(ctx context.Context, id string, now time.Time) (*Record, int, error) {
-	vals, err := beginScript.Run(ctx, s.rdb, []string{s.keys.msg(id)}, now.UnixMilli()).Slice()
+// Begin loads a message record and, unless it is already final or g
+// refuses a resend, records that an attempt starts: Load then MarkSending
+// in one round trip. It returns the record as it was before the attempt
+// (with AmbiguousAt as the guard found it) and the attempt's number
+// (AttemptFinal or AttemptRefused: nothing changed but AmbiguousAt);
+// ErrNotFound when the record is gone. A request that cannot be decoded
+// (only a record written by something else) is an error as with Load, but
+// its attempt is counted already.
+func (s *Store) Begin(ctx context.Context, id string, now time.Time, g Guard) (*Record, int, error) {
+	vals, err := beginScript.Run(ctx, s.rdb, []string{s.keys.msg(id)}, now.UnixMilli(), g.Window.Milliseconds(), g.Held).Slice()
 	if err != nil {
 		return nil, 0, unavailable("begin", err)
 	}
@@ -430,6 +548,10 @@ type Settlement struct {
 	// QuotaDay names the app's quota day (pacing.Reset.Day) whose send
 	// counter a SettleSent increments; empty: the Asia/Shanghai date.
 	QuotaDay string
+	// AmbiguousAt, when not zero, is when this attempt began, and says
+	// that its outcome is unknown (WeChat may have sent the message): the
+	// record keeps the earliest such time (see Guard).
+	AmbiguousAt time.Time
 }
 
 // settleScript records an outcome and acknowledges the stream entry in one
@@ -439,6 +561,9 @@ type Settlement struct {
 // KEYS[6]), in the same step that writes the msgid index: see delivery.go. A send counts in the app's
 // daily counter (KEYS[8]); a final status goes to the webhook outbox
 // (KEYS[9]) when the app's event policy (ARGV[15]) asks for it.
+// An attempt whose outcome is unknown (ARGV[17], its start in ms; 0: the
+// outcome is known) sets the record's ambiguous_at unless it holds an
+// earlier time.
 // The attempt number (ARGV[16], 0: none) fences a settlement: when the
 // record's attempts differ, another worker has taken the message over
 // since (it was reclaimed after the visibility timeout and attempted
@@ -448,7 +573,8 @@ type Settlement struct {
 // "failed" or ""), its failure reason}.
 // KEYS: msg, stream, delayed, dlq, msgidx, early, wait, quota, outbox.
 // ARGV: group, streamID, kind, nowMs, msgid, dueMs, reason, hasErr, errcode,
-// errmsg, retentionSec, refund, id, quotaTTLSec, events, attempt.
+// errmsg, retentionSec, refund, id, quotaTTLSec, events, attempt,
+// ambiguousMs.
 var settleScript = redis.NewScript(`
 if ARGV[16] ~= '0' and ARGV[3] ~= 'drop' then
   local attempts = redis.call('HGET', KEYS[1], 'attempts')
@@ -463,6 +589,10 @@ if exists and ARGV[3] ~= 'drop' then
     redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
     if ARGV[8] == '1' then
       redis.call('HSET', KEYS[1], 'last_errcode', ARGV[9], 'last_errmsg', ARGV[10])
+    end
+    if ARGV[17] ~= '0' then
+      local amb = redis.call('HGET', KEYS[1], 'ambiguous_at')
+      if not amb or tonumber(ARGV[17]) < tonumber(amb) then redis.call('HSET', KEYS[1], 'ambiguous_at', ARGV[17]) end
     end
     if ARGV[3] == 'sent' then
       redis.call('HSET', KEYS[1], 'status', 'sent', 'msgid', ARGV[5], 'sent_at', ARGV[4])
@@ -534,7 +664,7 @@ func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Tim
 			s.keys.app(st.App, "wait"), s.keys.quota(st.App, day), s.keys.outbox()},
 		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, due, st.Reason,
 		b2s(st.HasErr), st.ErrCode, st.ErrMsg, int64(s.opts.Retention.Seconds()), b2s(st.Refund), e.MessageID,
-		int64(s.opts.QuotaDayTTL.Seconds()), s.events(st.App), st.Attempt,
+		int64(s.opts.QuotaDayTTL.Seconds()), s.events(st.App), st.Attempt, msArg(st.AmbiguousAt),
 	).Slice()
 	if err == nil && len(vals) != 3 {
 		err = fmt.Errorf("unexpected reply of %d values", len(vals))
@@ -552,6 +682,14 @@ func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Tim
 	early, _ := vals[1].(string)
 	reason, _ := vals[2].(string)
 	return Settled{Early: DeliveryOutcome(early), EarlyReason: reason}, nil
+}
+
+// msArg is t in ms as a script argument; 0 for the zero time.
+func msArg(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
 }
 
 // ErrStale is what Settle answers when another worker took the message

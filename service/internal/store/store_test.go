@@ -127,7 +127,7 @@ func TestQueueLifecycle(t *testing.T) {
 	require.Len(t, entries, 3)
 	assert.Equal(t, []string{"a", "b", "c"}, []string{entries[0].MessageID, entries[1].MessageID, entries[2].MessageID})
 
-	n, err := s.MarkSending(ctx, "a", now)
+	n, _, err := s.MarkSending(ctx, "a", now, store.Guard{})
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 	require.NoError(t, settleErr(s.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: "default", MsgID: 3717005636572528642}, now.Add(time.Second))))
@@ -140,14 +140,14 @@ func TestQueueLifecycle(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "a", id, "the msgid index points back to the message")
 
-	_, _ = s.MarkSending(ctx, "b", now)
+	_, _, _ = s.MarkSending(ctx, "b", now, store.Guard{})
 	require.NoError(t, settleErr(s.Settle(ctx, entries[1], store.Settlement{Kind: store.SettleRetry, Due: now.Add(time.Minute), HasErr: true, ErrCode: -1, ErrMsg: "system error"}, now)))
 	b, _ := s.Get(ctx, "b")
 	assert.Equal(t, service.StatusRetrying, b.Status)
 	assert.Equal(t, &service.SendError{ErrCode: -1, ErrMsg: "system error"}, b.LastError)
 	assert.Equal(t, 1, b.Attempts)
 
-	_, _ = s.MarkSending(ctx, "c", now)
+	_, _, _ = s.MarkSending(ctx, "c", now, store.Guard{})
 	require.NoError(t, settleErr(s.Settle(ctx, entries[2], store.Settlement{Kind: store.SettleFail, Reason: service.ReasonPermanentErrcode, HasErr: true, ErrCode: 43004, ErrMsg: "require subscribe"}, now)))
 	c, _ := s.Get(ctx, "c")
 	assert.Equal(t, service.StatusFailed, c.Status)
@@ -173,10 +173,10 @@ func TestQueueLifecycle(t *testing.T) {
 	require.Len(t, again, 1)
 	assert.Equal(t, "b", again[0].MessageID)
 
-	n, err = s.MarkSending(ctx, "a", now)
+	n, _, err = s.MarkSending(ctx, "a", now, store.Guard{})
 	require.NoError(t, err)
 	assert.Equal(t, -1, n, "a final record is not marked sending again (reclaim race)")
-	n, err = s.MarkSending(ctx, "no-such-message", now)
+	n, _, err = s.MarkSending(ctx, "no-such-message", now, store.Guard{})
 	require.NoError(t, err)
 	assert.Equal(t, 0, n)
 
@@ -193,7 +193,7 @@ func TestRefundedRetryDoesNotCountAnAttempt(t *testing.T) {
 	require.NoError(t, err)
 	entries, err := s.Read(ctx, "w", 1, 10*time.Millisecond)
 	require.NoError(t, err)
-	_, _ = s.MarkSending(ctx, "q", now)
+	_, _, _ = s.MarkSending(ctx, "q", now, store.Guard{})
 	require.NoError(t, settleErr(s.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleRetry, Due: now, Refund: true}, now)))
 	q, _ := s.Get(ctx, "q")
 	assert.Equal(t, 0, q.Attempts, "pacing and quota waits are not attempts")
@@ -289,7 +289,7 @@ func TestStaleSettleIsFenced(t *testing.T) {
 	entries, err := s.Read(ctx, "a", 1, 10*time.Millisecond)
 	require.NoError(t, err)
 	require.Len(t, entries, 1)
-	first, err := s.MarkSending(ctx, "f", now)
+	first, _, err := s.MarkSending(ctx, "f", now, store.Guard{})
 	require.NoError(t, err)
 	require.Equal(t, 1, first)
 
@@ -306,7 +306,7 @@ func TestStaleSettleIsFenced(t *testing.T) {
 	claimed, err := s.Reclaim(ctx, "b", minIdle, 10)
 	require.NoError(t, err)
 	require.Len(t, claimed, 1)
-	second, err := s.MarkSending(ctx, "f", now)
+	second, _, err := s.MarkSending(ctx, "f", now, store.Guard{})
 	require.NoError(t, err)
 	require.Equal(t, 2, second)
 
@@ -337,7 +337,7 @@ func TestBeginIsLoadThenMarkSending(t *testing.T) {
 
 	loaded, err := s.Load(ctx, "b1")
 	require.NoError(t, err)
-	rec, n, err := s.Begin(ctx, "b1", now.Add(time.Second))
+	rec, n, err := s.Begin(ctx, "b1", now.Add(time.Second), store.Guard{})
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 	assert.Equal(t, loaded, rec, "the record as it was before the attempt")
@@ -347,7 +347,7 @@ func TestBeginIsLoadThenMarkSending(t *testing.T) {
 	assert.Equal(t, 1, after.Attempts)
 	assert.True(t, after.UpdatedAt.Equal(now.Add(time.Second)), "updated_at %v", after.UpdatedAt)
 
-	rec, n, err = s.Begin(ctx, "b1", now.Add(2*time.Second))
+	rec, n, err = s.Begin(ctx, "b1", now.Add(2*time.Second), store.Guard{})
 	require.NoError(t, err)
 	assert.Equal(t, 2, n)
 	assert.Equal(t, service.StatusSending, rec.Status)
@@ -358,7 +358,7 @@ func TestBeginIsLoadThenMarkSending(t *testing.T) {
 	require.NoError(t, settleErr(s.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleFail, Reason: "x", App: "default"}, now)))
 	final, err := s.Load(ctx, "b1")
 	require.NoError(t, err)
-	rec, n, err = s.Begin(ctx, "b1", now.Add(3*time.Second))
+	rec, n, err = s.Begin(ctx, "b1", now.Add(3*time.Second), store.Guard{})
 	require.NoError(t, err)
 	assert.Equal(t, -1, n, "a final record is not attempted again")
 	assert.Equal(t, final, rec)
@@ -366,6 +366,6 @@ func TestBeginIsLoadThenMarkSending(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, final, unchanged, "Begin changed nothing")
 
-	_, _, err = s.Begin(ctx, "no-such-message", now)
+	_, _, err = s.Begin(ctx, "no-such-message", now, store.Guard{})
 	assert.ErrorIs(t, err, store.ErrNotFound)
 }

@@ -46,8 +46,8 @@ type Queue interface {
 	Read(ctx context.Context, consumer string, count int, block time.Duration) ([]store.Entry, error)
 	Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]store.Entry, error)
 	Load(ctx context.Context, id string) (*store.Record, error)
-	MarkSending(ctx context.Context, id string, now time.Time) (int, error)
-	Begin(ctx context.Context, id string, now time.Time) (*store.Record, int, error)
+	MarkSending(ctx context.Context, id string, now time.Time, g store.Guard) (int, time.Time, error)
+	Begin(ctx context.Context, id string, now time.Time, g store.Guard) (*store.Record, int, error)
 	Settle(ctx context.Context, e store.Entry, st store.Settlement, now time.Time) (store.Settled, error)
 	MoveDue(ctx context.Context, now time.Time, limit int) (int, error)
 	Release(ctx context.Context, e store.Entry) error
@@ -115,6 +115,13 @@ type Options struct {
 	Logger    *slog.Logger
 	Metrics   *metrics.Metrics
 	Rand      *rand.Rand // jitter; nil: a time-seeded source
+
+	// DedupWindow is how long WeChat drops a resend with the same
+	// client_msg_id (default 10 min). After an attempt whose outcome is
+	// unknown (WeChat may have sent the message), a resend may begin only
+	// until DedupWindow less DedupMargin after that attempt began; a
+	// message that would need a later resend fails as unconfirmed.
+	DedupWindow time.Duration
 }
 
 func (o *Options) defaults() {
@@ -143,6 +150,7 @@ func (o *Options) defaults() {
 	def(&o.SlotWait, 300*time.Millisecond)
 	def(&o.SlotGrace, 100*time.Millisecond)
 	def(&o.Drain, 10*time.Second)
+	def(&o.DedupWindow, 10*time.Minute)
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -155,6 +163,15 @@ func (o *Options) defaults() {
 	if o.Rand == nil {
 		o.Rand = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x776f726b))
 	}
+}
+
+// DedupMargin is how much earlier than WeChat's dedup window a resend
+// must begin: the send timeout (the resend may reach WeChat only that late,
+// plus a token fetch) and a tenth of the window for the clocks of the
+// instances and WeChat's (60 s of a 10 min window, so the last resend
+// begins at 8 min 50 s with the default 10 s send timeout).
+func DedupMargin(window, sendTimeout time.Duration) time.Duration {
+	return sendTimeout + window/10
 }
 
 // App is one app's pacing settings.
@@ -196,6 +213,15 @@ type Worker struct {
 	o      Options
 	apps   map[string]*appRuntime
 	randMu sync.Mutex
+	// resendWindow is how long after an attempt with an unknown outcome
+	// began a resend may still begin (DedupWindow less DedupMargin).
+	resendWindow time.Duration
+}
+
+// guard is what the store checks before it counts an attempt; held is the
+// attempt number this worker holds already (0: none).
+func (w *Worker) guard(held int) store.Guard {
+	return store.Guard{Window: w.resendWindow, Held: held}
 }
 
 // New returns a Worker; Run starts it.
@@ -204,7 +230,11 @@ func New(q Queue, tokens Tokens, sender Sender, opts Options) (*Worker, error) {
 		return nil, errors.New("worker: consumer name is required")
 	}
 	opts.defaults()
-	w := &Worker{q: q, tokens: tokens, sender: sender, o: opts, apps: map[string]*appRuntime{}}
+	margin := DedupMargin(opts.DedupWindow, opts.SendTimeout)
+	if opts.DedupWindow <= margin {
+		return nil, fmt.Errorf("worker: dedup window %s leaves no time to resend: it must be longer than its safety margin %s (the send timeout plus a tenth of the window)", opts.DedupWindow, margin)
+	}
+	w := &Worker{q: q, tokens: tokens, sender: sender, o: opts, apps: map[string]*appRuntime{}, resendWindow: opts.DedupWindow - margin}
 	for _, a := range opts.Apps {
 		if a.Reset.Loc == nil {
 			a.Reset = pacing.DefaultReset()
@@ -372,10 +402,11 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		rec     *store.Record
 		attempt int // counted already when > 0
 		err     error
+		start   = w.o.Now()
 	)
 	fast := !e.Probe && w.allFree()
 	if fast {
-		rec, attempt, err = w.q.Begin(ctx, e.MessageID, w.o.Now())
+		rec, attempt, err = w.q.Begin(ctx, e.MessageID, start, w.guard(0))
 	} else {
 		rec, err = w.q.Load(ctx, e.MessageID)
 	}
@@ -393,18 +424,29 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		}
 		log.Warn("cannot load message; leaving it to be reclaimed", "err", err)
 		return
+	case attempt == store.AttemptRefused:
+		log = log.With("app", rec.App)
+		st := w.unconfirmed(log, rec, store.Settlement{App: rec.App, Attempt: rec.Attempts})
+		if res, ok := w.settle(ctx, log, e, st); ok {
+			w.observe(rec, st, res)
+		}
+		return
 	case rec.Status.Terminal() || attempt < 0:
 		w.settle(ctx, log, e, store.Settlement{Kind: store.SettleDrop, App: rec.App})
 		return
 	}
 	log = log.With("app", rec.App)
 	rt := w.app(rec.App)
-	if !fast && !w.admit(ctx, log, e, rt) {
+	// A message that may have reached the user already is resent inside
+	// WeChat's dedup window even while its app is paused (see hold): held
+	// behind the pause, it could only fail as unconfirmed afterwards.
+	resend := rt.paused() && !rec.Unconfirmed().IsZero()
+	if !fast && !resend && !w.admit(ctx, log, e, rt) {
 		return
 	}
 	w.o.Metrics.InFlight.Inc()
 	defer w.o.Metrics.InFlight.Dec()
-	st, ok := w.attempt(ctx, log, e, rec, rt, attempt)
+	st, ok := w.attempt(ctx, log, e, rec, rt, attempt, start)
 	if !ok {
 		// Nothing was attempted and nothing can be recorded now: leave the
 		// entry unacknowledged; it is reclaimed after the visibility timeout.
@@ -468,25 +510,31 @@ func (w *Worker) allFree() bool {
 }
 
 // attempt makes one send (two when the token was stale) and decides. It
-// counts the attempt first unless counted is its number already (> 0). It
-// reports false when the attempt could not even be recorded (Redis error).
-func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, rec *store.Record, rt *appRuntime, counted int) (store.Settlement, bool) {
+// counts the attempt first unless counted is its number already (> 0,
+// counted at start). It reports false when the attempt could not even be
+// recorded (Redis error).
+func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, rec *store.Record, rt *appRuntime, counted int, start time.Time) (store.Settlement, bool) {
 	attempt := counted
 	if attempt <= 0 {
-		n, err := w.q.MarkSending(ctx, rec.ID, w.o.Now())
+		start = w.o.Now()
+		n, amb, err := w.q.MarkSending(ctx, rec.ID, start, w.guard(0))
 		if err != nil {
 			w.o.Metrics.RedisErrors.WithLabelValues("mark_sending").Inc()
 			log.Warn("cannot record the attempt; leaving the message to be reclaimed", "err", err)
 			return store.Settlement{}, false
 		}
+		if n == store.AttemptRefused {
+			rec.AmbiguousAt = amb
+			return w.unconfirmed(log, rec, store.Settlement{Attempt: rec.Attempts}), true
+		}
 		if n <= 0 { // gone, or finished by another worker meanwhile
 			return store.Settlement{Kind: store.SettleDrop}, true
 		}
-		attempt = n
+		attempt, rec.AmbiguousAt = n, amb
 	}
 	tok, err := w.tokens.Token(ctx, rec.App)
 	if err != nil {
-		st := w.tokenFailure(ctx, log, e, rt, attempt, err)
+		st := w.tokenFailure(ctx, log, e, rec, rt, attempt, err)
 		st.Attempt = attempt
 		return st, true
 	}
@@ -500,13 +548,35 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 		deleted, ierr := w.tokens.Invalidate(ctx, rec.App, tok)
 		log.Info("access token rejected; refreshing and retrying once", "errcode", wechat.Code(err), "deleted", deleted, "invalidate_err", ierr)
 		if tok, terr := w.tokens.Token(ctx, rec.App); terr == nil {
-			if n, merr := w.q.MarkSending(ctx, rec.ID, w.o.Now()); merr == nil && n > 0 {
+			// The resend is an attempt of its own, counted and guarded as
+			// the first was; without its record it is not made (the token
+			// error stands and the message is retried later).
+			n, amb, merr := w.q.MarkSending(ctx, rec.ID, w.o.Now(), w.guard(attempt))
+			switch {
+			case merr != nil:
+				w.o.Metrics.RedisErrors.WithLabelValues("mark_sending").Inc()
+				log.Warn("cannot record the resend after the token refresh; the message is retried later", "err", merr)
+			case n == store.AttemptRefused:
+				rec.AmbiguousAt = amb
+				return w.unconfirmed(log, rec, store.Settlement{Attempt: attempt}), true
+			case n <= 0:
+				return store.Settlement{Kind: store.SettleDrop}, true
+			default:
 				attempt = n
+				msgid, err = w.send(ctx, rec, tok, msg)
 			}
-			msgid, err = w.send(ctx, rec, tok, msg)
 		}
 	}
+	// An answer that leaves open whether WeChat sent the message starts
+	// the dedup window at this attempt's start, unless an earlier one did.
+	ambiguous := wechat.Ambiguous(err)
+	if ambiguous && (rec.AmbiguousAt.IsZero() || start.Before(rec.AmbiguousAt)) {
+		rec.AmbiguousAt = start
+	}
 	st, pause := w.decide(log, rec, rt, e, attempt, msgid, err)
+	if ambiguous {
+		st.AmbiguousAt = start
+	}
 	if pause != nil {
 		w.pause(ctx, log, rt, *pause)
 	}
@@ -522,7 +592,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 // token endpoint pauses the app (the message waits in the wait set); an
 // unknown app fails the message; anything else is retried later without
 // spending the attempt.
-func (w *Worker) tokenFailure(ctx context.Context, log *slog.Logger, e store.Entry, rt *appRuntime, attempt int, err error) store.Settlement {
+func (w *Worker) tokenFailure(ctx context.Context, log *slog.Logger, e store.Entry, rec *store.Record, rt *appRuntime, attempt int, err error) store.Settlement {
 	now := w.o.Now()
 	st := store.Settlement{HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error(), Refund: true}
 	if errors.Is(err, token.ErrUnknownApp) {
@@ -539,12 +609,10 @@ func (w *Worker) tokenFailure(ctx context.Context, log *slog.Logger, e store.Ent
 	}
 	if p != nil {
 		w.pause(ctx, log, rt, *p)
-		st.Kind = store.SettlePark
-		return st
+		return w.hold(log, rec, st, p, 0)
 	}
 	log.Warn("no access token; the message waits", "err", err, "class", wechat.Classify(err))
-	st.Kind, st.Due = store.SettleRetry, now.Add(w.backoff(attempt))
-	return st
+	return w.hold(log, rec, st, nil, w.backoff(attempt))
 }
 
 // pauseFor returns the pause an error calls for: 45011 pauses the app for
@@ -678,23 +746,86 @@ func (w *Worker) decide(log *slog.Logger, rec *store.Record, rt *appRuntime, e s
 		// Pacing, quota and app-level errors pause the app; the message
 		// waits in the app's wait set without spending an attempt.
 		w.o.Metrics.Retries.WithLabelValues(rec.App, class.String()).Inc()
-		errSt.Kind, errSt.Refund = store.SettlePark, true
-		return errSt, p
+		errSt.Refund = true
+		return w.hold(log, rec, errSt, p, 0), p
 	}
 	// ClassRetry, and ClassTokenInvalid after the one immediate retry.
-	return w.retryLater(rec, attempt, err), nil
+	return w.retryLater(log, rec, attempt, err), nil
 }
 
 // retryLater schedules a retry with full-jitter backoff, or fails the
 // message once its attempts are used up.
-func (w *Worker) retryLater(rec *store.Record, attempt int, err error) store.Settlement {
+func (w *Worker) retryLater(log *slog.Logger, rec *store.Record, attempt int, err error) store.Settlement {
 	st := store.Settlement{HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}
 	if attempt >= w.o.MaxAttempts {
 		st.Kind, st.Reason = store.SettleFail, service.ReasonAttemptsExhausted
 		return st
 	}
-	w.o.Metrics.Retries.WithLabelValues(rec.App, wechat.Classify(err).String()).Inc()
-	st.Kind, st.Due = store.SettleRetry, w.o.Now().Add(w.backoff(attempt))
+	st = w.hold(log, rec, st, nil, w.backoff(attempt))
+	if st.Kind == store.SettleRetry {
+		w.o.Metrics.Retries.WithLabelValues(rec.App, wechat.Classify(err).String()).Inc()
+	}
+	return st
+}
+
+// hold makes st a retry after delay, or, when the app is paused (p), a
+// park in the app's wait set until the pause ends. For a message that may
+// have reached the user already (rec.AmbiguousAt: an attempt with an
+// unknown outcome), the next resend must begin before that attempt's
+// start plus the resend window (the store's guard refuses it later), and
+// a little earlier still (resendSlack) so that moving it back to the queue
+// and picking it up fit in:
+//   - a retry's backoff is capped to end by then;
+//   - it is parked only behind a pause that ends by then; behind a longer
+//     pause (a 45009 until the quota reset, an app stopped until an
+//     operator acts, a 45011 when little of the window is left) it would
+//     wait only to fail as unconfirmed, so it is scheduled instead as a
+//     retry at the last moment inside the window, when the pause has had
+//     the most time to lift (a quota cleared, a minute passed): the resend
+//     goes through the pause (see process) and is absorbed by WeChat if
+//     the first attempt got through, or answered with the pause's errcode
+//     again;
+//   - when no time is left for a resend, the message fails now as
+//     unconfirmed rather than wait for nothing.
+func (w *Worker) hold(log *slog.Logger, rec *store.Record, st store.Settlement, p *store.Pause, delay time.Duration) store.Settlement {
+	now := w.o.Now()
+	if rec.AmbiguousAt.IsZero() {
+		if p != nil {
+			st.Kind = store.SettlePark
+		} else {
+			st.Kind, st.Due = store.SettleRetry, now.Add(delay)
+		}
+		return st
+	}
+	last := rec.AmbiguousAt.Add(w.resendWindow - w.resendSlack()) // the latest due time of a resend
+	if !now.Before(last) {
+		return w.unconfirmed(log, rec, st)
+	}
+	if p != nil {
+		if !p.Until.IsZero() && !p.Until.After(last) {
+			st.Kind = store.SettlePark
+			return st
+		}
+		delay = last.Sub(now)
+	}
+	st.Kind, st.Due = store.SettleRetry, now.Add(min(delay, last.Sub(now)))
+	return st
+}
+
+// resendSlack is how much earlier than the end of the resend window a
+// resend is scheduled: a due retry waits up to MoveEvery to go back to the
+// queue, and as long again to be picked up.
+func (w *Worker) resendSlack() time.Duration { return 2 * w.o.MoveEvery }
+
+// unconfirmed makes st the failure of a message that is not resent: an
+// earlier attempt may have reached the user and WeChat's dedup window for
+// it is over (or ends before a resend could begin), so a resend could
+// deliver it twice. It logs the failure at ERROR, with the message's id
+// and never its content.
+func (w *Worker) unconfirmed(log *slog.Logger, rec *store.Record, st store.Settlement) store.Settlement {
+	st.Kind, st.Reason, st.Refund, st.Due = store.SettleFail, service.ReasonUnconfirmed, false, time.Time{}
+	log.Error("message NOT resent, failed as unconfirmed: an earlier attempt may have reached the user (its answer was lost) and WeChat's dedup window for it is over, so a resend could deliver it twice",
+		"ambiguous_since", rec.AmbiguousAt, "dedup_window", w.o.DedupWindow)
 	return st
 }
 
