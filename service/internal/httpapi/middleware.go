@@ -120,42 +120,55 @@ func (a *api) recover(c *gin.Context) {
 	c.Next()
 }
 
-// auth requires "Authorization: Bearer <key>" with one of the API keys.
-// It runs before any body is read. Without keys (InsecureNoAuth) it lets
-// every request through.
+// auth requires "Authorization: Bearer <key>" with one of the API keys,
+// and records which one for the rate limits. It runs before any body is
+// read. Without keys (InsecureNoAuth) it lets every request through.
 func (a *api) auth(c *gin.Context) {
 	if len(a.keys) == 0 {
 		c.Next()
 		return
 	}
 	token, ok := bearerToken(c.GetHeader("Authorization"))
-	if !ok || !a.validKey(token) {
+	idx := -1
+	if ok {
+		idx = a.keyIndex(token)
+	}
+	if idx < 0 {
 		c.Header("WWW-Authenticate", "Bearer")
 		a.abort(c, http.StatusUnauthorized, &service.Error{Code: service.CodeUnauthorized, Message: "missing or invalid API key"})
 		return
 	}
+	c.Set(keyIndexKey, idx)
 	c.Next()
 }
 
-// validKey compares the SHA-256 of token with that of every key in
-// constant time: hashing hides the keys' lengths, and the loop visits all
-// keys whether or not one matched.
-func (a *api) validKey(token string) bool {
+// keyIndex returns the position of token among the API keys, or -1. It
+// compares the SHA-256 of token with that of every key in constant time:
+// hashing hides the keys' lengths, and the loop visits all keys whether or
+// not one matched.
+func (a *api) keyIndex(token string) int {
 	sum := sha256.Sum256([]byte(token))
-	match := 0
+	idx := -1
 	for i := range a.keys {
-		match |= subtle.ConstantTimeCompare(sum[:], a.keys[i][:])
+		idx = subtle.ConstantTimeSelect(subtle.ConstantTimeCompare(sum[:], a.keys[i][:]), i, idx)
 	}
-	return match == 1
+	return idx
 }
 
 // bearerToken returns the token of an "Authorization: Bearer <token>"
-// header value (the scheme is case-insensitive).
+// header value: the scheme (case-insensitive, RFC 7235), exactly one
+// space, and a token of visible ASCII characters (RFC 6750's b64token
+// and more) with nothing after it.
 func bearerToken(h string) (string, bool) {
-	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	const scheme = "Bearer "
+	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
 		return "", false
 	}
-	token = strings.TrimSpace(token)
-	return token, token != ""
+	token := h[len(scheme):]
+	for i := 0; i < len(token); i++ {
+		if token[i] <= ' ' || token[i] > '~' {
+			return "", false
+		}
+	}
+	return token, true
 }
