@@ -97,6 +97,11 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"AES key without callback token", []string{"-config", write("f.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "apps[0].encoding_aes_key: needs a callback_token"},
 		{"previous AES key alone", []string{"-config", write("g.yaml", "apps:\n  - {name: a, appid: wx1, secret: s, callback_token: t, previous_encoding_aes_key: bW9ja3d4LWRlbW8tZW5jb2RpbmctYWVzLWtleS0wMDE}\n")}, withKeys, "apps[0].previous_encoding_aes_key: needs an encoding_aes_key"},
 		{"missing apps file", []string{"-config", filepath.Join(dir, "none.yaml")}, withKeys, "apps file"},
+		{"write timeout shorter than read timeout", []string{"-read-timeout", "20s", "-write-timeout", "10s"}, withKeys, "write-timeout 10s is shorter than read-timeout 20s"},
+		{"negative max conns", []string{"-max-conns", "-1"}, withKeys, "max-conns must not be negative"},
+		{"negative rate limit", []string{"-rate-limit-per-key", "-2"}, withKeys, "rate-limit-per-key: must be > 0"},
+		{"infinite global rate", []string{"-rate-limit-global", "+Inf"}, withKeys, "rate-limit-global: must be > 0"},
+		{"negative burst", []string{"-rate-limit-global", "5", "-rate-burst-global", "-1"}, withKeys, "rate-limit-global burst"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -106,6 +111,40 @@ func TestLoadConfigErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 			assert.False(t, strings.Contains(err.Error(), "app-secret-value"), "no secret in errors")
 		})
+	}
+}
+
+// TestLoadConfigHTTPBounds: the server bounds and inbound rate limits come
+// from flags and WXPUSH_* variables, with defaults, and all appear in -h.
+func TestLoadConfigHTTPBounds(t *testing.T) {
+	env := map[string]string{
+		EnvAPIKeys: "a-long-enough-api-key-01", EnvAppID: "wx0123456789abcdef", EnvAppSecret: "app-secret-value",
+		"WXPUSH_READ_TIMEOUT": "5s", "WXPUSH_MAX_CONNS": "300", "WXPUSH_RATE_LIMIT_PER_KEY": "12.5", "WXPUSH_RATE_BURST_PER_KEY": "20",
+	}
+	cfg, err := LoadConfig([]string{"-rate-limit-global", "500", "-rate-burst-global", "100", "-idle-timeout", "30s"}, envOf(env), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 5*time.Second, cfg.ReadTimeout)
+	assert.Equal(t, DefaultWriteTimeout, cfg.WriteTimeout, "default")
+	assert.Equal(t, 30*time.Second, cfg.IdleTimeout)
+	assert.Equal(t, 300, cfg.MaxConns)
+	assert.Equal(t, 12.5, cfg.RateLimitPerKey)
+	assert.Equal(t, 20, cfg.RateBurstPerKey)
+	assert.Equal(t, 500.0, cfg.RateLimitGlobal)
+	assert.Equal(t, 100, cfg.RateBurstGlobal)
+
+	cfg, err = LoadConfig(nil, envOf(map[string]string{EnvAPIKeys: "a-long-enough-api-key-01", EnvAppID: "wx1", EnvAppSecret: "s"}), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, DefaultReadTimeout, cfg.ReadTimeout)
+	assert.Equal(t, DefaultMaxConns, cfg.MaxConns)
+	assert.Zero(t, cfg.RateLimitPerKey, "no inbound limit by default")
+	assert.Zero(t, cfg.RateLimitGlobal)
+
+	var help bytes.Buffer
+	_, err = LoadConfig([]string{"-h"}, envOf(nil), &help)
+	require.Error(t, err)
+	for _, name := range []string{"read-timeout", "write-timeout", "idle-timeout", "max-conns", "rate-limit-per-key", "rate-burst-per-key", "rate-limit-global", "rate-burst-global"} {
+		assert.Contains(t, help.String(), "-"+name, "-h lists -%s", name)
+		assert.Contains(t, help.String(), "WXPUSH_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_")), "-h names the variable of -%s", name)
 	}
 }
 
