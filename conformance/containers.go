@@ -295,6 +295,9 @@ func (e *containerEnv) serviceEnv(i int) map[string]string {
 		"WXPUSH_PACE_DELAY": o.PaceDelay.String(), "WXPUSH_QUOTA_DELAY": o.QuotaDelay.String(), "WXPUSH_APP_DELAY": o.AppDelay.String(),
 		"WXPUSH_INSTANCE": fmt.Sprintf("conformance-%d", i), "LOG_LEVEL": "info",
 	}
+	if o.ReadTimeout > 0 {
+		env["WXPUSH_READ_TIMEOUT"], env["WXPUSH_WRITE_TIMEOUT"] = o.ReadTimeout.String(), (2 * o.ReadTimeout).String()
+	}
 	if o.CallbackMode != "" {
 		env["WXPUSH_CALLBACK_TOKEN"] = e.app.CallbackToken
 		env["WXPUSH_ENCODING_AES_KEY"] = e.app.EncodingAESKey

@@ -73,6 +73,9 @@ type Options struct {
 	// RateLimit is the app's send rate limit in messages/s across all
 	// instances (0: none).
 	RateLimit float64
+	// ReadTimeout is the service's bound on reading one request, headers
+	// and body (0: wxpushd's default); the write timeout is twice it.
+	ReadTimeout time.Duration
 }
 
 // Service settings every backend gives wxpushd, so retries are fast.
