@@ -131,8 +131,11 @@ func (s *keyScanner) object(mode keyMode, shallow bool) (string, bool) {
 		return "", false
 	}
 	s.i++
+	// The first keys are compared in place; an object with more goes to a
+	// map. (The array must not have its address taken: it stays on the
+	// stack.)
 	var small [16][]byte
-	seen := small[:0]
+	n := 0
 	var many map[string]struct{}
 	for {
 		s.ws()
@@ -145,7 +148,28 @@ func (s *keyScanner) object(mode keyMode, shallow bool) (string, bool) {
 			continue
 		}
 		key := s.str()
-		if dup := s.remember(&seen, &many, key, mode); dup {
+		dup := false
+		if many == nil && n < len(small) {
+			for _, k := range small[:n] {
+				if mode == mapKeys && bytes.Equal(k, key) || mode == structKeys && bytes.EqualFold(k, key) {
+					dup = true
+					break
+				}
+			}
+			small[n] = key
+			n++
+		} else {
+			if many == nil {
+				many = make(map[string]struct{}, 2*n)
+				for _, k := range small[:n] {
+					many[foldKey(k, mode)] = struct{}{}
+				}
+			}
+			f := foldKey(key, mode)
+			_, dup = many[f]
+			many[f] = struct{}{}
+		}
+		if dup {
 			return string(key), true
 		}
 		s.ws()
@@ -160,32 +184,6 @@ func (s *keyScanner) object(mode keyMode, shallow bool) (string, bool) {
 			return string(key) + "." + path, true
 		}
 	}
-}
-
-// remember adds key to the keys seen in an object and reports whether an
-// equal one was there already.
-func (s *keyScanner) remember(seen *[][]byte, many *map[string]struct{}, key []byte, mode keyMode) bool {
-	if *many == nil && len(*seen) < cap(*seen) {
-		for _, k := range *seen {
-			if mode == mapKeys && bytes.Equal(k, key) || mode == structKeys && bytes.EqualFold(k, key) {
-				return true
-			}
-		}
-		*seen = append(*seen, key)
-		return false
-	}
-	if *many == nil {
-		*many = make(map[string]struct{}, 2*len(*seen))
-		for _, k := range *seen {
-			(*many)[foldKey(k, mode)] = struct{}{}
-		}
-	}
-	f := foldKey(key, mode)
-	if _, ok := (*many)[f]; ok {
-		return true
-	}
-	(*many)[f] = struct{}{}
-	return false
 }
 
 // foldKey is the form in which two keys of a mode are equal when equal.

@@ -40,9 +40,14 @@ func checkTexts(req *service.SendRequest) *service.Error {
 // U+2066-U+2069), which could hide or reorder what a user reads.
 func checkText(field, s string) *service.Error {
 	if r, bad := badRune(s); bad {
-		return invalid(field, "%s must not hold control characters (except tab and newline) or bidirectional overrides; found %U", field, r)
+		return textError(field, r)
 	}
 	return nil
+}
+
+// textError is checkText's error for character r in field.
+func textError(field string, r rune) *service.Error {
+	return invalid(field, "%s must not hold control characters (except tab and newline) or bidirectional overrides; found %U", field, r)
 }
 
 // badRune returns the first refused character of s (see checkText). It
@@ -168,11 +173,11 @@ func validateData(data map[string]service.DataValue) *service.Error {
 		}
 		v := data[k]
 		field := "data." + k + ".value"
-		if e := checkText(field, v.Value); e != nil {
-			return e
+		if r, bad := badRune(v.Value); bad {
+			return textError(field, r)
 		}
-		if e := checkText("data."+k+".color", v.Color); e != nil {
-			return e
+		if r, bad := badRune(v.Color); bad { // the field name is built only for the error
+			return textError("data."+k+".color", r)
 		}
 		switch {
 		case v.Value == "":
