@@ -76,6 +76,10 @@ type Options struct {
 	// ReadTimeout is the service's bound on reading one request, headers
 	// and body (0: wxpushd's default); the write timeout is twice it.
 	ReadTimeout time.Duration
+	// InboundPerKey is the service's inbound rate limit in requests/s per
+	// API key (0: none), with burst InboundBurst (default 1).
+	InboundPerKey float64
+	InboundBurst  int
 }
 
 // Service settings every backend gives wxpushd, so retries are fast.
