@@ -373,6 +373,9 @@ func (c Config) Validate() error {
 		if len(k.Reveal()) < 16 {
 			errs = append(errs, fmt.Errorf("API key %d is shorter than 16 characters", i+1))
 		}
+		if strings.ContainsFunc(k.Reveal(), func(r rune) bool { return r <= ' ' || r > '~' }) {
+			errs = append(errs, fmt.Errorf("API key %d holds a space, a control or a non-ASCII character: no Bearer header could carry it", i+1))
+		}
 	}
 	if len(c.Apps) == 0 {
 		errs = append(errs, errors.New("no apps: set WXPUSH_APP_ID and WXPUSH_APP_SECRET, or WXPUSH_CONFIG"))

@@ -84,6 +84,8 @@ func TestLoadConfigErrors(t *testing.T) {
 	}{
 		{"no keys", nil, app, "WXPUSH_API_KEYS"},
 		{"short key", []string{"-api-keys", "short"}, app, "shorter than 16"},
+		{"key with a space", []string{"-api-keys", "a-long-enough api-key-01"}, app, "API key 1 holds a space"},
+		{"key with a non-ASCII character", []string{"-api-keys", "ok-key-0123456789abcdef,a-long-enough-api-key-é"}, app, "API key 2 holds"},
 		{"no apps", []string{"-api-keys", "a-long-enough-api-key-01"}, nil, "no apps"},
 		{"bad token mode", []string{"-token-mode", "fast"}, withKeys, "token mode"},
 		{"bad base URL", []string{"-wechat-base-url", "ftp://x"}, withKeys, "base URL"},

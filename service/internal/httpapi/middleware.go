@@ -73,11 +73,14 @@ func (a *api) observe(c *gin.Context) {
 	// Successes are counted by the metrics and logged at debug level only:
 	// at thousands of requests a second a line each is noise and cost.
 	// Client errors are logged at info, server errors at warn.
+	// A 429 is a client over its rate limit: counted in
+	// wxpush_http_rate_limited_total, logged at debug, so that a greedy
+	// client cannot flood the log either.
 	level := slog.LevelDebug
 	switch {
 	case status >= 500:
 		level = slog.LevelWarn
-	case status >= 400:
+	case status >= 400 && status != http.StatusTooManyRequests:
 		level = slog.LevelInfo
 	}
 	ctx := c.Request.Context()

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/gin-gonic/gin"
@@ -78,6 +79,17 @@ func TestRateLimitPerKey(t *testing.T) {
 	}
 	if got := seriesCount(e.metrics.RateLimited); got != 1 {
 		t.Errorf("%d rate limit series, want 1 (key 1 only)", got)
+	}
+	// A greedy client cannot flood the log: its 429s are at debug level.
+	// No key reaches the log.
+	logs := e.logs.String()
+	for line := range strings.SplitSeq(logs, "\n") {
+		if strings.Contains(line, `"status":429`) && !strings.Contains(line, `"level":"DEBUG"`) {
+			t.Errorf("429 logged above debug: %s", line)
+		}
+	}
+	if strings.Contains(logs, testKey) || strings.Contains(logs, otherKey) {
+		t.Errorf("an API key reached the log")
 	}
 }
 
