@@ -77,7 +77,7 @@ type Options struct {
 	// and body (0: wxpushd's default); the write timeout is twice it.
 	ReadTimeout time.Duration
 	// InboundPerKey is the service's inbound rate limit in requests/s per
-	// API key (0: none), with burst InboundBurst (default 1).
+	// API key (0: none), with burst InboundBurst (0: one second's worth).
 	InboundPerKey float64
 	InboundBurst  int
 }

@@ -113,7 +113,7 @@ type Config struct {
 	MaxConns     int
 	// Inbound rate limits of /v1 (GCRA in Redis, shared by all instances):
 	// requests per second per API key and for the whole service, each
-	// with its burst (default 1); 0: no limit (the default). Over a limit
+	// with its burst (0: one second's worth); 0: no limit (the default). Over a limit
 	// the answer is 429 with Retry-After. The WeChat callback route and
 	// the probes are never limited.
 	RateLimitPerKey float64
@@ -210,9 +210,9 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	durVar(&c.IdleTimeout, "idle-timeout", "WXPUSH_IDLE_TIMEOUT", DefaultIdleTimeout, "a keep-alive connection with no request for this long is closed")
 	intVar(&c.MaxConns, "max-conns", "WXPUSH_MAX_CONNS", DefaultMaxConns, "connections served at once; more wait to be accepted (lowered to fit the open-file limit)")
 	floatVar(&c.RateLimitPerKey, "rate-limit-per-key", "WXPUSH_RATE_LIMIT_PER_KEY", 0, "/v1 requests per second per API key, all instances together; 0: no limit")
-	intVar(&c.RateBurstPerKey, "rate-burst-per-key", "WXPUSH_RATE_BURST_PER_KEY", 1, "requests an API key may make at once within --rate-limit-per-key")
+	intVar(&c.RateBurstPerKey, "rate-burst-per-key", "WXPUSH_RATE_BURST_PER_KEY", 0, "requests an API key may make at once within --rate-limit-per-key; 0: one second's worth")
 	floatVar(&c.RateLimitGlobal, "rate-limit-global", "WXPUSH_RATE_LIMIT_GLOBAL", 0, "/v1 requests per second for the whole service, all keys and instances together; 0: no limit")
-	intVar(&c.RateBurstGlobal, "rate-burst-global", "WXPUSH_RATE_BURST_GLOBAL", 1, "requests the service may take at once within --rate-limit-global")
+	intVar(&c.RateBurstGlobal, "rate-burst-global", "WXPUSH_RATE_BURST_GLOBAL", 0, "requests the service may take at once within --rate-limit-global; 0: one second's worth")
 	durVar(&c.CallbackMaxSkew, "callback-max-skew", "WXPUSH_CALLBACK_MAX_SKEW", 5*time.Minute, "WeChat callbacks whose timestamp is further than this from the clock are refused (replay protection)")
 	fs.StringVar(&c.Instance, "instance", env("WXPUSH_INSTANCE", ""), "this instance's name in the consumer group (env WXPUSH_INSTANCE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
@@ -479,7 +479,7 @@ func (c Config) validateHTTP() []error {
 			errs = append(errs, fmt.Errorf("%s: must be > 0 requests per second (or 0 for no limit)", l.name))
 		}
 		if l.burst < 0 {
-			errs = append(errs, fmt.Errorf("%s burst: must be >= 1", l.name))
+			errs = append(errs, fmt.Errorf("%s burst: must be >= 1 (or 0 for one second's worth)", l.name))
 		}
 	}
 	return errs

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/hex"
+	"math"
 	"strconv"
 	"time"
 
@@ -22,7 +23,8 @@ import (
 // instead, and told when its next slot comes.
 
 // RequestLimit is a request rate: PerSecond requests per second (0: no
-// limit) of which Burst may come at once (at least 1).
+// limit) of which Burst may come at once (0: one second's worth, the rate
+// rounded up).
 type RequestLimit struct {
 	PerSecond float64
 	Burst     int
@@ -122,6 +124,10 @@ func gcraMillis(l RequestLimit) (interval, tolerance string) {
 	if !l.Limited() {
 		return "0", "0"
 	}
+	burst := l.Burst
+	if burst < 1 {
+		burst = int(math.Ceil(l.PerSecond))
+	}
 	iv := 1000 / l.PerSecond
-	return strconv.FormatFloat(iv, 'f', 6, 64), strconv.FormatFloat(iv*float64(max(l.Burst, 1)-1), 'f', 6, 64)
+	return strconv.FormatFloat(iv, 'f', 6, 64), strconv.FormatFloat(iv*float64(max(burst, 1)-1), 'f', 6, 64)
 }

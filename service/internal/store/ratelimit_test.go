@@ -97,3 +97,19 @@ func TestAllowRequestKeysHoldNoAPIKey(t *testing.T) {
 		assert.Greater(t, ttl, time.Duration(0), "%s expires", k)
 	}
 }
+
+// TestAllowRequestDefaultBurst: without a burst, a limit allows one
+// second's worth at once.
+func TestAllowRequestDefaultBurst(t *testing.T) {
+	s, _ := newStore(t)
+	limits := store.RequestLimits{PerKey: store.RequestLimit{PerSecond: 2.5}}
+	allowed := 0
+	for range 6 {
+		d, err := s.AllowRequest(t.Context(), clientA, limits)
+		require.NoError(t, err)
+		if d.Allowed {
+			allowed++
+		}
+	}
+	assert.Equal(t, 3, allowed, "2.5/s rounded up")
+}
