@@ -298,6 +298,12 @@ func (e *containerEnv) serviceEnv(i int) map[string]string {
 	if o.DedupWindow > 0 {
 		env["WXPUSH_DEDUP_WINDOW"] = o.DedupWindow.String()
 	}
+	if o.ReadTimeout > 0 {
+		env["WXPUSH_READ_TIMEOUT"], env["WXPUSH_WRITE_TIMEOUT"] = o.ReadTimeout.String(), (2 * o.ReadTimeout).String()
+	}
+	if o.InboundPerKey > 0 {
+		env["WXPUSH_RATE_LIMIT_PER_KEY"], env["WXPUSH_RATE_BURST_PER_KEY"] = strconv.FormatFloat(o.InboundPerKey, 'f', -1, 64), strconv.Itoa(o.InboundBurst)
+	}
 	if o.CallbackMode != "" {
 		env["WXPUSH_CALLBACK_TOKEN"] = e.app.CallbackToken
 		env["WXPUSH_ENCODING_AES_KEY"] = e.app.EncodingAESKey

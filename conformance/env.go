@@ -77,6 +77,13 @@ type Options struct {
 	// dedup_window_seconds (whole seconds) and wxpushd's --dedup-window
 	// (0: both at their default, 10 min).
 	DedupWindow time.Duration
+	// ReadTimeout is the service's bound on reading one request, headers
+	// and body (0: wxpushd's default); the write timeout is twice it.
+	ReadTimeout time.Duration
+	// InboundPerKey is the service's inbound rate limit in requests/s per
+	// API key (0: none), with burst InboundBurst (0: one second's worth).
+	InboundPerKey float64
+	InboundBurst  int
 }
 
 // Service settings every backend gives wxpushd, so retries are fast.

@@ -33,8 +33,8 @@ func newExternal(t testing.TB, opts Options) Env {
 	if len(urls) == 0 || mockURL == "" || key == "" {
 		t.Fatalf("%s=external needs %s, %s and %s", EnvBackend, EnvServiceURLs, EnvMockURL, EnvAPIKey)
 	}
-	if opts.TokenExpiresIn != 0 || opts.TokenMode != "stable" || opts.RateLimit != 0 || opts.DedupWindow != 0 {
-		t.Skipf("external deployment: this suite needs a deployment configured with %+v (token lifetime, token mode, rate limit, dedup window); run it in-process or in containers", opts)
+	if opts.TokenExpiresIn != 0 || opts.TokenMode != "stable" || opts.RateLimit != 0 || opts.DedupWindow != 0 || opts.ReadTimeout != 0 || opts.InboundPerKey != 0 {
+		t.Skipf("external deployment: this suite needs a deployment configured with %+v (token lifetime, token mode, rate limit, dedup window, read timeout, inbound limit); run it in-process or in containers", opts)
 	}
 	e := &external{urls: urls, admin: mockwx.NewClient(mockURL, os.Getenv(EnvMockToken), nil), apiKey: key}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

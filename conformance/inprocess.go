@@ -175,6 +175,10 @@ func (e *inProcess) serviceConfig(in *inproc) wxpushd.Config {
 	if o.TokenMode == "classic" {
 		cfg.TokenMode = "classic"
 	}
+	if o.ReadTimeout > 0 {
+		cfg.ReadTimeout, cfg.WriteTimeout = o.ReadTimeout, 2*o.ReadTimeout
+	}
+	cfg.RateLimitPerKey, cfg.RateBurstPerKey = o.InboundPerKey, o.InboundBurst
 	if o.CallbackMode != "" {
 		cfg.Apps[0].CallbackToken = wechat.Secret(e.app.CallbackToken)
 		cfg.Apps[0].EncodingAESKey = wechat.Secret(e.app.EncodingAESKey)

@@ -57,8 +57,12 @@ type BatchResult struct {
 }
 
 // BatchResponse is the body of a batch answer: 202 when every item was
-// accepted (or replayed), 207 otherwise.
+// accepted (or replayed), 207 when some were, and 400 (409 when every item
+// was an idempotency conflict) when none was, with Error set.
 type BatchResponse struct {
+	// Error is set when no item was accepted, so that the answer is an
+	// API error like any other, with the per-item errors in Results.
+	Error    *Error        `json:"error,omitempty"`
 	Accepted int           `json:"accepted"`
 	Rejected int           `json:"rejected"`
 	Results  []BatchResult `json:"results"`
@@ -148,6 +152,8 @@ const (
 	CodeIdempotencyConflict = "idempotency_conflict" // 409
 	CodeMethodNotAllowed    = "method_not_allowed"   // 405
 	CodePayloadTooLarge     = "payload_too_large"    // 413
+	CodeRequestTimeout      = "request_timeout"      // 408: the body did not arrive within the read timeout
+	CodeRateLimited         = "rate_limited"         // 429: over an inbound rate limit; see Retry-After
 	CodeUnavailable         = "unavailable"          // 503
 	CodeInternal            = "internal"             // 500
 )

@@ -2,6 +2,7 @@ package wxpushd
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
@@ -116,6 +117,27 @@ type Config struct {
 	// its data (the store epoch); it also checks on every new connection
 	// to Redis. Default 5 s.
 	StoreCheckInterval time.Duration
+	// HTTP server bounds against slow and greedy clients. ReadTimeout
+	// bounds reading one request, headers and body (default 30 s);
+	// WriteTimeout bounds a request from the end of its headers to the
+	// end of the answer, so it must be at least ReadTimeout (default
+	// 60 s); IdleTimeout closes a keep-alive connection with no request
+	// (default 120 s). MaxConns bounds the connections served at once
+	// (default 4096; lowered at start to what the file descriptor limit
+	// allows): further clients wait in the kernel's accept queue.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	MaxConns     int
+	// Inbound rate limits of /v1 (GCRA in Redis, shared by all instances):
+	// requests per second per API key and for the whole service, each
+	// with its burst (0: one second's worth); 0: no limit (the default). Over a limit
+	// the answer is 429 with Retry-After. The WeChat callback route and
+	// the probes are never limited.
+	RateLimitPerKey float64
+	RateBurstPerKey int
+	RateLimitGlobal float64
+	RateBurstGlobal int
 }
 
 // Environment variables read by LoadConfig.
@@ -195,6 +217,15 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		}
 		fs.DurationVar(p, name, d, usage+" (env "+envName+")")
 	}
+	floatVar := func(p *float64, name, envName string, def float64, usage string) {
+		d := def
+		if v := getenv(envName); v != "" {
+			if x, err := strconv.ParseFloat(v, 64); err == nil {
+				d = x
+			}
+		}
+		fs.Float64Var(p, name, d, usage+" (env "+envName+")")
+	}
 	intVar(&c.TokenDailyBudget, "token-daily-budget", "WXPUSH_TOKEN_DAILY_BUDGET", 0, "token calls per app per day across instances; 0: 1000 classic, 10000 stable")
 	intVar(&c.Workers, "workers", "WXPUSH_WORKERS", 16, "concurrent sends per instance")
 	intVar(&c.MaxAttempts, "max-attempts", "WXPUSH_MAX_ATTEMPTS", 8, "send attempts before a message fails with attempts_exhausted")
@@ -213,6 +244,14 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	durVar(&c.WebhookBackoffBase, "webhook-backoff-base", "WXPUSH_WEBHOOK_BACKOFF_BASE", time.Second, "first status webhook retry delay")
 	durVar(&c.WebhookBackoffCap, "webhook-backoff-cap", "WXPUSH_WEBHOOK_BACKOFF_CAP", 10*time.Minute, "largest status webhook retry delay")
 	intVar(&c.WebhookMaxAttempts, "webhook-max-attempts", "WXPUSH_WEBHOOK_MAX_ATTEMPTS", 20, "status webhook deliveries before an event is given up")
+	durVar(&c.ReadTimeout, "read-timeout", "WXPUSH_READ_TIMEOUT", DefaultReadTimeout, "bound on reading one request, headers and body; a slower client is cut off")
+	durVar(&c.WriteTimeout, "write-timeout", "WXPUSH_WRITE_TIMEOUT", DefaultWriteTimeout, "bound on one request from the end of its headers to the end of the answer; at least --read-timeout")
+	durVar(&c.IdleTimeout, "idle-timeout", "WXPUSH_IDLE_TIMEOUT", DefaultIdleTimeout, "a keep-alive connection with no request for this long is closed")
+	intVar(&c.MaxConns, "max-conns", "WXPUSH_MAX_CONNS", DefaultMaxConns, "connections served at once; more wait to be accepted (lowered to fit the open-file limit)")
+	floatVar(&c.RateLimitPerKey, "rate-limit-per-key", "WXPUSH_RATE_LIMIT_PER_KEY", 0, "/v1 requests per second per API key, all instances together; 0: no limit")
+	intVar(&c.RateBurstPerKey, "rate-burst-per-key", "WXPUSH_RATE_BURST_PER_KEY", 0, "requests an API key may make at once within --rate-limit-per-key; 0: one second's worth")
+	floatVar(&c.RateLimitGlobal, "rate-limit-global", "WXPUSH_RATE_LIMIT_GLOBAL", 0, "/v1 requests per second for the whole service, all keys and instances together; 0: no limit")
+	intVar(&c.RateBurstGlobal, "rate-burst-global", "WXPUSH_RATE_BURST_GLOBAL", 0, "requests the service may take at once within --rate-limit-global; 0: one second's worth")
 	durVar(&c.CallbackMaxSkew, "callback-max-skew", "WXPUSH_CALLBACK_MAX_SKEW", 5*time.Minute, "WeChat callbacks whose timestamp is further than this from the clock are refused (replay protection)")
 	durVar(&c.StoreCheckInterval, "store-check-interval", "WXPUSH_STORE_CHECK_INTERVAL", 5*time.Second, "how often to check that Redis kept its data (the store epoch; also checked on every reconnect): a store that came back empty raises the store-reset alarm")
 	fs.StringVar(&c.Instance, "instance", env("WXPUSH_INSTANCE", ""), "this instance's name in the consumer group (env WXPUSH_INSTANCE)")
@@ -389,6 +428,9 @@ func (c Config) Validate() error {
 		if len(k.Reveal()) < 16 {
 			errs = append(errs, fmt.Errorf("API key %d is shorter than 16 characters", i+1))
 		}
+		if strings.ContainsFunc(k.Reveal(), func(r rune) bool { return r <= ' ' || r > '~' }) {
+			errs = append(errs, fmt.Errorf("API key %d holds a space, a control or a non-ASCII character: no Bearer header could carry it", i+1))
+		}
 	}
 	if len(c.Apps) == 0 {
 		errs = append(errs, errors.New("no apps: set WXPUSH_APP_ID and WXPUSH_APP_SECRET, or WXPUSH_CONFIG"))
@@ -478,10 +520,45 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("dedup-window %s: must be longer than its safety margin %s (send-timeout %s plus a tenth of the window), or no resend could begin inside it", c.DedupWindow, margin, sendTimeout))
 		}
 	}
+	errs = append(errs, c.validateHTTP()...)
 	if c.WeChatBaseURL != "" {
 		if _, err := wechat.NewClient(c.WeChatBaseURL, nil); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// HTTP server defaults (Config.ReadTimeout, WriteTimeout, IdleTimeout,
+// MaxConns).
+const (
+	DefaultReadTimeout  = 30 * time.Second
+	DefaultWriteTimeout = 60 * time.Second
+	DefaultIdleTimeout  = 120 * time.Second
+	DefaultMaxConns     = 4096
+)
+
+// validateHTTP checks the server bounds and the inbound rate limits.
+func (c Config) validateHTTP() []error {
+	var errs []error
+	if c.ReadTimeout < 0 || c.WriteTimeout < 0 || c.IdleTimeout < 0 || c.MaxConns < 0 {
+		errs = append(errs, errors.New("read-timeout, write-timeout, idle-timeout and max-conns must not be negative (0: the default)"))
+	}
+	read, write := cmp.Or(c.ReadTimeout, DefaultReadTimeout), cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	if write < read {
+		errs = append(errs, fmt.Errorf("write-timeout %s is shorter than read-timeout %s: the write deadline runs while the body is read", write, read))
+	}
+	for _, l := range []struct {
+		name  string
+		rate  float64
+		burst int
+	}{{"rate-limit-per-key", c.RateLimitPerKey, c.RateBurstPerKey}, {"rate-limit-global", c.RateLimitGlobal, c.RateBurstGlobal}} {
+		if l.rate < 0 || math.IsNaN(l.rate) || math.IsInf(l.rate, 0) {
+			errs = append(errs, fmt.Errorf("%s: must be > 0 requests per second (or 0 for no limit)", l.name))
+		}
+		if l.burst < 0 {
+			errs = append(errs, fmt.Errorf("%s burst: must be >= 1 (or 0 for one second's worth)", l.name))
+		}
+	}
+	return errs
 }

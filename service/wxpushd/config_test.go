@@ -89,6 +89,8 @@ func TestLoadConfigErrors(t *testing.T) {
 	}{
 		{"no keys", nil, app, "WXPUSH_API_KEYS"},
 		{"short key", []string{"-api-keys", "short"}, app, "shorter than 16"},
+		{"key with a space", []string{"-api-keys", "a-long-enough api-key-01"}, app, "API key 1 holds a space"},
+		{"key with a non-ASCII character", []string{"-api-keys", "ok-key-0123456789abcdef,a-long-enough-api-key-é"}, app, "API key 2 holds"},
 		{"no apps", []string{"-api-keys", "a-long-enough-api-key-01"}, nil, "no apps"},
 		{"bad token mode", []string{"-token-mode", "fast"}, withKeys, "token mode"},
 		{"bad base URL", []string{"-wechat-base-url", "ftp://x"}, withKeys, "base URL"},
@@ -105,6 +107,11 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"dedup window within its margin", []string{"-dedup-window", "11s"}, withKeys, "dedup-window 11s: must be longer than its safety margin 11.1s"},
 		{"negative dedup window", []string{"-dedup-window", "-1m"}, withKeys, "dedup-window -1m0s: must not be negative"},
 		{"missing apps file", []string{"-config", filepath.Join(dir, "none.yaml")}, withKeys, "apps file"},
+		{"write timeout shorter than read timeout", []string{"-read-timeout", "20s", "-write-timeout", "10s"}, withKeys, "write-timeout 10s is shorter than read-timeout 20s"},
+		{"negative max conns", []string{"-max-conns", "-1"}, withKeys, "max-conns must not be negative"},
+		{"negative rate limit", []string{"-rate-limit-per-key", "-2"}, withKeys, "rate-limit-per-key: must be > 0"},
+		{"infinite global rate", []string{"-rate-limit-global", "+Inf"}, withKeys, "rate-limit-global: must be > 0"},
+		{"negative burst", []string{"-rate-limit-global", "5", "-rate-burst-global", "-1"}, withKeys, "rate-limit-global burst"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -114,6 +121,40 @@ func TestLoadConfigErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 			assert.False(t, strings.Contains(err.Error(), "app-secret-value"), "no secret in errors")
 		})
+	}
+}
+
+// TestLoadConfigHTTPBounds: the server bounds and inbound rate limits come
+// from flags and WXPUSH_* variables, with defaults, and all appear in -h.
+func TestLoadConfigHTTPBounds(t *testing.T) {
+	env := map[string]string{
+		EnvAPIKeys: "a-long-enough-api-key-01", EnvAppID: "wx0123456789abcdef", EnvAppSecret: "app-secret-value",
+		"WXPUSH_READ_TIMEOUT": "5s", "WXPUSH_MAX_CONNS": "300", "WXPUSH_RATE_LIMIT_PER_KEY": "12.5", "WXPUSH_RATE_BURST_PER_KEY": "20",
+	}
+	cfg, err := LoadConfig([]string{"-rate-limit-global", "500", "-rate-burst-global", "100", "-idle-timeout", "30s"}, envOf(env), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 5*time.Second, cfg.ReadTimeout)
+	assert.Equal(t, DefaultWriteTimeout, cfg.WriteTimeout, "default")
+	assert.Equal(t, 30*time.Second, cfg.IdleTimeout)
+	assert.Equal(t, 300, cfg.MaxConns)
+	assert.Equal(t, 12.5, cfg.RateLimitPerKey)
+	assert.Equal(t, 20, cfg.RateBurstPerKey)
+	assert.Equal(t, 500.0, cfg.RateLimitGlobal)
+	assert.Equal(t, 100, cfg.RateBurstGlobal)
+
+	cfg, err = LoadConfig(nil, envOf(map[string]string{EnvAPIKeys: "a-long-enough-api-key-01", EnvAppID: "wx1", EnvAppSecret: "s"}), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, DefaultReadTimeout, cfg.ReadTimeout)
+	assert.Equal(t, DefaultMaxConns, cfg.MaxConns)
+	assert.Zero(t, cfg.RateLimitPerKey, "no inbound limit by default")
+	assert.Zero(t, cfg.RateLimitGlobal)
+
+	var help bytes.Buffer
+	_, err = LoadConfig([]string{"-h"}, envOf(nil), &help)
+	require.Error(t, err)
+	for _, name := range []string{"read-timeout", "write-timeout", "idle-timeout", "max-conns", "rate-limit-per-key", "rate-burst-per-key", "rate-limit-global", "rate-burst-global"} {
+		assert.Contains(t, help.String(), "-"+name, "-h lists -%s", name)
+		assert.Contains(t, help.String(), "WXPUSH_"+strings.ToUpper(strings.ReplaceAll(name, "-", "_")), "-h names the variable of -%s", name)
 	}
 }
 

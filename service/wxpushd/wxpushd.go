@@ -22,6 +22,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/net/netutil"
 
 	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/internal/wechat"
@@ -124,6 +125,10 @@ func withDefaults(c Config) Config {
 	if c.LogLevel == "" {
 		c.LogLevel = "info"
 	}
+	c.ReadTimeout = cmp.Or(c.ReadTimeout, DefaultReadTimeout)
+	c.WriteTimeout = cmp.Or(c.WriteTimeout, DefaultWriteTimeout)
+	c.IdleTimeout = cmp.Or(c.IdleTimeout, DefaultIdleTimeout)
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
 	if c.KeyPrefix == "" {
 		c.KeyPrefix = "wxp:{wxp}:"
 	}
@@ -309,7 +314,12 @@ func (s *Server) build(opts Options) error {
 	s.handler, err = httpapi.New(httpapi.Options{
 		Queue: s.store, Apps: names, APIKeys: cfg.APIKeys, InsecureNoAuth: cfg.InsecureNoAuth,
 		NewID: func() string { return store.NewID(time.Now()) }, Now: time.Now, Logger: s.log, Metrics: s.metrics,
-		Extra: func(r *gin.Engine) { s.reports.Register(r) },
+		Extra:   func(r *gin.Engine) { s.reports.Register(r) },
+		Limiter: s.store,
+		Limits: store.RequestLimits{
+			PerKey: store.RequestLimit{PerSecond: cfg.RateLimitPerKey, Burst: cfg.RateBurstPerKey},
+			Global: store.RequestLimit{PerSecond: cfg.RateLimitGlobal, Burst: cfg.RateBurstGlobal},
+		},
 		Admin: &appAdmin{apps: infos, store: s.store, tokens: s.tokens, now: time.Now}, Warnings: s.epoch.warnings,
 	})
 	return err
@@ -347,7 +357,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.store.EnsureGroup(ctx); err != nil {
 		s.log.Warn("cannot create the queue yet; workers retry", "err", err)
 	}
-	hs := &http.Server{Handler: s.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	hs := s.httpServer()
+	ln := netutil.LimitListener(httpapi.WrapListener(s.ln), s.connLimit())
 	serveErr := make(chan error, 1)
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	s.mu.Lock()
@@ -358,7 +369,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.hs, s.halt = hs, stopWork
 	s.mu.Unlock()
-	go func() { serveErr <- hs.Serve(s.ln) }()
+	go func() { serveErr <- hs.Serve(ln) }()
 	workDone := make(chan error, 1)
 	if s.cfg.NoWorkers {
 		s.log.Info("API only (--no-workers): this instance does not send")
@@ -424,6 +435,52 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	s.log.Info("wxpushd stopped")
 	return err
+}
+
+// httpServer returns the server of the API with its bounds against slow
+// clients: ReadTimeout cuts off a request whose headers and body do not
+// arrive in time (its body read fails, the handler answers 408 and the
+// connection is closed), WriteTimeout bounds the whole exchange,
+// IdleTimeout closes keep-alive connections nobody uses.
+func (s *Server) httpServer() *http.Server {
+	return &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: min(readHeaderTimeout, s.cfg.ReadTimeout),
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// readHeaderTimeout bounds reading a request's headers (or ReadTimeout,
+// when shorter).
+const readHeaderTimeout = 10 * time.Second
+
+// fdReserve is how many file descriptors the connection bound leaves for
+// everything else: Redis, WeChat and webhook connections, files.
+const fdReserve = 256
+
+// connLimit raises the open file limit to its hard limit where allowed,
+// logs it, and returns the bound on connections served at once:
+// Config.MaxConns, lowered when the open file limit could not hold that
+// many with fdReserve to spare, so that clients beyond it wait in the
+// accept queue instead of exhausting the file descriptors.
+func (s *Server) connLimit() int {
+	limit := s.cfg.MaxConns
+	before, soft, hard, err := raiseFDLimit()
+	if err != nil {
+		s.log.Warn("cannot raise the open file limit", "err", err, "soft", soft, "hard", hard, "max_conns", limit)
+		if soft == 0 {
+			return limit
+		}
+	}
+	if fit := max(int(min(soft, 1<<30))-fdReserve, int(min(soft, 1<<30))/2); limit > fit {
+		s.log.Warn("max-conns lowered to fit the open file limit", "max_conns", fit, "configured", limit, "open_file_limit", soft)
+		limit = fit
+	}
+	s.log.Info("open file limit", "soft", soft, "hard", hard, "raised_from", before, "max_conns", limit)
+	return limit
 }
 
 // ErrKilled is what Run returns after Kill.

@@ -120,20 +120,50 @@ func TestBatchAllValid(t *testing.T) {
 	}
 }
 
+// TestBatchOnlyInvalid: a batch none of whose items is accepted is a 400
+// API error that carries the per-item errors (207 is for a batch of which
+// some succeeded), and stores nothing.
 func TestBatchOnlyInvalid(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, nil)
-	rec := e.do(t, http.MethodPost, "/v1/messages/batch", batchOf(`{}`, `null`), nil)
-	if got, want := rec.Code, http.StatusMultiStatus; got != want {
+	rec := e.do(t, http.MethodPost, "/v1/messages/batch", batchOf(`{}`, `null`, withField("touser", `"a\u0000b"`)), nil)
+	if got, want := rec.Code, http.StatusBadRequest; got != want {
 		t.Fatalf("status %d, want %d (%s)", got, want, rec.Body)
 	}
 	var got service.BatchResponse
 	decode(t, rec, &got)
-	if got.Accepted != 0 || got.Rejected != 2 || len(got.Results) != 2 {
-		t.Errorf("batch response %+v, want 2 rejected", got)
+	if got.Error == nil || got.Error.Code != service.CodeInvalidRequest || got.Error.Field != "messages" {
+		t.Errorf("error %+v, want invalid_request on field messages", got.Error)
+	}
+	if got.Accepted != 0 || got.Rejected != 3 || len(got.Results) != 3 {
+		t.Fatalf("batch response %+v, want 3 rejected", got)
+	}
+	for i, r := range got.Results {
+		if r.StatusCode != http.StatusBadRequest || r.Error == nil || !strings.HasPrefix(r.Error.Field, "messages[") {
+			t.Errorf("result %d = %+v, want a 400 naming its item", i, r)
+		}
 	}
 	if got := e.q.callCount(); got != 0 {
 		t.Errorf("%d Enqueue calls, want none", got)
+	}
+}
+
+// TestBatchOnlyConflicts: a batch whose every item reused an idempotency
+// key with another request is a 409 with the per-item errors.
+func TestBatchOnlyConflicts(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	if rec := e.do(t, http.MethodPost, "/v1/messages/batch", batchOf(withKey(validBody, "k1")), nil); rec.Code != http.StatusAccepted {
+		t.Fatalf("first batch: status %d (%s)", rec.Code, rec.Body)
+	}
+	rec := e.do(t, http.MethodPost, "/v1/messages/batch", batchOf(withKey(withField("touser", `"other"`), "k1")), nil)
+	if got, want := rec.Code, http.StatusConflict; got != want {
+		t.Fatalf("status %d, want %d (%s)", got, want, rec.Body)
+	}
+	var got service.BatchResponse
+	decode(t, rec, &got)
+	if got.Error == nil || got.Error.Code != service.CodeIdempotencyConflict || got.Rejected != 1 || got.Results[0].StatusCode != http.StatusConflict {
+		t.Errorf("batch response %+v (error %+v), want a 409 idempotency_conflict with the item's error", got, got.Error)
 	}
 }
 

@@ -46,6 +46,13 @@ type Queue interface {
 	Ping(ctx context.Context) error
 }
 
+// Limiter takes requests from the inbound rate limits; store.Store is one.
+type Limiter interface {
+	// AllowRequest takes one request of client (a hash of its API key,
+	// nil without authentication) from limits, or refuses it.
+	AllowRequest(ctx context.Context, client []byte, limits store.RequestLimits) (store.RequestDecision, error)
+}
+
 // Options configure the handler New returns.
 type Options struct {
 	// Queue stores accepted messages. Required.
@@ -75,6 +82,12 @@ type Options struct {
 	// StoreTimeout bounds the durable write of an accepted request; when
 	// it passes the answer is 503 (default DefaultStoreTimeout).
 	StoreTimeout time.Duration
+	// Limiter enforces Limits on every /v1 request, after authentication;
+	// nil, or Limits without a limit: no limit. The probes and the Extra
+	// routes (WeChat's callbacks) are never limited.
+	Limiter Limiter
+	// Limits are the inbound rate limits: per API key and global.
+	Limits store.RequestLimits
 	// Admin serves the /v1/apps routes; nil: they answer 404.
 	Admin AppAdmin
 	// Warnings, when set, returns conditions an operator must see that do
@@ -101,6 +114,8 @@ type api struct {
 	storeTimeout time.Duration
 	admin        AppAdmin
 	warnings     func() []string
+	limiter      Limiter
+	limits       store.RequestLimits
 }
 
 // New returns the wxpushd HTTP handler. It fails when opts lack a Queue or
@@ -127,6 +142,8 @@ func New(opts Options) (http.Handler, error) {
 		storeTimeout: cmp.Or(opts.StoreTimeout, DefaultStoreTimeout),
 		admin:        opts.Admin,
 		warnings:     opts.Warnings,
+		limiter:      opts.Limiter,
+		limits:       opts.Limits,
 	}
 	for i, k := range opts.APIKeys {
 		if k.Reveal() == "" {
@@ -165,6 +182,9 @@ func New(opts Options) (http.Handler, error) {
 	r.GET("/metrics", gin.WrapH(a.metrics.Handler()))
 
 	v1 := r.Group("/v1", a.auth)
+	if a.limiter != nil && a.limits.Limited() {
+		v1.Use(a.rateLimit)
+	}
 	v1.POST("/messages", a.send)
 	v1.POST("/messages/batch", a.batch)
 	v1.GET("/messages/:id", a.get)

@@ -61,6 +61,13 @@ func TestAuth(t *testing.T) {
 		{name: "second key", auth: "Bearer " + testKey, body: validBody, status: http.StatusAccepted},
 		{name: "first key", auth: "Bearer first-key", body: validBody, status: http.StatusAccepted},
 		{name: "scheme is case-insensitive", auth: "bearer first-key", body: validBody, status: http.StatusAccepted},
+		// Parsed exactly: the scheme, one space, the key, nothing else.
+		{name: "two spaces", auth: "Bearer  first-key", body: validBody, status: http.StatusUnauthorized},
+		{name: "trailing space", auth: "Bearer first-key ", body: validBody, status: http.StatusUnauthorized},
+		{name: "trailing tab", auth: "Bearer first-key\t", body: validBody, status: http.StatusUnauthorized},
+		{name: "tab for the space", auth: "Bearer\tfirst-key", body: validBody, status: http.StatusUnauthorized},
+		{name: "key then more", auth: "Bearer first-key extra", body: validBody, status: http.StatusUnauthorized},
+		{name: "spaces only", auth: "Bearer   ", body: validBody, status: http.StatusUnauthorized},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

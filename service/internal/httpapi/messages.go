@@ -103,7 +103,7 @@ func (a *api) send(c *gin.Context) {
 		return
 	}
 	var req service.SendRequest
-	if status, e := decodeBody(c, a.maxBody, &req); e != nil {
+	if status, e := decodeBody(c, a.maxBody, &req, duplicateKey); e != nil {
 		a.abort(c, status, e)
 		return
 	}
@@ -130,7 +130,8 @@ func (a *api) send(c *gin.Context) {
 // batch serves POST /v1/messages/batch: each item is validated on its
 // own, the valid ones go to the queue in one call, and the answer lists
 // every item's outcome in request order (202 if all were accepted or
-// replayed, else 207). A queue failure fails the whole request.
+// replayed, 207 when some were, 400 (409 when all conflicted) when none
+// was). A queue failure fails the whole request.
 func (a *api) batch(c *gin.Context) {
 	if _, ok := c.Request.Header[textproto.CanonicalMIMEHeaderKey(service.HeaderIdempotencyKey)]; ok {
 		a.abort(c, http.StatusBadRequest, invalid(service.HeaderIdempotencyKey,
@@ -143,7 +144,7 @@ func (a *api) batch(c *gin.Context) {
 	var req struct {
 		Messages []json.RawMessage `json:"messages"`
 	}
-	if status, e := decodeBody(c, MaxBatchBody, &req); e != nil {
+	if status, e := decodeBody(c, MaxBatchBody, &req, duplicateTopKey); e != nil {
 		a.abort(c, status, e)
 		return
 	}
@@ -164,8 +165,11 @@ func (a *api) batch(c *gin.Context) {
 		if e == nil {
 			e = Validate(&item.SendRequest, a.apps)
 		}
-		if e == nil && item.IdempotencyKey != "" && !validIdempotencyKey(item.IdempotencyKey) {
-			e = invalid("idempotency_key", "idempotency_key must be 1-%d printable ASCII characters", maxIdemKeyLen)
+		if e == nil && item.IdempotencyKey != "" {
+			e = checkText("idempotency_key", item.IdempotencyKey)
+			if e == nil && !validIdempotencyKey(item.IdempotencyKey) {
+				e = invalid("idempotency_key", "idempotency_key must be 1-%d printable ASCII characters", maxIdemKeyLen)
+			}
 		}
 		if e != nil {
 			e.Field = prefixField(prefix, e.Field)
@@ -201,13 +205,31 @@ func (a *api) batch(c *gin.Context) {
 	}
 
 	status := http.StatusAccepted
-	if resp.Rejected > 0 {
+	switch {
+	case resp.Accepted == 0:
+		status, resp.Error = allRejected(resp.Results)
+	case resp.Rejected > 0:
 		status = http.StatusMultiStatus
 	}
 	a.writeJSON(c, status, resp)
 }
 
-// decodeItem decodes one batch item strictly (no unknown fields).
+// allRejected returns the status and error of a batch none of whose items
+// was accepted: 409 when every item reused an idempotency key with
+// another request, else 400.
+func allRejected(results []service.BatchResult) (int, *service.Error) {
+	for _, r := range results {
+		if r.StatusCode != http.StatusConflict {
+			return http.StatusBadRequest, invalid("messages", "every message of the batch was rejected; see results")
+		}
+	}
+	e := conflictError("messages")
+	e.Message = "every message of the batch reused an idempotency key with a different request; see results"
+	return http.StatusConflict, e
+}
+
+// decodeItem decodes one batch item strictly (no unknown fields, no
+// duplicate keys).
 func decodeItem(raw json.RawMessage, item *service.BatchItem) *service.Error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
@@ -215,7 +237,7 @@ func decodeItem(raw json.RawMessage, item *service.BatchItem) *service.Error {
 		_, e := decodeError(err, MaxBatchBody)
 		return e
 	}
-	return nil
+	return duplicateKey(raw)
 }
 
 // prefixField puts a batch item's prefix before a field path.

@@ -73,11 +73,14 @@ func (a *api) observe(c *gin.Context) {
 	// Successes are counted by the metrics and logged at debug level only:
 	// at thousands of requests a second a line each is noise and cost.
 	// Client errors are logged at info, server errors at warn.
+	// A 429 is a client over its rate limit: counted in
+	// wxpush_http_rate_limited_total, logged at debug, so that a greedy
+	// client cannot flood the log either.
 	level := slog.LevelDebug
 	switch {
 	case status >= 500:
 		level = slog.LevelWarn
-	case status >= 400:
+	case status >= 400 && status != http.StatusTooManyRequests:
 		level = slog.LevelInfo
 	}
 	ctx := c.Request.Context()
@@ -120,42 +123,55 @@ func (a *api) recover(c *gin.Context) {
 	c.Next()
 }
 
-// auth requires "Authorization: Bearer <key>" with one of the API keys.
-// It runs before any body is read. Without keys (InsecureNoAuth) it lets
-// every request through.
+// auth requires "Authorization: Bearer <key>" with one of the API keys,
+// and records which one for the rate limits. It runs before any body is
+// read. Without keys (InsecureNoAuth) it lets every request through.
 func (a *api) auth(c *gin.Context) {
 	if len(a.keys) == 0 {
 		c.Next()
 		return
 	}
 	token, ok := bearerToken(c.GetHeader("Authorization"))
-	if !ok || !a.validKey(token) {
+	idx := -1
+	if ok {
+		idx = a.keyIndex(token)
+	}
+	if idx < 0 {
 		c.Header("WWW-Authenticate", "Bearer")
 		a.abort(c, http.StatusUnauthorized, &service.Error{Code: service.CodeUnauthorized, Message: "missing or invalid API key"})
 		return
 	}
+	c.Set(keyIndexKey, idx)
 	c.Next()
 }
 
-// validKey compares the SHA-256 of token with that of every key in
-// constant time: hashing hides the keys' lengths, and the loop visits all
-// keys whether or not one matched.
-func (a *api) validKey(token string) bool {
+// keyIndex returns the position of token among the API keys, or -1. It
+// compares the SHA-256 of token with that of every key in constant time:
+// hashing hides the keys' lengths, and the loop visits all keys whether or
+// not one matched.
+func (a *api) keyIndex(token string) int {
 	sum := sha256.Sum256([]byte(token))
-	match := 0
+	idx := -1
 	for i := range a.keys {
-		match |= subtle.ConstantTimeCompare(sum[:], a.keys[i][:])
+		idx = subtle.ConstantTimeSelect(subtle.ConstantTimeCompare(sum[:], a.keys[i][:]), i, idx)
 	}
-	return match == 1
+	return idx
 }
 
 // bearerToken returns the token of an "Authorization: Bearer <token>"
-// header value (the scheme is case-insensitive).
+// header value: the scheme (case-insensitive, RFC 7235), exactly one
+// space, and a token of visible ASCII characters (RFC 6750's b64token
+// and more) with nothing after it.
 func bearerToken(h string) (string, bool) {
-	scheme, token, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
+	const scheme = "Bearer "
+	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
 		return "", false
 	}
-	token = strings.TrimSpace(token)
-	return token, token != ""
+	token := h[len(scheme):]
+	for i := 0; i < len(token); i++ {
+		if token[i] <= ' ' || token[i] > '~' {
+			return "", false
+		}
+	}
+	return token, true
 }

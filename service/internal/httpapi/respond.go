@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -79,35 +80,60 @@ func invalid(field, format string, args ...any) *service.Error {
 }
 
 // decodeBody reads exactly one JSON value into v from a body of at most
-// limit bytes, refusing unknown fields and trailing data. On failure it
-// returns the status (400 or 413) and the error to answer.
-func decodeBody(c *gin.Context, limit int64, v any) (int, *service.Error) {
+// limit bytes, refusing unknown fields, trailing data and (through dups,
+// given the body's bytes) duplicate keys. On failure it returns the status
+// (400, 408 or 413) and the error to answer.
+func decodeBody(c *gin.Context, limit int64, v any, dups func([]byte) *service.Error) (int, *service.Error) {
 	body := http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	c.Request.Body = body
-	dec := json.NewDecoder(body)
+	buf := bodyBufs.Get().(*bytes.Buffer)
+	defer putBodyBuf(buf)
+	if _, err := buf.ReadFrom(body); err != nil {
+		return decodeError(err, limit)
+	}
+	b := buf.Bytes()
+	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return decodeError(err, limit)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if err != nil {
-			if status, e := decodeError(err, limit); status == http.StatusRequestEntityTooLarge {
-				return status, e
-			}
-		}
 		return http.StatusBadRequest, invalid("", "request body must hold exactly one JSON object; found data after it")
+	}
+	if e := dups(b); e != nil {
+		return http.StatusBadRequest, e
 	}
 	return 0, nil
 }
 
-// decodeError maps an encoding/json (or body) error to a 400 or 413.
+// bodyBufs holds the buffers request bodies are read into. Decoding copies
+// what it keeps, so a buffer is reused once the body is decoded.
+var bodyBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// putBodyBuf returns a buffer to the pool, unless a large body grew it.
+func putBodyBuf(b *bytes.Buffer) {
+	if b.Cap() > 256<<10 {
+		return
+	}
+	b.Reset()
+	bodyBufs.Put(b)
+}
+
+// decodeError maps an encoding/json (or body) error to a 400, 408 or 413.
 func decodeError(err error, limit int64) (int, *service.Error) {
 	var (
 		tooLarge  *http.MaxBytesError
 		syntaxErr *json.SyntaxError
 		typeErr   *json.UnmarshalTypeError
+		netErr    net.Error
 	)
 	switch {
+	case errors.As(err, &netErr) && netErr.Timeout():
+		// The server's read timeout passed while the body trickled in.
+		return http.StatusRequestTimeout, &service.Error{
+			Code:    service.CodeRequestTimeout,
+			Message: "the request body did not arrive within the server's read timeout",
+		}
 	case errors.As(err, &tooLarge):
 		return http.StatusRequestEntityTooLarge, &service.Error{
 			Code:    service.CodePayloadTooLarge,

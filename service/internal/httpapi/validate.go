@@ -13,6 +13,61 @@ import (
 	"github.com/wxpush/wxpush/service"
 )
 
+// checkTexts refuses control characters and bidirectional overrides in
+// the strings of req outside data, in field order.
+func checkTexts(req *service.SendRequest) *service.Error {
+	for _, f := range [...]struct{ name, v string }{
+		{"app", req.App}, {"touser", req.ToUser}, {"template_id", req.TemplateID}, {"url", req.URL},
+	} {
+		if e := checkText(f.name, f.v); e != nil {
+			return e
+		}
+	}
+	if mp := req.MiniProgram; mp != nil {
+		if e := checkText("miniprogram.appid", mp.AppID); e != nil {
+			return e
+		}
+		if e := checkText("miniprogram.pagepath", mp.PagePath); e != nil {
+			return e
+		}
+	}
+	return nil // data: validateData checks its keys and values
+}
+
+// checkText refuses, as a 400 naming field, a string that holds a C0
+// control character other than tab and newline (NUL, CR, ESC...) or a
+// Unicode bidirectional override or isolate (U+202A-U+202E,
+// U+2066-U+2069), which could hide or reorder what a user reads.
+func checkText(field, s string) *service.Error {
+	if r, bad := badRune(s); bad {
+		return textError(field, r)
+	}
+	return nil
+}
+
+// textError is checkText's error for character r in field.
+func textError(field string, r rune) *service.Error {
+	return invalid(field, "%s must not hold control characters (except tab and newline) or bidirectional overrides; found %U", field, r)
+}
+
+// badRune returns the first refused character of s (see checkText). It
+// scans bytes: the overrides are E2 80 AA-AE and E2 81 A6-A9 in UTF-8.
+func badRune(s string) (rune, bool) {
+	for i := 0; i < len(s); i++ {
+		b := s[i]
+		switch {
+		case b < 0x20 && b != '\t' && b != '\n':
+			return rune(b), true
+		case b == 0xE2 && i+2 < len(s):
+			if s[i+1] == 0x80 && 0xAA <= s[i+2] && s[i+2] <= 0xAE || s[i+1] == 0x81 && 0xA6 <= s[i+2] && s[i+2] <= 0xA9 {
+				r, _ := utf8.DecodeRuneInString(s[i:])
+				return r, true
+			}
+		}
+	}
+	return 0, false
+}
+
 // Limits of a send request.
 const (
 	maxIDLen       = 64   // touser, template_id, miniprogram.appid, data keys
@@ -31,6 +86,9 @@ const (
 // and req is unchanged. Checks run in field order (app, touser,
 // template_id, url, miniprogram, data), data keys in sorted order.
 func Validate(req *service.SendRequest, apps []string) *service.Error {
+	if e := checkTexts(req); e != nil {
+		return e
+	}
 	app, e := resolveApp(req.App, apps)
 	if e != nil {
 		return e
@@ -107,11 +165,20 @@ func validateData(data map[string]service.DataValue) *service.Error {
 	}
 	slices.Sort(keys)
 	for _, k := range keys {
+		if r, bad := badRune(k); bad {
+			return invalid("data", "data key %q must not hold control characters (except tab and newline) or bidirectional overrides; found %U", clip(k), r)
+		}
 		if !isName(k, false) {
 			return invalid("data", `data key %q must be 1-64 letters, digits or "_"`, clip(k))
 		}
 		v := data[k]
 		field := "data." + k + ".value"
+		if r, bad := badRune(v.Value); bad {
+			return textError(field, r)
+		}
+		if r, bad := badRune(v.Color); bad { // the field name is built only for the error
+			return textError("data."+k+".color", r)
+		}
 		switch {
 		case v.Value == "":
 			return invalid(field, "%s is required (WeChat rejects empty values)", field)

@@ -59,6 +59,11 @@ type Metrics struct {
 	// rewrote it. Every instance counts each reset once: alert on
 	// increase(wxpush_store_resets_total[10m]) > 0.
 	StoreResets prometheus.Counter
+	// RateLimited counts /v1 requests refused with 429 by the inbound
+	// rate limits, by scope (key, global) and key: the 1-based position
+	// of the API key in the configured list ("none" without
+	// authentication), never the key.
+	RateLimited *prometheus.CounterVec // scope, key
 }
 
 // New returns the collectors registered on a fresh registry, with the Go
@@ -95,12 +100,13 @@ func New() *Metrics {
 		QuotaUsed:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wxpush_app_quota_used_today", Help: "Sends WeChat accepted since the app's last quota reset (all instances)."}, []string{"app"}),
 		Held:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_messages_held_total", Help: "Messages put in their app's wait set instead of being sent, by cause (paused, rate_limit)."}, []string{"app", "cause"}),
 		Webhooks:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_status_webhooks_total", Help: "Status webhook deliveries by result (delivered, retry, gave_up, dropped)."}, []string{"app", "result"}),
+		RateLimited:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_http_rate_limited_total", Help: "API requests refused with 429 by the inbound rate limits, by scope (key, global) and API key position (never the key)."}, []string{"scope", "key"}),
 	}
 	for _, c := range []prometheus.Collector{
 		m.Accepted, m.Replayed, m.Sent, m.Failed, m.Attempts, m.Retries, m.Reclaimed, m.InFlight,
 		m.TokenRefreshes, m.TokenBudgetUsed, m.TokenInvalid, m.SendSeconds, m.EndToEndSeconds,
 		m.HTTPRequests, m.HTTPSeconds, m.RedisErrors, m.Callbacks, m.DeliveryReports,
-		m.AppPaused, m.AppPauses, m.AppWaiting, m.QuotaUsed, m.Held, m.Webhooks, m.StoreResets,
+		m.AppPaused, m.AppPauses, m.AppWaiting, m.QuotaUsed, m.Held, m.Webhooks, m.StoreResets, m.RateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		f(c)
