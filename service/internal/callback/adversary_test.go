@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -180,4 +181,70 @@ func TestBodyIsReadOnlyAfterTheQueryChecks(t *testing.T) {
 	req := httptest.NewRequest(http.MethodPost, "/wechat/callback/"+appName+"?"+good.Encode(), spy)
 	e.h.ServeHTTP(httptest.NewRecorder(), req)
 	assert.True(t, spy.read)
+}
+
+// TestReplayGuardSeesThroughSpelling: the replay guard keys a query by
+// what its signatures cover, so re-spelling a captured query (the
+// signature in upper case, which the check accepts, or an unchecked
+// msg_signature added to a plaintext push) is still the same query, and
+// its new body is refused.
+func TestReplayGuardSeesThroughSpelling(t *testing.T) {
+	for name, respell := range map[string]func(url.Values){
+		"upper-case signature": func(q url.Values) { q.Set(wechat.ParamSignature, strings.ToUpper(q.Get(wechat.ParamSignature))) },
+		"msg_signature added":  func(q url.Values) { q.Set(wechat.ParamMsgSignature, "x") },
+		"both, and an openid": func(q url.Values) {
+			q.Set(wechat.ParamSignature, strings.ToUpper(q.Get(wechat.ParamSignature)))
+			q.Set(wechat.ParamMsgSignature, "y")
+			q.Set(wechat.ParamOpenID, "oOther")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t)
+			victim := e.sent("victim", 9600)
+			e.sent("other", 9601)
+			q, body := e.seal(e.sender, report(9601, wechat.StatusSuccess), wechat.ModePlain, fixedNow)
+			require.Equal(t, http.StatusOK, e.post(appName, q, body).Code)
+			forged, err := report(9600, wechat.StatusUserBlock).Bytes()
+			require.NoError(t, err)
+			q2 := url.Values{}
+			for k, v := range q {
+				q2[k] = append([]string(nil), v...)
+			}
+			respell(q2)
+			rec := e.post(appName, q2, forged)
+			assert.Equal(t, http.StatusForbidden, rec.Code)
+			assert.Equal(t, 1.0, e.callbacks(appName, callback.ResultReplayed))
+			e.process()
+			assert.Equal(t, service.StatusSent, e.message(victim).Status)
+			// The real report still comes through.
+			q3, body3 := e.seal(e.sender, report(9600, wechat.StatusSuccess), wechat.ModePlain, fixedNow)
+			require.Equal(t, http.StatusOK, e.post(appName, q3, body3).Code)
+			e.process()
+			assert.Equal(t, service.StatusDelivered, e.message(victim).Status)
+		})
+	}
+}
+
+// TestVerificationQueryIsNoPush: a URL verification's signed query (it may
+// sit in an access log) re-posted as a push with a body is a replay.
+func TestVerificationQueryIsNoPush(t *testing.T) {
+	e := newEnv(t)
+	victim := e.sent("victim", 9700)
+	q, _ := e.seal(e.sender, report(9700, wechat.StatusSuccess), wechat.ModePlain, fixedNow)
+	verify := url.Values{}
+	for k, v := range q {
+		verify[k] = append([]string(nil), v...)
+	}
+	verify.Set(wechat.ParamEchoStr, "hello")
+	rec := e.get(appName, verify)
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "hello", rec.Body.String())
+	require.Equal(t, http.StatusOK, e.get(appName, verify).Code, "WeChat's retry of the verification")
+
+	forged, err := report(9700, wechat.StatusUserBlock).Bytes()
+	require.NoError(t, err)
+	assert.Equal(t, http.StatusForbidden, e.post(appName, q, forged).Code)
+	assert.Equal(t, 1.0, e.callbacks(appName, callback.ResultReplayed))
+	e.process()
+	assert.Equal(t, service.StatusSent, e.message(victim).Status)
 }

@@ -63,6 +63,7 @@ const unknownApp = "_unknown"
 // Store is what the endpoint and the processor need from the store.
 type Store interface {
 	RecordCallback(ctx context.Context, cb store.Callback, ttl, queryTTL time.Duration) (store.Recorded, error)
+	RecordQuery(ctx context.Context, app, queryID, digest string, ttl time.Duration) (store.Recorded, error)
 	EnsureReportsGroup(ctx context.Context) error
 	ReadReports(ctx context.Context, consumer string, count int, block time.Duration) ([]store.ReportEntry, error)
 	ReclaimReports(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]store.ReportEntry, error)
@@ -248,6 +249,19 @@ func (r *Receiver) verifyURL(c *gin.Context, app string, crypter *wechat.Crypter
 			return
 		}
 	}
+	// The signed query of a verification may end up in an access log: the
+	// guard remembers it, so it cannot come back as a push with a body.
+	ctx, cancel := context.WithTimeout(c.Request.Context(), r.o.RecordTimeout)
+	recorded, err := r.o.Store.RecordQuery(ctx, app, queryID(q, false), verifyDigest, r.o.QueryTTL)
+	cancel()
+	switch {
+	case err != nil:
+		r.unavailable(c, app, err)
+		return
+	case recorded == store.RecordedReplay:
+		r.reject(c, app, ResultReplayed, errReplayed)
+		return
+	}
 	r.count(app, ResultVerified)
 	r.o.Logger.Info("callback URL verified", "app", app)
 	c.Header("X-Content-Type-Options", "nosniff")
@@ -318,16 +332,13 @@ func (r *Receiver) receive(c *gin.Context, app App) {
 	sum := sha256.Sum256(body)
 	cb := store.Callback{
 		App: name, DedupKey: msg.DedupKey(), Report: rep,
-		QueryID: queryID(q), BodySum: hex.EncodeToString(sum[:16]),
+		QueryID: queryID(q, q.Get(wechat.ParamEncryptType) == wechat.EncryptTypeAES), BodySum: hex.EncodeToString(sum[:16]),
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.o.RecordTimeout)
 	recorded, err := r.o.Store.RecordCallback(ctx, cb, r.o.DedupTTL, r.o.QueryTTL)
 	cancel()
 	if err != nil {
-		r.o.Metrics.RedisErrors.WithLabelValues("record_callback").Inc()
-		r.count(name, ResultUnavailable)
-		r.o.Logger.Warn("callback not recorded; answering 503 so that WeChat retries", "app", name, "err", err)
-		r.fail(c, http.StatusServiceUnavailable, service.CodeUnavailable, "the callback could not be recorded; retry later")
+		r.unavailable(c, name, err)
 		return
 	}
 	switch recorded {
@@ -349,10 +360,32 @@ var (
 	errReplayed  = errors.New("this signed query was recorded before with another body")
 )
 
-// queryID identifies a push's signed query for the replay guard: the
-// parameters WeChat signs, in a fixed order.
-func queryID(q url.Values) string {
-	return strings.Join([]string{q.Get(wechat.ParamTimestamp), q.Get(wechat.ParamNonce), q.Get(wechat.ParamSignature), q.Get(wechat.ParamMsgSignature)}, "\n")
+// queryID identifies a verified query for the replay guard by what its
+// signatures cover, never by how they are spelled: the URL signature is a
+// function of (token, timestamp, nonce), and signatures are compared
+// case-insensitively, so the raw signature would let an attacker mint
+// new keys for one captured query by changing its case. msg_signature,
+// which covers the Encrypt element, counts only where it was checked (an
+// encrypted push); elsewhere anyone could add one.
+func queryID(q url.Values, encrypted bool) string {
+	id := q.Get(wechat.ParamTimestamp) + "\n" + q.Get(wechat.ParamNonce)
+	if encrypted {
+		id += "\n" + strings.ToLower(q.Get(wechat.ParamMsgSignature))
+	}
+	return id
+}
+
+// verifyDigest stands for the body of a URL verification in the replay
+// guard: its query can never be re-posted as a push.
+const verifyDigest = "url-verification"
+
+// unavailable answers 503 to a request that could not be recorded, so
+// that WeChat retries it.
+func (r *Receiver) unavailable(c *gin.Context, app string, err error) {
+	r.o.Metrics.RedisErrors.WithLabelValues("record_callback").Inc()
+	r.count(app, ResultUnavailable)
+	r.o.Logger.Warn("callback not recorded; answering 503 so that WeChat retries", "app", app, "err", err)
+	r.fail(c, http.StatusServiceUnavailable, service.CodeUnavailable, "the callback could not be recorded; retry later")
 }
 
 // Reason maps a delivery result to the reason a failed message carries

@@ -170,6 +170,31 @@ func (s *Store) RecordCallback(ctx context.Context, cb Callback, ttl, queryTTL t
 	return 0, unavailable("record callback", fmt.Errorf("unexpected reply %d", n))
 }
 
+// recordQueryScript is the replay guard alone. KEYS: query. ARGV: digest,
+// ttlMs. Returns 1 for a query first seen, 0 for one seen with the same
+// digest, -1 for one seen with another digest (then nothing changes).
+var recordQueryScript = redis.NewScript(`
+local prev = redis.call('GET', KEYS[1])
+if not prev then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if prev == ARGV[1] then return 0 end
+return -1
+`)
+
+// RecordQuery records a signed query in the replay guard with the digest
+// of what came with it, as RecordCallback does for a push: a URL
+// verification's query, recorded this way, is refused when it comes back
+// as a push.
+func (s *Store) RecordQuery(ctx context.Context, app, queryID, digest string, ttl time.Duration) (Recorded, error) {
+	n, err := recordQueryScript.Run(ctx, s.rdb, []string{s.keys.query(app, queryID)}, digest, max(ttl.Milliseconds(), 1)).Int()
+	if err != nil {
+		return 0, unavailable("record query", err)
+	}
+	return Recorded(n), nil
+}
+
 // EnsureReportsGroup creates the reports stream and its consumer group if
 // missing.
 func (s *Store) EnsureReportsGroup(ctx context.Context) error { return s.reportsQueue().ensure(ctx) }
