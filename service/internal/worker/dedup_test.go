@@ -291,3 +291,65 @@ func TestResendGoesThroughAPause(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, service.StatusQueued, other.Status, "the other message waits for the pause to end")
 }
+
+// stallTokens' Token blocks until release: a slow token fetch, lock
+// contention during a token endpoint outage, or a frozen process.
+type stallTokens struct{ entered, release chan struct{} }
+
+func (s stallTokens) Token(context.Context, string) (wechat.Secret, error) {
+	close(s.entered)
+	<-s.release
+	return "tok", nil
+}
+func (stallTokens) Invalidate(context.Context, string, wechat.Secret) (bool, error) { return false, nil }
+
+// clockedSender records the (fake) time of each send.
+type clockedSender struct {
+	mu    sync.Mutex
+	clock *fakeClock
+	at    []time.Time
+}
+
+func (s *clockedSender) SendTemplate(context.Context, wechat.Secret, *wechat.TemplateMessage) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.at = append(s.at, s.clock.Now())
+	return 4242, nil
+}
+
+// TestStalledAttemptSendsNothingPastTheWindow: worker A counts its attempt
+// and stalls before its send (in the token fetch); worker B takes the
+// message over after the visibility timeout and sends it; A wakes up past
+// WeChat's dedup window of B's send and must not send again.
+func TestStalledAttemptSendsNothingPastTheWindow(t *testing.T) {
+	r := redistest.New(t)
+	q := store.New(r.Client, store.Options{Prefix: r.Prefix})
+	ctx := t.Context()
+	require.NoError(t, q.EnsureGroup(ctx))
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	_, err := q.Enqueue(ctx, []store.NewMessage{{ID: "m", App: "default", AcceptedAt: t0,
+		Request: service.SendRequest{App: "default", ToUser: "oU", TemplateID: "tpl", Data: map[string]service.DataValue{"thing1": {Value: "v"}}}}})
+	require.NoError(t, err)
+	entries, err := q.Read(ctx, "a", 1, time.Second)
+	require.NoError(t, err)
+	clock := &fakeClock{t: t0}
+	sender := &clockedSender{clock: clock}
+	stall := stallTokens{make(chan struct{}), make(chan struct{})}
+	m := metrics.New()
+	a, err := New(q, stall, sender, Options{Consumer: "a", Metrics: m, Now: clock.Now})
+	require.NoError(t, err)
+	b, err := New(q, fixedTokens{}, sender, Options{Consumer: "b", Metrics: m, Now: clock.Now})
+	require.NoError(t, err)
+	done := make(chan struct{})
+	go func() { a.process(ctx, entries[0]); close(done) }()
+	<-stall.entered
+	clock.Set(t0.Add(time.Minute)) // past the visibility timeout: B takes over
+	b.process(ctx, store.Entry{StreamID: entries[0].StreamID, MessageID: "m", Due: clock.Now()})
+	clock.Set(t0.Add(12 * time.Minute)) // A wakes up
+	close(stall.release)
+	<-done
+	rec, err := q.Get(ctx, "m")
+	require.NoError(t, err)
+	assert.Equal(t, []time.Time{t0.Add(time.Minute)}, sender.at, "one send, B's")
+	assert.Equal(t, service.StatusSent, rec.Status)
+}

@@ -532,7 +532,24 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 		}
 		attempt, rec.AmbiguousAt = n, amb
 	}
+	// A worker that takes the message over counts this attempt as one that
+	// may have reached WeChat, from its start. So nothing may leave for
+	// WeChat after the resend window of the earliest such attempt, this one
+	// included, however long the token fetch or a stall of this process
+	// takes: the fetch and the sends run under that deadline, and it is
+	// checked again before each send.
+	from := start
+	if !rec.AmbiguousAt.IsZero() && rec.AmbiguousAt.Before(from) {
+		from = rec.AmbiguousAt
+	}
+	deadline := from.Add(w.resendWindow)
+	ctx, cancel := context.WithTimeout(ctx, deadline.Sub(w.o.Now()))
+	defer cancel()
+	late := func() bool { return !w.o.Now().Before(deadline) }
 	tok, err := w.tokens.Token(ctx, rec.App)
+	if err == nil && late() {
+		err = errTooLate
+	}
 	if err != nil {
 		st := w.tokenFailure(ctx, log, e, rec, rt, attempt, err)
 		st.Attempt = attempt
@@ -547,7 +564,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 		// drop it only if it is still the one that failed, then retry once.
 		deleted, ierr := w.tokens.Invalidate(ctx, rec.App, tok)
 		log.Info("access token rejected; refreshing and retrying once", "errcode", wechat.Code(err), "deleted", deleted, "invalidate_err", ierr)
-		if tok, terr := w.tokens.Token(ctx, rec.App); terr == nil {
+		if tok, terr := w.tokens.Token(ctx, rec.App); terr == nil && !late() {
 			// The resend is an attempt of its own, counted and guarded as
 			// the first was; without its record it is not made (the token
 			// error stands and the message is retried later).
@@ -586,6 +603,10 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 	st.Attempt = attempt
 	return st, true
 }
+
+// errTooLate is the token failure of an attempt that could not begin
+// inside the resend window: nothing was sent.
+var errTooLate = errors.New("worker: the attempt could not begin inside WeChat's dedup window; nothing was sent")
 
 // tokenFailure settles a message whose app has no access token: an
 // exhausted token budget or a pacing, quota or app-level answer of the
