@@ -30,6 +30,7 @@ type epochWatch struct {
 	warnFor time.Duration
 	now     func() time.Time
 	kick    <-chan struct{} // a new connection to Redis: check now (Server.reconnected)
+	clock   *redisClock     // measured again at every check
 
 	known string // the epoch this instance knows; only run touches it
 
@@ -43,8 +44,8 @@ type epochWatch struct {
 // again is a reconnect, to be checked without waiting a whole interval.
 const epochRetry = time.Second
 
-func newEpochWatch(st *store.Store, log *slog.Logger, m *metrics.Metrics, every, warnFor time.Duration, kick <-chan struct{}) *epochWatch {
-	return &epochWatch{store: st, log: log, metrics: m, every: every, warnFor: warnFor, now: time.Now, kick: kick}
+func newEpochWatch(st *store.Store, log *slog.Logger, m *metrics.Metrics, every, warnFor time.Duration, kick <-chan struct{}, clock *redisClock) *epochWatch {
+	return &epochWatch{store: st, log: log, metrics: m, every: every, warnFor: warnFor, now: time.Now, kick: kick, clock: clock}
 }
 
 // run checks at once, then on every kick and every interval, until ctx is
@@ -80,6 +81,11 @@ func (w *epochWatch) check(ctx context.Context) error {
 		}
 		w.log.Debug("store epoch check failed; retrying", "err", err)
 		return err
+	}
+	if w.clock != nil {
+		if err := w.clock.sync(ctx); err != nil {
+			w.log.Debug("clock offset from Redis not measured", "err", err)
+		}
 	}
 	was := w.known
 	w.known = ep.Value

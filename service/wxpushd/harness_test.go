@@ -58,12 +58,20 @@ func testConfig(mock *mockwxtest.Server, r *redistest.Redis) Config {
 
 func startInstance(t testing.TB, cfg Config) *instance {
 	t.Helper()
+	return startInstanceWith(t, cfg, Options{})
+}
+
+// startInstanceWith starts an instance with opts; its logs go to the
+// instance's buffer.
+func startInstanceWith(t testing.TB, cfg Config, opts Options) *instance {
+	t.Helper()
 	logs := &syncbuf.Buffer{}
 	logLevel := slog.LevelDebug // tests see (and check) everything by default
 	if cfg.LogLevel != "" {
 		require.NoError(t, logLevel.UnmarshalText([]byte(cfg.LogLevel)))
 	}
-	s, err := New(t.Context(), cfg, Options{Logger: slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: logLevel}))})
+	opts.Logger = slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: logLevel}))
+	s, err := New(t.Context(), cfg, opts)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{Server: s, cancel: cancel, stopped: make(chan struct{}), logs: logs}

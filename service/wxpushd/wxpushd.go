@@ -49,6 +49,7 @@ type Server struct {
 	hooks   *webhook.Dispatcher // status webhooks
 	metrics *metrics.Metrics
 	epoch   *epochWatch   // the store-reset alarm
+	clock   *redisClock   // the workers' clock: this host's, corrected to Redis's
 	kick    chan struct{} // a new Redis connection: check the store epoch now
 	handler http.Handler
 	ln      net.Listener
@@ -68,6 +69,9 @@ type Options struct {
 	HTTPClient *http.Client
 	// Listener, when set, is served instead of listening on Config.Addr.
 	Listener net.Listener
+	// Clock is this host's clock (nil: time.Now); the workers run on it
+	// corrected to Redis's clock.
+	Clock func() time.Time
 }
 
 // New connects to Redis (or starts the embedded store), builds the
@@ -246,7 +250,11 @@ func (s *Server) build(opts Options) error {
 	s.store = store.New(s.rdb, store.Options{Prefix: cfg.KeyPrefix, Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL, Apps: names, Events: events})
 	// A reset is shown in /readyz for the idempotency TTL: the time during
 	// which repeats of the lost keys are taken as new messages.
-	s.epoch = newEpochWatch(s.store, s.log, s.metrics, cfg.StoreCheckInterval, cmp.Or(cfg.IdempotencyTTL, 24*time.Hour), s.kick)
+	s.clock = &redisClock{local: opts.Clock, rdb: s.rdb, log: s.log, gauge: s.metrics.ClockOffset}
+	if s.clock.local == nil {
+		s.clock.local = time.Now
+	}
+	s.epoch = newEpochWatch(s.store, s.log, s.metrics, cfg.StoreCheckInterval, cmp.Or(cfg.IdempotencyTTL, 24*time.Hour), s.kick, s.clock)
 	s.tokens, err = token.NewManager(s.rdb, wc, apps, token.Options{
 		Prefix: cfg.KeyPrefix, Mode: cfg.TokenMode, DailyBudget: cfg.TokenDailyBudget, Logger: s.log, Metrics: s.metrics,
 	})
@@ -258,7 +266,7 @@ func (s *Server) build(opts Options) error {
 		BackoffBase: cfg.BackoffBase, BackoffCap: cfg.BackoffCap, SendTimeout: cfg.SendTimeout,
 		Visibility: cfg.Visibility, Drain: cfg.ShutdownTimeout / 2, Logger: s.log, Metrics: s.metrics,
 		PaceDelay: cfg.PaceDelay, QuotaDelay: cfg.QuotaDelay, AppDelay: cfg.AppDelay, Apps: paced,
-		DedupWindow: cfg.DedupWindow,
+		DedupWindow: cfg.DedupWindow, Now: s.clock.Now,
 	})
 	if err != nil {
 		return err
@@ -357,6 +365,13 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.store.EnsureGroup(ctx); err != nil {
 		s.log.Warn("cannot create the queue yet; workers retry", "err", err)
 	}
+	// The workers run on Redis's clock: measure it before they start (the
+	// store checks measure it again).
+	cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+	if err := s.clock.sync(cctx); err != nil {
+		s.log.Warn("clock offset from Redis not measured yet; the workers start on this host's clock", "err", err)
+	}
+	ccancel()
 	hs := s.httpServer()
 	ln := netutil.LimitListener(httpapi.WrapListener(s.ln), s.connLimit())
 	serveErr := make(chan error, 1)

@@ -59,6 +59,9 @@ type Metrics struct {
 	// rewrote it. Every instance counts each reset once: alert on
 	// increase(wxpush_store_resets_total[10m]) > 0.
 	StoreResets prometheus.Counter
+	// ClockOffset is Redis's clock minus this host's, in seconds: the
+	// correction the workers run with.
+	ClockOffset prometheus.Gauge
 	// RateLimited counts /v1 requests refused with 429 by the inbound
 	// rate limits, by scope (key, global) and key: the 1-based position
 	// of the API key in the configured list ("none" without
@@ -90,6 +93,7 @@ func New() *Metrics {
 		EndToEndSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wxpush_accept_to_sent_seconds", Help: "From API acceptance to WeChat accepting the message.", Buckets: e2e}, []string{"app"}),
 		HTTPRequests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_http_requests_total", Help: "API requests by route and status code."}, []string{"route", "code"}),
 		HTTPSeconds:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wxpush_http_request_duration_seconds", Help: "API request duration by route.", Buckets: latency}, []string{"route"}),
+		ClockOffset:     prometheus.NewGauge(prometheus.GaugeOpts{Name: "wxpush_clock_offset_seconds", Help: "Redis's clock minus this host's (the workers run on Redis's clock)."}),
 		StoreResets:     prometheus.NewCounter(prometheus.CounterOpts{Name: "wxpush_store_resets_total", Help: "Times this instance found the Redis store had lost its data (the store epoch vanished or was rewritten)."}),
 		RedisErrors:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_redis_errors_total", Help: "Redis operations that failed, by operation."}, []string{"op"}),
 		Callbacks:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_callbacks_total", Help: "WeChat callback requests by app and result."}, []string{"app", "result"}),
@@ -106,7 +110,7 @@ func New() *Metrics {
 		m.Accepted, m.Replayed, m.Sent, m.Failed, m.Attempts, m.Retries, m.Reclaimed, m.InFlight,
 		m.TokenRefreshes, m.TokenBudgetUsed, m.TokenInvalid, m.SendSeconds, m.EndToEndSeconds,
 		m.HTTPRequests, m.HTTPSeconds, m.RedisErrors, m.Callbacks, m.DeliveryReports,
-		m.AppPaused, m.AppPauses, m.AppWaiting, m.QuotaUsed, m.Held, m.Webhooks, m.StoreResets, m.RateLimited,
+		m.AppPaused, m.AppPauses, m.AppWaiting, m.QuotaUsed, m.Held, m.Webhooks, m.StoreResets, m.ClockOffset, m.RateLimited,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		f(c)
