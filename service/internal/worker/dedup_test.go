@@ -301,7 +301,9 @@ func (s stallTokens) Token(context.Context, string) (wechat.Secret, error) {
 	<-s.release
 	return "tok", nil
 }
-func (stallTokens) Invalidate(context.Context, string, wechat.Secret) (bool, error) { return false, nil }
+func (stallTokens) Invalidate(context.Context, string, wechat.Secret) (bool, error) {
+	return false, nil
+}
 
 // clockedSender records the (fake) time of each send.
 type clockedSender struct {
