@@ -22,7 +22,6 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/net/netutil"
 
 	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/internal/wechat"
@@ -373,7 +372,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	ccancel()
 	hs := s.httpServer()
-	ln := netutil.LimitListener(httpapi.WrapListener(s.ln), s.connLimit())
+	bound := newConnBound(httpapi.WrapListener(s.ln), s.connLimit())
+	hs.ConnState = bound.connState
+	ln := net.Listener(bound)
 	serveErr := make(chan error, 1)
 	workCtx, stopWork := context.WithCancel(context.WithoutCancel(ctx))
 	s.mu.Lock()
