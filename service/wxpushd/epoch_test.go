@@ -157,6 +157,8 @@ func TestRedisPersistenceCheck(t *testing.T) {
 		{"persistence off", []string{"--save", "", "--appendonly", "no"}, `"level":"WARN","msg":"REDIS PERSISTENCE IS OFF`, "append-only file on"},
 		{"snapshots only", []string{"--save", "3600 1", "--appendonly", "no"}, `"level":"WARN","msg":"REDIS PERSISTS BY SNAPSHOTS ONLY`, "PERSISTENCE IS OFF"},
 		{"append-only file", []string{"--appendonly", "yes", "--appendfsync", "everysec"}, `"level":"INFO","msg":"redis persistence: append-only file on","instance":"persist","appendonly":"yes","appendfsync":"everysec"`, `"level":"WARN","msg":"REDIS PERSIST`},
+		{"evicting when full", []string{"--appendonly", "yes", "--maxmemory", "100mb", "--maxmemory-policy", "allkeys-lru"}, `"level":"WARN","msg":"REDIS EVICTS KEYS WHEN FULL (maxmemory-policy allkeys-lru)`, "PERSISTENCE IS OFF"},
+		{"noeviction", []string{"--appendonly", "yes", "--maxmemory", "100mb", "--maxmemory-policy", "noeviction"}, "append-only file on", "REDIS EVICTS"},
 		{"CONFIG disabled", []string{"--rename-command", "CONFIG", ""}, `"level":"INFO","msg":"redis persistence settings not checked: CONFIG GET refused`, `"level":"WARN","msg":"REDIS PERSIST`},
 	}
 	for _, tt := range tests {

@@ -314,6 +314,10 @@ func (s *Server) build(opts Options) error {
 	s.reports, err = callback.New(callback.Options{
 		Store: s.store, Apps: cbApps, Consumer: cfg.Instance, MaxSkew: cfg.CallbackMaxSkew,
 		Logger: s.log, Metrics: s.metrics,
+		// The skew check on Redis's clock, the clock that times the replay
+		// guard's memory of a query: a host clock behind could otherwise
+		// accept a timestamp the guard has forgotten.
+		Now: s.clock.Now,
 	})
 	if err != nil {
 		return err
