@@ -3,8 +3,6 @@ package conformance_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wxpush/wxpush/conformance"
+	"github.com/wxpush/wxpush/internal/slowconn"
 	"github.com/wxpush/wxpush/internal/wechat"
 )
 
@@ -59,7 +58,7 @@ func TestAdversarySlowClients(t *testing.T) {
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
 	var (
-		slow           []*trickler
+		slow           []*slowconn.Conn
 		opened         atomic.Bool
 		sent, accepted atomic.Int64
 		duringHold     atomic.Int64
@@ -70,7 +69,7 @@ func TestAdversarySlowClients(t *testing.T) {
 			return false
 		}
 		for _, s := range slow {
-			if s.closed() {
+			if s.Closed() {
 				return false
 			}
 		}
@@ -112,7 +111,7 @@ func TestAdversarySlowClients(t *testing.T) {
 		}
 	}
 	opened.Store(true)
-	go trickleAll(ctx, slow)
+	go slowconn.Trickle(ctx, slow, 100*time.Millisecond)
 
 	deadline := time.Now().Add(wait)
 	open := len(slow)
@@ -120,7 +119,7 @@ func TestAdversarySlowClients(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		open = 0
 		for _, s := range slow {
-			if !s.closed() {
+			if !s.Closed() {
 				open++
 			}
 		}
@@ -158,60 +157,15 @@ func readTimeoutOf(external bool, d time.Duration) string {
 	return d.String()
 }
 
-// trickler is a connection that sent a request's headers and sends its
-// body a byte at a time.
-type trickler struct {
-	c    net.Conn
-	done chan struct{} // closed when the service closed the connection
-}
-
-// openTrickler connects to addr and sends the headers of a POST to target
-// with a 16 KiB body (within every route's limit) that starts with prefix.
-func openTrickler(t *testing.T, addr, target, header, prefix string) *trickler {
+// openTrickler opens a slowconn.Conn to addr, or fails the test.
+func openTrickler(t *testing.T, addr, target, header, prefix string) *slowconn.Conn {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	c, err := slowconn.Open(addr, target, header, prefix)
 	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
+		t.Fatalf("slow request to %s: %v", addr, err)
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n%s\r\n%s", target, addr, 16<<10, header, prefix); err != nil {
-		t.Fatalf("write to %s: %v", addr, err)
-	}
-	s := &trickler{c: c, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		_, _ = io.Copy(io.Discard, c) // returns when the service closes it
-	}()
-	return s
-}
-
-func (s *trickler) closed() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// trickleAll writes a byte to each open connection every 100 ms until ctx
-// is done.
-func trickleAll(ctx context.Context, conns []*trickler) {
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		for _, s := range conns {
-			if !s.closed() {
-				_ = s.c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-				_, _ = s.c.Write([]byte("a"))
-			}
-		}
-	}
+	return c
 }
 
 // raiseFDLimit raises this process's soft open file limit to the hard one

@@ -20,69 +20,23 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wxpush/wxpush/internal/slowconn"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/mockwx/mockwxtest"
 	"github.com/wxpush/wxpush/service"
 	"github.com/wxpush/wxpush/service/internal/redistest"
 )
 
-// slowConn is a client that sent its headers and trickles its body.
-type slowConn struct {
-	c      net.Conn
-	done   chan struct{} // closed when the server closed the connection
-	answer []byte        // what the server answered before closing
-}
-
-// slowRequest opens a connection to addr and sends a POST to target
-// whose body, of declared length 16 KiB (within every route's limit),
-// starts with prefix; trickle sends the rest, slowly. It may run on any
-// goroutine: a failure to connect fails the test.
-func slowRequest(t *testing.T, addr, target, header, prefix string) *slowConn {
-	c, err := net.Dial("tcp", addr)
+// slowRequest opens a slowconn.Conn to addr; it may run on any goroutine:
+// a failure fails the test.
+func slowRequest(t *testing.T, addr, target, header, prefix string) *slowconn.Conn {
+	c, err := slowconn.Open(addr, target, header, prefix)
 	if err != nil {
-		t.Errorf("dial %s: %v", addr, err)
+		t.Errorf("slow request to %s: %v", addr, err)
 		return nil
 	}
 	t.Cleanup(func() { _ = c.Close() })
-	if _, err := fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: wxpushd\r\nContent-Length: %d\r\n%s\r\n%s", target, 16<<10, header, prefix); err != nil {
-		t.Errorf("write to %s: %v", addr, err)
-	}
-	s := &slowConn{c: c, done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		s.answer, _ = io.ReadAll(c) // ends when the server closes (EOF or reset)
-	}()
-	return s
-}
-
-// closed reports whether the server closed the connection.
-func (s *slowConn) closed() bool {
-	select {
-	case <-s.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// trickle writes one byte to each open slow connection every interval
-// until ctx is done.
-func trickle(ctx context.Context, conns []*slowConn, interval time.Duration) {
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		for _, s := range conns {
-			if !s.closed() {
-				_ = s.c.SetWriteDeadline(time.Now().Add(interval))
-				_, _ = s.c.Write([]byte("a"))
-			}
-		}
-	}
+	return c
 }
 
 // fdLimit raises the test process's open file limit to its hard limit and
@@ -133,7 +87,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	// during the hold.
 	ctx, stop := context.WithCancel(t.Context())
 	defer stop()
-	var slow []*slowConn
+	var slow []*slowconn.Conn
 	var opened atomic.Bool
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	t.Cleanup(client.CloseIdleConnections)
@@ -144,7 +98,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 		}
 		n := 0
 		for _, s := range slow {
-			if !s.closed() {
+			if s != nil && !s.Closed() {
 				n++
 			}
 		}
@@ -181,7 +135,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 
 	addr := strings.TrimPrefix(in.URL(), "http://")
 	start := time.Now()
-	slow = make([]*slowConn, 2*perRoute) // even: API, odd: callback
+	slow = make([]*slowconn.Conn, 2*perRoute) // even: API, odd: callback
 	var dials sync.WaitGroup
 	for g := range 8 {
 		dials.Go(func() {
@@ -197,7 +151,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 		t.FailNow()
 	}
 	opened.Store(true)
-	go trickle(ctx, slow, 100*time.Millisecond)
+	go slowconn.Trickle(ctx, slow, 100*time.Millisecond)
 
 	deadline := time.After(30 * time.Second)
 	for open := openNow(); open > 0; open = openNow() {
@@ -215,7 +169,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 
 	timedOut := 0
 	for i, s := range slow {
-		if i%2 == 0 && bytes.HasPrefix(s.answer, []byte("HTTP/1.1 408 ")) {
+		if i%2 == 0 && bytes.HasPrefix(s.Answer(), []byte("HTTP/1.1 408 ")) {
 			timedOut++
 		}
 	}
@@ -225,8 +179,8 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	assert.Positive(t, servedDuringHold.Load(), "normal sends were served while the slow connections were held")
 	assert.Equal(t, perRoute, timedOut, "every slow API request was answered 408 request_timeout")
 	for i, s := range slow {
-		if i%2 == 0 && bytes.HasPrefix(s.answer, []byte("HTTP/1.1 408 ")) {
-			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(s.answer)), nil)
+		if i%2 == 0 && bytes.HasPrefix(s.Answer(), []byte("HTTP/1.1 408 ")) {
+			resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(s.Answer())), nil)
 			require.NoError(t, err)
 			body, _ := io.ReadAll(resp.Body)
 			assert.Contains(t, string(body), service.CodeRequestTimeout)
