@@ -206,10 +206,7 @@ func TestReplayGuardSeesThroughSpelling(t *testing.T) {
 			require.Equal(t, http.StatusOK, e.post(appName, q, body).Code)
 			forged, err := report(9600, wechat.StatusUserBlock).Bytes()
 			require.NoError(t, err)
-			q2 := url.Values{}
-			for k, v := range q {
-				q2[k] = append([]string(nil), v...)
-			}
+			q2 := with(q, wechat.ParamSignature, q.Get(wechat.ParamSignature)) // a copy
 			respell(q2)
 			rec := e.post(appName, q2, forged)
 			assert.Equal(t, http.StatusForbidden, rec.Code)
@@ -231,11 +228,7 @@ func TestVerificationQueryIsNoPush(t *testing.T) {
 	e := newEnv(t)
 	victim := e.sent("victim", 9700)
 	q, _ := e.seal(e.sender, report(9700, wechat.StatusSuccess), wechat.ModePlain, fixedNow)
-	verify := url.Values{}
-	for k, v := range q {
-		verify[k] = append([]string(nil), v...)
-	}
-	verify.Set(wechat.ParamEchoStr, "hello")
+	verify := with(q, wechat.ParamEchoStr, "hello")
 	rec := e.get(appName, verify)
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Equal(t, "hello", rec.Body.String())
