@@ -355,3 +355,48 @@ func TestStalledAttemptSendsNothingPastTheWindow(t *testing.T) {
 	assert.Equal(t, []time.Time{t0.Add(time.Minute)}, sender.at, "one send, B's")
 	assert.Equal(t, service.StatusSent, rec.Status)
 }
+
+// slowSender answers after delay (real time), or with the context's error
+// when the context ends first, as an HTTP client does.
+type slowSender struct{ delay time.Duration }
+
+func (s slowSender) SendTemplate(ctx context.Context, _ wechat.Secret, _ *wechat.TemplateMessage) (int64, error) {
+	select {
+	case <-time.After(s.delay):
+		return 4242, nil
+	case <-ctx.Done():
+		return 0, &wechat.CallError{API: wechat.APITemplateSend, Kind: wechat.CallTimeout, Err: ctx.Err()}
+	}
+}
+
+// TestResendBegunInTimeMayFinish: the resend window bounds when a resend
+// may begin, not how long it may take (the margin holds a whole send
+// timeout). A resend begun 100 ms before the window closes whose answer
+// takes 400 ms is sent, not cut off into failed/unconfirmed.
+func TestResendBegunInTimeMayFinish(t *testing.T) {
+	r := redistest.New(t)
+	q := store.New(r.Client, store.Options{Prefix: r.Prefix})
+	ctx := t.Context()
+	require.NoError(t, q.EnsureGroup(ctx))
+	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	_, err := q.Enqueue(ctx, []store.NewMessage{{ID: "m", App: "default", AcceptedAt: t0,
+		Request: service.SendRequest{App: "default", ToUser: "oU", TemplateID: "tpl", Data: map[string]service.DataValue{"thing1": {Value: "v"}}}}})
+	require.NoError(t, err)
+	entries, err := q.Read(ctx, "a", 1, time.Second)
+	require.NoError(t, err)
+	clock := &fakeClock{t: t0}
+	m := metrics.New()
+	first := &scriptedSender{errs: []error{&wechat.CallError{API: wechat.APITemplateSend, Kind: wechat.CallTimeout, Err: context.DeadlineExceeded}}}
+	a, err := New(q, fixedTokens{}, first, Options{Consumer: "a", Metrics: m, Now: clock.Now})
+	require.NoError(t, err)
+	a.process(ctx, entries[0])
+
+	clock.Set(t0.Add(resendWindow - 100*time.Millisecond))
+	b, err := New(q, fixedTokens{}, slowSender{400 * time.Millisecond}, Options{Consumer: "b", Metrics: m, Now: clock.Now})
+	require.NoError(t, err)
+	b.process(ctx, store.Entry{StreamID: "0-1", MessageID: "m", Due: clock.Now()})
+	rec, err := q.Get(ctx, "m")
+	require.NoError(t, err)
+	assert.Equal(t, service.StatusSent, rec.Status, "%+v", rec)
+	assert.Zero(t, counterValue(t, m, "default", service.ReasonUnconfirmed))
+}

@@ -536,17 +536,20 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 	// may have reached WeChat, from its start. So nothing may leave for
 	// WeChat after the resend window of the earliest such attempt, this one
 	// included, however long the token fetch or a stall of this process
-	// takes: the fetch and the sends run under that deadline, and it is
-	// checked again before each send.
+	// takes: the token fetches run under that deadline, and it is checked
+	// again before each send. A send begun in time runs its own timeout
+	// (the window's margin holds a whole send timeout), and so do the
+	// store calls: cutting them off at the deadline would turn a send
+	// begun in time into an unknown outcome.
 	from := start
 	if !rec.AmbiguousAt.IsZero() && rec.AmbiguousAt.Before(from) {
 		from = rec.AmbiguousAt
 	}
 	deadline := from.Add(w.resendWindow)
-	ctx, cancel := context.WithTimeout(ctx, deadline.Sub(w.o.Now()))
+	fetchCtx, cancel := context.WithTimeout(ctx, deadline.Sub(w.o.Now()))
 	defer cancel()
 	late := func() bool { return !w.o.Now().Before(deadline) }
-	tok, err := w.tokens.Token(ctx, rec.App)
+	tok, err := w.tokens.Token(fetchCtx, rec.App)
 	if err == nil && late() {
 		err = errTooLate
 	}
@@ -564,7 +567,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 		// drop it only if it is still the one that failed, then retry once.
 		deleted, ierr := w.tokens.Invalidate(ctx, rec.App, tok)
 		log.Info("access token rejected; refreshing and retrying once", "errcode", wechat.Code(err), "deleted", deleted, "invalidate_err", ierr)
-		if tok, terr := w.tokens.Token(ctx, rec.App); terr == nil && !late() {
+		if tok, terr := w.tokens.Token(fetchCtx, rec.App); terr == nil && !late() {
 			// The resend is an attempt of its own, counted and guarded as
 			// the first was; without its record it is not made (the token
 			// error stands and the message is retried later).
