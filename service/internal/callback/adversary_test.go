@@ -189,6 +189,26 @@ func TestBodyIsReadOnlyAfterTheQueryChecks(t *testing.T) {
 // msg_signature added to a plaintext push) is still the same query, and
 // its new body is refused.
 func TestReplayGuardSeesThroughSpelling(t *testing.T) {
+	t.Run("encrypted query stripped to a plain one", func(t *testing.T) {
+		// A plain-mode app with a key takes both kinds of push. A captured
+		// encrypted push's query, stripped of encrypt_type and
+		// msg_signature, still carries a valid URL signature: it is the
+		// same (timestamp, nonce) and its plaintext body is refused.
+		e := newEnv(t)
+		victim := e.sent("victim", 9650)
+		e.sent("other", 9651)
+		q, body := e.seal(e.sender, report(9651, wechat.StatusSuccess), wechat.ModeCompat, fixedNow)
+		require.Equal(t, http.StatusOK, e.post(appName, q, body).Code)
+		forged, err := report(9650, wechat.StatusUserBlock).Bytes()
+		require.NoError(t, err)
+		q2 := with(q, wechat.ParamSignature, q.Get(wechat.ParamSignature)) // a copy
+		q2.Del(wechat.ParamEncryptType)
+		q2.Del(wechat.ParamMsgSignature)
+		assert.Equal(t, http.StatusForbidden, e.post(appName, q2, forged).Code)
+		assert.Equal(t, 1.0, e.callbacks(appName, callback.ResultReplayed))
+		e.process()
+		assert.Equal(t, service.StatusSent, e.message(victim).Status, "the forged failure changed nothing")
+	})
 	for name, respell := range map[string]func(url.Values){
 		"upper-case signature": func(q url.Values) { q.Set(wechat.ParamSignature, strings.ToUpper(q.Get(wechat.ParamSignature))) },
 		"msg_signature added":  func(q url.Values) { q.Set(wechat.ParamMsgSignature, "x") },

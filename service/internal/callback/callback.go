@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -252,7 +251,7 @@ func (r *Receiver) verifyURL(c *gin.Context, app string, crypter *wechat.Crypter
 	// The signed query of a verification may end up in an access log: the
 	// guard remembers it, so it cannot come back as a push with a body.
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.o.RecordTimeout)
-	recorded, err := r.o.Store.RecordQuery(ctx, app, queryID(q, false), verifyDigest, r.o.QueryTTL)
+	recorded, err := r.o.Store.RecordQuery(ctx, app, queryID(q), verifyDigest, r.o.QueryTTL)
 	cancel()
 	switch {
 	case err != nil:
@@ -332,7 +331,7 @@ func (r *Receiver) receive(c *gin.Context, app App) {
 	sum := sha256.Sum256(body)
 	cb := store.Callback{
 		App: name, DedupKey: msg.DedupKey(), Report: rep,
-		QueryID: queryID(q, q.Get(wechat.ParamEncryptType) == wechat.EncryptTypeAES), BodySum: hex.EncodeToString(sum[:16]),
+		QueryID: queryID(q), BodySum: hex.EncodeToString(sum[:16]),
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.o.RecordTimeout)
 	recorded, err := r.o.Store.RecordCallback(ctx, cb, r.o.DedupTTL, r.o.QueryTTL)
@@ -360,19 +359,16 @@ var (
 	errReplayed  = errors.New("this signed query was recorded before with another body")
 )
 
-// queryID identifies a verified query for the replay guard by what its
-// signatures cover, never by how they are spelled: the URL signature is a
-// function of (token, timestamp, nonce), and signatures are compared
-// case-insensitively, so the raw signature would let an attacker mint
-// new keys for one captured query by changing its case. msg_signature,
-// which covers the Encrypt element, counts only where it was checked (an
-// encrypted push); elsewhere anyone could add one.
-func queryID(q url.Values, encrypted bool) string {
-	id := q.Get(wechat.ParamTimestamp) + "\n" + q.Get(wechat.ParamNonce)
-	if encrypted {
-		id += "\n" + strings.ToLower(q.Get(wechat.ParamMsgSignature))
-	}
-	return id
+// queryID identifies a verified query for the replay guard by what the
+// URL signature covers, (timestamp, nonce) under the app's token, never by
+// how the query is spelled: signatures are compared case-insensitively,
+// and encrypt_type and msg_signature can be stripped from a captured
+// encrypted push (its URL signature stays valid, and a plain-mode app
+// takes plaintext), so keying on either would let an attacker mint new
+// keys for one captured query. WeChat's retry of a push repeats it whole;
+// a recorded push's query that comes back with another body is a replay.
+func queryID(q url.Values) string {
+	return q.Get(wechat.ParamTimestamp) + "\n" + q.Get(wechat.ParamNonce)
 }
 
 // verifyDigest stands for the body of a URL verification in the replay

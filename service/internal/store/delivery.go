@@ -129,7 +129,8 @@ type Callback struct {
 	// (wechat.Message.DedupKey).
 	DedupKey string
 	// QueryID identifies the signed query the push came with (its
-	// timestamp, nonce and signatures); BodySum is a digest of its body.
+	// timestamp and nonce, what the URL signature covers); BodySum is a
+	// digest of its body.
 	// The same query with another body is a replay.
 	QueryID string
 	BodySum string
