@@ -83,3 +83,77 @@ func TestConnBoundCloseEndsWaitingAccept(t *testing.T) {
 	_ = first.Close()
 	assert.Empty(t, l.slots)
 }
+
+// TestKeepAliveClientsKeepTheirConnections: making room for waiting
+// clients must not cut a keep-alive client off between two requests. With
+// every slot taken and a stream of connections dialled all the while
+// (one every 2 ms, each held 20 ms, sending nothing), a client that posts over one
+// keep-alive connection, request after request, loses none of them: a
+// connection idle for a moment is about to be used again, and closing it
+// resets the request already on its way.
+func TestKeepAliveClientsKeepTheirConnections(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	l := newConnBound(ln, 4)
+	hs := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			_, _ = io.Copy(io.Discard, r.Body)
+			w.WriteHeader(http.StatusAccepted)
+		}),
+		ConnState:         l.connState,
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	go func() { _ = hs.Serve(l) }()
+	t.Cleanup(func() { _ = hs.Close() })
+	addr := ln.Addr().String()
+
+	// Two other clients hold a slot each, inside a request.
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.Close() })
+		_, err = io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n")
+		require.NoError(t, err)
+	}
+	stop := make(chan struct{})
+	dialled := make(chan int, 1)
+	go func() {
+		n := 0
+		defer func() { dialled <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			c, err := net.DialTimeout("tcp", addr, time.Second)
+			if err == nil {
+				n++
+				time.AfterFunc(20*time.Millisecond, func() { _ = c.Close() })
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
+	defer client.CloseIdleConnections()
+	const requests = 2000
+	failed := 0
+	var first error
+	for range requests {
+		resp, err := client.Post("http://"+addr+"/", "application/json", strings.NewReader(`{"k":"v"}`))
+		if err != nil {
+			failed++
+			if first == nil {
+				first = err
+			}
+			continue
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	close(stop)
+	n := <-dialled
+	t.Logf("%d requests, %d failed, %d connections dialled meanwhile", requests, failed, n)
+	require.Positive(t, n, "connections were dialled meanwhile")
+	assert.Zero(t, failed, "requests cut off between two requests of a keep-alive client; first: %v", first)
+}
