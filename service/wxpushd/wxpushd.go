@@ -249,7 +249,7 @@ func (s *Server) build(opts Options) error {
 	s.store = store.New(s.rdb, store.Options{Prefix: cfg.KeyPrefix, Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL, Apps: names, Events: events})
 	// A reset is shown in /readyz for the idempotency TTL: the time during
 	// which repeats of the lost keys are taken as new messages.
-	s.clock = &redisClock{local: opts.Clock, rdb: s.rdb, log: s.log, gauge: s.metrics.ClockOffset}
+	s.clock = &redisClock{local: opts.Clock, rdb: s.rdb, key: cfg.KeyPrefix + "clocks", instance: cfg.Instance, log: s.log, gauge: s.metrics.ClockOffset}
 	if s.clock.local == nil {
 		s.clock.local = time.Now
 	}
@@ -314,10 +314,11 @@ func (s *Server) build(opts Options) error {
 	s.reports, err = callback.New(callback.Options{
 		Store: s.store, Apps: cbApps, Consumer: cfg.Instance, MaxSkew: cfg.CallbackMaxSkew,
 		Logger: s.log, Metrics: s.metrics,
-		// The skew check on Redis's clock, the clock that times the replay
-		// guard's memory of a query: a host clock behind could otherwise
-		// accept a timestamp the guard has forgotten.
-		Now: s.clock.Now,
+		// The skew check on the instances' consensus clock: the world's
+		// time as long as most hosts keep it (WeChat's timestamps are), and
+		// one clock for all instances, so a host clock behind cannot accept
+		// a timestamp the replay guard has forgotten.
+		Now: s.clock.Consensus,
 	})
 	if err != nil {
 		return err
