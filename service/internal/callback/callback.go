@@ -19,6 +19,7 @@ import (
 
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/metrics"
 	"github.com/wxpush/wxpush/service/internal/store"
 )
@@ -72,26 +73,17 @@ type Store interface {
 
 var _ Store = (*store.Store)(nil)
 
-// App is one app whose callbacks are accepted.
-type App struct {
-	// Name is the app's name in wxpushd's config: the {app} of the URL.
-	Name string
-	// Crypter holds the app's callback token, appid and EncodingAESKeys
-	// (current and previous). An app without one has no endpoint.
-	Crypter *wechat.Crypter
-	// Mode is the mode its pushes must come in. In ModeSafe and
-	// ModeCompat a push without encrypt_type=aes, msg_signature and an
-	// Encrypt element is refused (ResultDowngrade), and only the decrypted
-	// message counts. ModePlain (or empty) also accepts plaintext pushes,
-	// whose body no signature covers. Safe and compat need an
-	// EncodingAESKey.
-	Mode wechat.Mode
-}
-
 // Options configure a Receiver. Zero values take the defaults.
 type Options struct {
 	Store Store // required
-	Apps  []App
+	// Apps are the configured apps; those with a Crypter (callback token,
+	// appid, EncodingAESKeys) have an endpoint. CallbackMode is the mode
+	// their pushes must come in: in safe and compat mode a push without
+	// encrypt_type=aes, msg_signature and an Encrypt element is refused
+	// (ResultDowngrade) and only the decrypted message counts; plain (or
+	// empty) also accepts plaintext pushes, whose body no signature
+	// covers. Safe and compat need an EncodingAESKey.
+	Apps []*apps.App
 	// Consumer is this instance's name in the reports' consumer group;
 	// required by Run.
 	Consumer string
@@ -128,7 +120,7 @@ type Options struct {
 // concurrent use.
 type Receiver struct {
 	o    Options
-	apps map[string]App
+	apps map[string]*apps.App // the apps with an endpoint, CallbackMode set
 
 	counters sync.Map // appResult -> prometheus.Counter
 }
@@ -140,24 +132,32 @@ func New(opts Options) (*Receiver, error) {
 	if opts.Store == nil {
 		return nil, errors.New("callback: no store")
 	}
-	r := &Receiver{o: opts, apps: make(map[string]App, len(opts.Apps))}
+	r := &Receiver{o: opts, apps: make(map[string]*apps.App, len(opts.Apps))}
 	for _, a := range opts.Apps {
-		if a.Name == "" || a.Crypter == nil {
-			return nil, fmt.Errorf("callback: app %q: name and crypter are required", a.Name)
+		if a == nil || a.Name == "" {
+			return nil, errors.New("callback: an app without a name")
 		}
 		if _, dup := r.apps[a.Name]; dup {
 			return nil, fmt.Errorf("callback: app %q is configured twice", a.Name)
 		}
-		switch a.Mode {
+		if a.Crypter == nil {
+			continue // no endpoint
+		}
+		switch a.CallbackMode {
 		case "":
-			a.Mode = wechat.ModePlain
+			c := *a
+			c.CallbackMode = wechat.ModePlain
+			a = &c
 		case wechat.ModePlain:
 		case wechat.ModeSafe, wechat.ModeCompat:
 			if !a.Crypter.CanEncrypt() {
-				return nil, fmt.Errorf("callback: app %q: mode %s needs an EncodingAESKey", a.Name, a.Mode)
+				return nil, fmt.Errorf("callback: app %q: mode %s needs an EncodingAESKey", a.Name, a.CallbackMode)
 			}
 		default:
-			return nil, fmt.Errorf("callback: app %q: unknown mode %q", a.Name, a.Mode)
+			return nil, fmt.Errorf("callback: app %q: unknown mode %q", a.Name, a.CallbackMode)
+		}
+		if err := a.Replies.Validate(); err != nil {
+			return nil, fmt.Errorf("callback: app %q: %w", a.Name, err)
 		}
 		r.apps[a.Name] = a
 	}
@@ -274,7 +274,7 @@ var errStale = errors.New("timestamp outside the accepted window")
 // presence of encrypt_type=aes and msg_signature): the body of a push that
 // fails them is never read, so a request without a valid signature costs
 // no more than its headers.
-func (r *Receiver) receive(c *gin.Context, app App) {
+func (r *Receiver) receive(c *gin.Context, app *apps.App) {
 	name := app.Name
 	q := c.Request.URL.Query()
 	sig, ts, nonce := q.Get(wechat.ParamSignature), q.Get(wechat.ParamTimestamp), q.Get(wechat.ParamNonce)
@@ -288,7 +288,7 @@ func (r *Receiver) receive(c *gin.Context, app App) {
 	case !r.fresh(ts):
 		r.reject(c, name, ResultStale, errStale)
 		return
-	case app.Mode != wechat.ModePlain && (q.Get(wechat.ParamEncryptType) != wechat.EncryptTypeAES || q.Get(wechat.ParamMsgSignature) == ""):
+	case app.CallbackMode != wechat.ModePlain && (q.Get(wechat.ParamEncryptType) != wechat.EncryptTypeAES || q.Get(wechat.ParamMsgSignature) == ""):
 		r.reject(c, name, ResultDowngrade, errDowngrade)
 		return
 	}
@@ -308,7 +308,7 @@ func (r *Receiver) receive(c *gin.Context, app App) {
 	msg, err := app.Crypter.OpenCallback(q, body)
 	if err != nil {
 		result := classify(err)
-		if app.Mode != wechat.ModePlain && errors.Is(err, wechat.ErrMissingEncrypt) {
+		if app.CallbackMode != wechat.ModePlain && errors.Is(err, wechat.ErrMissingEncrypt) {
 			result = ResultDowngrade // a plaintext body behind an encrypted query
 		}
 		r.reject(c, name, result, err)

@@ -13,7 +13,7 @@
 // POST is a push in plaintext, compatible or safe mode (encrypt_type=aes).
 // The query is checked before the body is read: the URL signature over
 // (token, timestamp, nonce), the timestamp (within MaxSkew of the clock),
-// and the app's mode (App.Mode, wxpushd's callback_mode): an app in safe or
+// and the app's mode (apps.App.CallbackMode, wxpushd's callback_mode): an app in safe or
 // compat mode takes only pushes with encrypt_type=aes and msg_signature, so
 // a plaintext push with a valid URL signature (a downgrade: in plaintext
 // mode no signature covers the body) is refused. Then internal/wechat's

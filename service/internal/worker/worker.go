@@ -35,6 +35,7 @@ import (
 
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/metrics"
 	"github.com/wxpush/wxpush/service/internal/pacing"
 	"github.com/wxpush/wxpush/service/internal/store"
@@ -97,9 +98,10 @@ type Options struct {
 	// AppDelay, when positive, is the probe interval of an app paused by an
 	// app-level errcode; default 0: only an operator resumes it.
 	AppDelay time.Duration
-	// Apps are the apps' pacing settings; an app not listed is not rate
-	// limited and resets at midnight Asia/Shanghai.
-	Apps []App
+	// Apps are the apps' settings (Rate, Reset, FollowerCheck); an app
+	// not listed is not rate limited, resets at midnight Asia/Shanghai
+	// and has no follower check.
+	Apps []*apps.App
 	// FeedEvery is how often this instance moves waiting messages back to
 	// the queue (default 100 ms).
 	FeedEvery time.Duration
@@ -174,18 +176,11 @@ func DedupMargin(window, sendTimeout time.Duration) time.Duration {
 	return sendTimeout + window/10
 }
 
-// App is one app's pacing settings.
-type App struct {
-	Name  string
-	Rate  pacing.Rate  // zero: unlimited
-	Reset pacing.Reset // zero: midnight Asia/Shanghai
-}
-
 // appRuntime is an app's settings and this instance's view of its pause.
 type appRuntime struct {
-	App
-	rate   store.Rate
-	reason atomic.Pointer[string] // the pause reason as last seen; nil or "": active
+	*apps.App // Rate (zero: unlimited), Reset, FollowerCheck
+	rate      store.Rate
+	reason    atomic.Pointer[string] // the pause reason as last seen; nil or "": active
 }
 
 func (a *appRuntime) paused() bool {
@@ -237,7 +232,9 @@ func New(q Queue, tokens Tokens, sender Sender, opts Options) (*Worker, error) {
 	w := &Worker{q: q, tokens: tokens, sender: sender, o: opts, apps: map[string]*appRuntime{}, resendWindow: opts.DedupWindow - margin}
 	for _, a := range opts.Apps {
 		if a.Reset.Loc == nil {
-			a.Reset = pacing.DefaultReset()
+			c := *a
+			c.Reset = pacing.DefaultReset()
+			a = &c
 		}
 		w.apps[a.Name] = &appRuntime{App: a, rate: store.Rate{Interval: a.Rate.Interval(), Tolerance: a.Rate.Tolerance()}}
 	}
@@ -250,7 +247,7 @@ func (w *Worker) app(name string) *appRuntime {
 	if a := w.apps[name]; a != nil {
 		return a
 	}
-	return &appRuntime{App: App{Name: name, Reset: pacing.DefaultReset()}}
+	return &appRuntime{App: &apps.App{Name: name, Reset: pacing.DefaultReset()}}
 }
 
 // Run consumes the queue until ctx is done, then stops reading, hands back
