@@ -63,6 +63,7 @@ const unknownApp = "_unknown"
 // Store is what the endpoint and the processor need from the store.
 type Store interface {
 	RecordCallback(ctx context.Context, cb store.Callback, ttl, queryTTL time.Duration) (store.Recorded, error)
+	RecordPush(ctx context.Context, p store.Push, ttl, queryTTL time.Duration) (store.Recorded, error)
 	RecordQuery(ctx context.Context, app, queryID, digest string, ttl time.Duration) (store.Recorded, error)
 	EnsureReportsGroup(ctx context.Context) error
 	ReadReports(ctx context.Context, consumer string, count int, block time.Duration) ([]store.ReportEntry, error)
@@ -314,24 +315,24 @@ func (r *Receiver) receive(c *gin.Context, app *apps.App) {
 		r.reject(c, name, result, err)
 		return
 	}
-	result := ResultEvent
-	var rep *store.DeliveryReport
-	if msg.MsgType == wechat.MsgTypeEvent && msg.Event == wechat.EventTemplateSendJobFinish {
-		if msg.MsgID <= 0 {
-			r.reject(c, name, ResultMalformed, errors.New("TEMPLATESENDJOBFINISH without a MsgID"))
-			return
-		}
-		res := wechat.ParseDeliveryStatus(msg.Status)
-		rep = &store.DeliveryReport{
-			App: name, MsgID: msg.MsgID, Status: msg.Status, Delivered: res.Delivered, Reason: Reason(res),
-			OpenID: msg.FromUserName, ReceivedAt: r.o.Now(),
-		}
-		result = ResultReport
-	}
 	sum := sha256.Sum256(body)
+	bodySum := hex.EncodeToString(sum[:16])
+	if msg.MsgType != wechat.MsgTypeEvent || msg.Event != wechat.EventTemplateSendJobFinish {
+		r.receivePush(c, app, q, body, bodySum, msg)
+		return
+	}
+	if msg.MsgID <= 0 {
+		r.reject(c, name, ResultMalformed, errors.New("TEMPLATESENDJOBFINISH without a MsgID"))
+		return
+	}
+	res := wechat.ParseDeliveryStatus(msg.Status)
+	rep := &store.DeliveryReport{
+		App: name, MsgID: msg.MsgID, Status: msg.Status, Delivered: res.Delivered, Reason: Reason(res),
+		OpenID: msg.FromUserName, ReceivedAt: r.o.Now(),
+	}
 	cb := store.Callback{
 		App: name, DedupKey: msg.DedupKey(), Report: rep,
-		QueryID: queryID(q), BodySum: hex.EncodeToString(sum[:16]),
+		QueryID: queryID(q), BodySum: bodySum,
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.o.RecordTimeout)
 	recorded, err := r.o.Store.RecordCallback(ctx, cb, r.o.DedupTTL, r.o.QueryTTL)
@@ -340,6 +341,7 @@ func (r *Receiver) receive(c *gin.Context, app *apps.App) {
 		r.unavailable(c, name, err)
 		return
 	}
+	result := ResultReport
 	switch recorded {
 	case store.RecordedReplay:
 		r.reject(c, name, ResultReplayed, errReplayed)
@@ -348,10 +350,67 @@ func (r *Receiver) receive(c *gin.Context, app *apps.App) {
 		result = ResultDuplicate
 	}
 	r.count(name, result)
-	if rep != nil {
-		r.o.Logger.Debug("delivery report received", "app", name, "msgid", rep.MsgID, "status", rep.Status, "duplicate", recorded == store.RecordedDuplicate)
-	}
+	r.o.Logger.Debug("delivery report received", "app", name, "msgid", rep.MsgID, "status", rep.Status, "duplicate", recorded == store.RecordedDuplicate)
 	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte("success"))
+}
+
+// receivePush records an event or user message (stored, deduplicated,
+// follower state, queued for the app's event webhook) and answers its
+// passive reply or "success". A retry gets the same reply: the rules and
+// the push are the same.
+func (r *Receiver) receivePush(c *gin.Context, app *apps.App, q url.Values, body []byte, bodySum string, msg *wechat.Message) {
+	name := app.Name
+	now := r.o.Now()
+	typ := pushType(msg)
+	p := store.Push{
+		App: name, DedupKey: msg.DedupKey(), QueryID: queryID(q), BodySum: bodySum, OpenID: msg.FromUserName,
+		CreateTime: msg.CreateTime, Type: typ, Follow: follow(msg), Forward: app.EventWebhook.Enabled(), ReceivedAt: now,
+	}
+	if p.Forward {
+		plain, err := plaintext(app.Crypter, q, body)
+		if err == nil {
+			p.Payload, err = eventPayload(name, msg, plain, store.DeliveryID(name, p.DedupKey), now)
+		}
+		if err != nil {
+			r.reject(c, name, ResultMalformed, err)
+			return
+		}
+	}
+	// The reply is sealed before the record, so that a push is never
+	// recorded and then answered with an error.
+	out, encrypted, hasReply, err := r.reply(app, q, msg)
+	if err != nil {
+		r.reject(c, name, ResultMalformed, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), r.o.RecordTimeout)
+	recorded, err := r.o.Store.RecordPush(ctx, p, r.o.DedupTTL, r.o.QueryTTL)
+	cancel()
+	if err != nil {
+		r.unavailable(c, name, err)
+		return
+	}
+	result, evResult := ResultEvent, EventRecorded
+	switch recorded {
+	case store.RecordedReplay:
+		r.reject(c, name, ResultReplayed, errReplayed)
+		return
+	case store.RecordedDuplicate:
+		result, evResult = ResultDuplicate, EventDuplicate
+	}
+	r.count(name, result)
+	r.o.Metrics.EventsReceived.WithLabelValues(name, TypeLabel(typ), evResult).Inc()
+	r.o.Logger.Debug("push received", "app", name, "type", TypeLabel(typ), "result", evResult, "reply", hasReply)
+	if !hasReply {
+		c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte("success"))
+		return
+	}
+	mode := "plain"
+	if encrypted {
+		mode = "encrypted"
+	}
+	r.o.Metrics.Replies.WithLabelValues(name, mode).Inc()
+	c.Data(http.StatusOK, "application/xml; charset=utf-8", out)
 }
 
 var (
