@@ -57,6 +57,8 @@ type Queue interface {
 	Feed(ctx context.Context, app string, rate store.Rate, horizon time.Duration, limit int, quotaDay string) (store.FeedResult, error)
 	PauseApp(ctx context.Context, app string, p store.Pause, now time.Time) (bool, error)
 	ResumeApp(ctx context.Context, app string) (string, error)
+	NotFollowing(ctx context.Context, app, openid string) (bool, error)
+	MarkNotFollowing(ctx context.Context, app, openid string, at time.Time) error
 }
 
 // Tokens hands out the apps' shared access tokens.
@@ -529,6 +531,22 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 		}
 		attempt, rec.AmbiguousAt = n, amb
 	}
+	// A user known not to follow the account (an unsubscribe push, or a
+	// 43004 to an earlier send) cannot receive the message: it fails
+	// without a call to WeChat, and the attempt is refunded. Redis
+	// failing here does not stop the send: WeChat answers 43004 itself.
+	if rt.FollowerCheck {
+		no, ferr := w.q.NotFollowing(ctx, rec.App, rec.ToUser)
+		switch {
+		case ferr != nil:
+			w.o.Metrics.RedisErrors.WithLabelValues("check_follower").Inc()
+			log.Warn("cannot check the follower state; sending anyway", "err", ferr)
+		case no:
+			w.o.Metrics.SendsSkipped.WithLabelValues(rec.App, service.ReasonNotFollowing).Inc()
+			log.Info("the user does not follow the account; the message fails without a send")
+			return store.Settlement{Kind: store.SettleFail, Reason: service.ReasonNotFollowing, Refund: true, Attempt: attempt}, true
+		}
+	}
 	// A worker that takes the message over counts this attempt as one that
 	// may have reached WeChat, from its start. So nothing may leave for
 	// WeChat after the resend window of the earliest such attempt, this one
@@ -591,6 +609,13 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 		rec.AmbiguousAt = start
 	}
 	st, pause := w.decide(log, rec, rt, e, attempt, msgid, err)
+	if wechat.Code(err) == wechat.CodeRequireSubscribe {
+		// The next sends to this user fail without a call, until a
+		// subscribe push newer than this attempt.
+		if merr := w.q.MarkNotFollowing(ctx, rec.App, rec.ToUser, start); merr != nil {
+			w.o.Metrics.RedisErrors.WithLabelValues("mark_not_following").Inc()
+		}
+	}
 	if ambiguous {
 		st.AmbiguousAt = start
 	}
