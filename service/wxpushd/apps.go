@@ -88,3 +88,24 @@ func optTime(t time.Time) *time.Time {
 	u := t.UTC()
 	return &u
 }
+
+// UserState reads what the store knows of openid for app.
+func (a *appAdmin) UserState(ctx context.Context, name, openid string) (*service.UserState, error) {
+	if _, err := a.info(name); err != nil {
+		return nil, err
+	}
+	f, err := a.store.ReadFollower(ctx, name, openid)
+	if err != nil {
+		return nil, err
+	}
+	out := &service.UserState{App: name, OpenID: openid}
+	if f.Known {
+		following, source := f.Following, f.Source
+		out.Following, out.Source, out.Since = &following, &source, optTime(f.Since)
+	}
+	if f.LastEvent != "" {
+		last := f.LastEvent
+		out.LastEvent, out.LastEventAt = &last, optTime(f.LastEventAt)
+	}
+	return out, nil
+}

@@ -46,6 +46,7 @@ type Server struct {
 	worker  *worker.Worker
 	reports *callback.Receiver  // WeChat callbacks: the endpoint and the delivery report processor
 	hooks   *webhook.Dispatcher // status webhooks
+	events  *webhook.Forwarder  // event webhooks
 	metrics *metrics.Metrics
 	epoch   *epochWatch   // the store-reset alarm
 	clock   *redisClock   // the workers' clock: this host's, corrected to Redis's
@@ -276,6 +277,14 @@ func (s *Server) build(opts Options) error {
 	if err != nil {
 		return err
 	}
+	s.events, err = webhook.NewForwarder(webhook.ForwarderOptions{
+		Inbox: s.store, Apps: list, Consumer: cfg.Instance, Timeout: cfg.WebhookTimeout,
+		BackoffBase: cfg.WebhookBackoffBase, BackoffCap: cfg.WebhookBackoffCap, MaxAttempts: cfg.WebhookMaxAttempts,
+		Logger: s.log, Metrics: s.metrics,
+	})
+	if err != nil {
+		return err
+	}
 	s.metrics.RegisterQueue(func() metrics.QueueStats {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -397,6 +406,13 @@ func (s *Server) Run(ctx context.Context) error {
 		_ = s.hooks.Run(workCtx)
 	}()
 
+	// So are event webhooks.
+	eventsDone := make(chan struct{})
+	go func() {
+		defer close(eventsDone)
+		_ = s.events.Run(workCtx)
+	}()
+
 	var err error
 	select {
 	case <-ctx.Done():
@@ -426,6 +442,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	<-reportsDone // bounded: one blocking read plus one batch of short scripts
 	<-hooksDone   // bounded by one delivery's timeout
+	<-eventsDone  // bounded by one delivery's timeout
 	<-epochDone   // bounded by one check's timeout
 	s.mu.Lock()
 	killed := s.killed
