@@ -263,3 +263,68 @@ const (
 	HeaderWebhookTimestamp = "X-Wxpush-Timestamp"
 	HeaderWebhookMessageID = "X-Wxpush-Message-Id"
 )
+
+// InboundEvent is the body of an event webhook (event_webhook_url): one
+// push WeChat sent to the app's callback endpoint, an event or a user
+// message, other than a delivery report. It is delivered at least once,
+// in order per user; ID (also the X-Wxpush-Delivery-Id header) is the same
+// on every delivery of one push, including WeChat's own retries of it, so
+// a receiver that drops ids it has seen gets each push exactly once.
+type InboundEvent struct {
+	Event string `json:"event"` // EventInbound
+	ID    string `json:"id"`    // the delivery id, "evt_" + 32 hex digits
+	App   string `json:"app"`
+	// Type is the push's Event for events (subscribe, unsubscribe, SCAN,
+	// CLICK, VIEW, LOCATION, ... exactly as WeChat spells it) and its
+	// MsgType for user messages (text, image, voice, video, shortvideo,
+	// location, link, ...); types the service does not know are forwarded
+	// as they are.
+	Type    string `json:"type"`
+	MsgType string `json:"msg_type"`
+	OpenID  string `json:"openid"` // FromUserName
+	// ToUserName is the account's original id (gh_...).
+	ToUserName string `json:"to_user_name"`
+	CreateTime int64  `json:"create_time"` // unix seconds, WeChat's clock
+	// MsgID is a user message's MsgId, as a string (it exceeds 2^53).
+	MsgID      string    `json:"msgid,omitempty"`
+	ReceivedAt time.Time `json:"received_at"`
+	// Fields holds every element of the (decrypted) push by name, as
+	// WeChat sent it: text as a string, nested elements as objects,
+	// repeated elements as arrays.
+	Fields map[string]any `json:"fields"`
+}
+
+// EventInbound is InboundEvent.Event.
+const EventInbound = "wechat.push"
+
+// Event webhook headers, besides HeaderWebhookSignature and
+// HeaderWebhookTimestamp (signed as the status webhook, with the event
+// webhook's secret).
+const (
+	HeaderWebhookDeliveryID = "X-Wxpush-Delivery-Id" // InboundEvent.ID
+	HeaderWebhookEventType  = "X-Wxpush-Event-Type"  // InboundEvent.Type
+)
+
+// ReasonNotFollowing: the user does not follow the account (an unsubscribe
+// push, or WeChat's 43004 to an earlier send): the message was not sent,
+// and no quota was spent. A later subscribe clears it.
+const ReasonNotFollowing = "not_following"
+
+// UserState is the body of GET /v1/apps/{app}/users/{openid}: what the
+// service knows of one user.
+type UserState struct {
+	App    string `json:"app"`
+	OpenID string `json:"openid"`
+	// Following is null when nothing is known (no subscribe, unsubscribe
+	// or 43004 seen).
+	Following *bool `json:"following"`
+	// Since is when the current Following state began (the push's
+	// CreateTime, or the send that got 43004); Source is what told:
+	// "event" or "errcode".
+	Since  *time.Time `json:"since"`
+	Source *string    `json:"source"`
+	// LastEvent is the type of the user's latest push (by CreateTime), as
+	// InboundEvent.Type, and LastEventAt its CreateTime.
+	LastEvent   *string    `json:"last_event"`
+	LastEventAt *time.Time `json:"last_event_at"`
+}

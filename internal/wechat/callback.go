@@ -147,7 +147,7 @@ func (m *Message) Bytes() ([]byte, error) { return xml.Marshal(m) }
 // Callback XML limits: what ParseMessage accepts at most.
 const (
 	MaxCallbackBytes = 64 << 10
-	maxXMLDepth      = 4
+	maxXMLDepth      = 5 // <xml><SendPicsInfo><PicList><item><PicMd5Sum> (pic_* menu events)
 )
 
 // ErrMalformedXML wraps every ParseMessage failure.

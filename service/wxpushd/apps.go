@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/httpapi"
-	"github.com/wxpush/wxpush/service/internal/pacing"
 	"github.com/wxpush/wxpush/service/internal/store"
 	"github.com/wxpush/wxpush/service/internal/token"
 )
@@ -15,24 +15,18 @@ import (
 // appAdmin serves the /v1/apps routes from the shared state in Redis and
 // the config.
 type appAdmin struct {
-	apps   map[string]appInfo
+	apps   map[string]*apps.App
 	store  *store.Store
 	tokens *token.Manager
 	now    func() time.Time
 }
 
-// appInfo is what the status shows of an app's config.
-type appInfo struct {
-	cfg   AppConfig
-	reset pacing.Reset
-}
-
 var _ httpapi.AppAdmin = (*appAdmin)(nil)
 
-func (a *appAdmin) info(name string) (appInfo, error) {
+func (a *appAdmin) info(name string) (*apps.App, error) {
 	i, ok := a.apps[name]
 	if !ok {
-		return appInfo{}, fmt.Errorf("%w: %q", httpapi.ErrUnknownApp, name)
+		return nil, fmt.Errorf("%w: %q", httpapi.ErrUnknownApp, name)
 	}
 	return i, nil
 }
@@ -45,7 +39,7 @@ func (a *appAdmin) AppStatus(ctx context.Context, name string) (*service.AppStat
 		return nil, err
 	}
 	now := a.now()
-	st, err := a.store.ReadAppState(ctx, name, i.reset.Day(now), now)
+	st, err := a.store.ReadAppState(ctx, name, i.Reset.Day(now), now)
 	if err != nil {
 		return nil, err
 	}
@@ -54,16 +48,16 @@ func (a *appAdmin) AppStatus(ctx context.Context, name string) (*service.AppStat
 		return nil, fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 	}
 	out := &service.AppStatus{
-		App: name, AppID: i.cfg.AppID, State: service.AppActive,
-		RateLimit: i.cfg.RateLimit, QuotaReset: i.reset.String(), QuotaUsedToday: st.QuotaUsed, Waiting: st.Waiting,
-		StatusWebhook: i.cfg.StatusWebhookURL != "",
+		App: name, AppID: i.AppID, State: service.AppActive,
+		RateLimit: i.Rate.PerSecond, QuotaReset: i.Reset.String(), QuotaUsedToday: st.QuotaUsed, Waiting: st.Waiting,
+		StatusWebhook: i.StatusWebhook.Enabled(),
 		Token: service.TokenStatus{
 			Mode: string(ts.Mode), Cached: ts.Cached, BudgetUsedToday: ts.BudgetUsedToday, DailyBudget: ts.DailyBudget,
 			FetchedAt: optTime(ts.FetchedAt), ExpiresAt: optTime(ts.ExpiresAt),
 		},
 	}
-	if i.cfg.RateLimit > 0 {
-		out.RateBurst = max(i.cfg.RateBurst, 1)
+	if i.Rate.PerSecond > 0 {
+		out.RateBurst = max(i.Rate.Burst, 1)
 	}
 	if p := st.Pause; p.Paused {
 		out.State = service.AppPaused
@@ -93,4 +87,25 @@ func optTime(t time.Time) *time.Time {
 	}
 	u := t.UTC()
 	return &u
+}
+
+// UserState reads what the store knows of openid for app.
+func (a *appAdmin) UserState(ctx context.Context, name, openid string) (*service.UserState, error) {
+	if _, err := a.info(name); err != nil {
+		return nil, err
+	}
+	f, err := a.store.ReadFollower(ctx, name, openid)
+	if err != nil {
+		return nil, err
+	}
+	out := &service.UserState{App: name, OpenID: openid}
+	if f.Known {
+		following, source := f.Following, f.Source
+		out.Following, out.Source, out.Since = &following, &source, optTime(f.Since)
+	}
+	if f.LastEvent != "" {
+		last := f.LastEvent
+		out.LastEvent, out.LastEventAt = &last, optTime(f.LastEventAt)
+	}
+	return out, nil
 }

@@ -3,6 +3,7 @@ package wxpushd
 import (
 	"bytes"
 	"cmp"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"github.com/goccy/go-yaml"
 
 	"github.com/wxpush/wxpush/internal/wechat"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/pacing"
 	"github.com/wxpush/wxpush/service/internal/token"
 	"github.com/wxpush/wxpush/service/internal/worker"
@@ -58,6 +60,14 @@ type AppConfig struct {
 	// the app's messages, signed with StatusWebhookSecret.
 	StatusWebhookURL    string        `yaml:"status_webhook_url,omitempty"`
 	StatusWebhookSecret wechat.Secret `yaml:"status_webhook_secret,omitempty"`
+	// EventWebhookURL, when set, receives every inbound push of the app
+	// other than delivery reports (events and user messages), signed with
+	// EventWebhookSecret; it needs a callback token.
+	EventWebhookURL    string        `yaml:"event_webhook_url,omitempty"`
+	EventWebhookSecret wechat.Secret `yaml:"event_webhook_secret,omitempty"`
+	// Replies are the passive replies to the app's pushes, first match
+	// wins; they need a callback token.
+	Replies apps.Replies `yaml:"replies,omitempty"`
 }
 
 // Config is everything wxpushd runs with. LoadConfig fills it from flags,
@@ -111,7 +121,11 @@ type Config struct {
 	Instance           string        // consumer name; default host-pid-random
 	KeyPrefix          string        // Redis key prefix with hash tag (default "wxp:{wxp}:")
 	NoWorkers          bool          // serve the API only; other instances send
-	LogLevel           string        // debug, info, warn, error
+	// NoFollowerCheck (--follower-check=off) sends to users the service
+	// knows do not follow the account instead of failing their messages
+	// as not_following.
+	NoFollowerCheck bool
+	LogLevel        string // debug, info, warn, error
 
 	// StoreCheckInterval is how often the instance checks that Redis kept
 	// its data (the store epoch); it also checks on every new connection
@@ -152,6 +166,12 @@ const (
 	EnvCallbackToken  = "WXPUSH_CALLBACK_TOKEN"
 	EnvEncodingAESKey = "WXPUSH_ENCODING_AES_KEY"
 	EnvCallbackMode   = "WXPUSH_CALLBACK_MODE"
+	// EnvEventWebhookURL and EnvEventWebhookSecret set the default app's
+	// event webhook; EnvReplies its replies, a JSON array of rules.
+	EnvEventWebhookURL    = "WXPUSH_EVENT_WEBHOOK_URL"
+	EnvEventWebhookSecret = "WXPUSH_EVENT_WEBHOOK_SECRET"
+	EnvReplies            = "WXPUSH_REPLIES"
+	EnvFollowerCheck      = "WXPUSH_FOLLOWER_CHECK"
 )
 
 // appEnvUsage ends -h: the settings read from the environment only.
@@ -163,9 +183,14 @@ Without -config, one app named "default" comes from the environment:
   WXPUSH_ENCODING_AES_KEY   the EncodingAESKey (43 characters)
   WXPUSH_CALLBACK_MODE      safe (default with a key), compat or plain (default without);
                             safe and compat refuse unencrypted pushes
-The apps file (-config) has the same per app, plus rate_limit, rate_burst, quota_reset,
-token_mode, previous_encoding_aes_key, status_webhook_url and status_webhook_secret;
-values may use ${VAR}.
+  WXPUSH_EVENT_WEBHOOK_URL  receives every inbound event and user message (needs the callback token)
+  WXPUSH_EVENT_WEBHOOK_SECRET  signs the event webhook (at least 16 characters)
+  WXPUSH_REPLIES            passive replies, a JSON array: [{"on":"subscribe","text":"..."},
+                            {"keyword":"help","match":"exact|prefix","text":"..."},
+                            {"on":"CLICK","event_key":"KEY","text":"..."}]
+The apps file (-config) has the same per app (event_webhook_url, event_webhook_secret,
+replies), plus rate_limit, rate_burst, quota_reset, token_mode, previous_encoding_aes_key,
+status_webhook_url and status_webhook_secret; values other than reply texts may use ${VAR}.
 `
 
 // ErrUsage marks configuration errors (exit status 2).
@@ -190,7 +215,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		fmt.Fprint(fs.Output(), appEnvUsage)
 	}
 	var c Config
-	var keys, configPath, mode string
+	var keys, configPath, mode, followerCheck string
 	fs.StringVar(&c.Addr, "addr", env(EnvAddr, ":8080"), "listen address (env WXPUSH_ADDR)")
 	fs.StringVar(&c.RedisURL, "redis-url", env(EnvRedisURL, ""), "Redis URL: redis://, rediss://, redis://...?master_name=M (Sentinel), cluster+redis://... (Cluster); empty: embedded, not durable (env WXPUSH_REDIS_URL)")
 	fs.StringVar(&c.WeChatBaseURL, "wechat-base-url", env(EnvWeChatBaseURL, wechat.DefaultBaseURL), "WeChat API base URL (env WXPUSH_WECHAT_BASE_URL)")
@@ -254,6 +279,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	intVar(&c.RateBurstGlobal, "rate-burst-global", "WXPUSH_RATE_BURST_GLOBAL", 0, "requests the service may take at once within --rate-limit-global; 0: one second's worth")
 	durVar(&c.CallbackMaxSkew, "callback-max-skew", "WXPUSH_CALLBACK_MAX_SKEW", 5*time.Minute, "WeChat callbacks whose timestamp is further than this from the clock are refused (replay protection)")
 	durVar(&c.StoreCheckInterval, "store-check-interval", "WXPUSH_STORE_CHECK_INTERVAL", 5*time.Second, "how often to check that Redis kept its data (the store epoch; also checked on every reconnect): a store that came back empty raises the store-reset alarm")
+	fs.StringVar(&followerCheck, "follower-check", env(EnvFollowerCheck, "on"), "on: a send to a user known not to follow the account (unsubscribe event, or errcode 43004) fails as not_following without calling WeChat; off: send anyway (env WXPUSH_FOLLOWER_CHECK)")
 	fs.StringVar(&c.Instance, "instance", env("WXPUSH_INSTANCE", ""), "this instance's name in the consumer group (env WXPUSH_INSTANCE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
@@ -263,6 +289,13 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		return Config{}, fmt.Errorf("%w: unexpected arguments %q", ErrUsage, fs.Args())
 	}
 	c.TokenMode = token.Mode(mode)
+	switch followerCheck {
+	case "on":
+	case "off":
+		c.NoFollowerCheck = true
+	default:
+		return Config{}, fmt.Errorf("%w: follower-check %q: must be on or off", ErrUsage, clipName(followerCheck))
+	}
 	for k := range strings.SplitSeq(keys, ",") {
 		if k = strings.TrimSpace(k); k != "" {
 			c.APIKeys = append(c.APIKeys, wechat.Secret(k))
@@ -275,11 +308,20 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		}
 		c.Apps = apps
 	} else if id := getenv(EnvAppID); id != "" {
-		c.Apps = []AppConfig{{
+		a := AppConfig{
 			Name: "default", AppID: id, Secret: wechat.Secret(getenv(EnvAppSecret)),
 			CallbackToken: wechat.Secret(getenv(EnvCallbackToken)), EncodingAESKey: wechat.Secret(getenv(EnvEncodingAESKey)),
-			CallbackMode: wechat.Mode(getenv(EnvCallbackMode)),
-		}}
+			CallbackMode:    wechat.Mode(getenv(EnvCallbackMode)),
+			EventWebhookURL: getenv(EnvEventWebhookURL), EventWebhookSecret: wechat.Secret(getenv(EnvEventWebhookSecret)),
+		}
+		if v := getenv(EnvReplies); v != "" {
+			dec := json.NewDecoder(strings.NewReader(v))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&a.Replies); err != nil {
+				return Config{}, fmt.Errorf("%w: %s: a JSON array of reply rules: %v", ErrUsage, EnvReplies, err)
+			}
+		}
+		c.Apps = []AppConfig{a}
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%w: %v", ErrUsage, err)
@@ -319,6 +361,10 @@ type appEntry struct {
 	TokenMode              string   `yaml:"token_mode"`
 	StatusWebhookURL       string   `yaml:"status_webhook_url"`
 	StatusWebhookSecret    string   `yaml:"status_webhook_secret"`
+	EventWebhookURL        string   `yaml:"event_webhook_url"`
+	EventWebhookSecret     string   `yaml:"event_webhook_secret"`
+	// Replies are taken verbatim: no ${VAR} in a reply's text.
+	Replies apps.Replies `yaml:"replies"`
 }
 
 func loadApps(path string, getenv func(string) string) ([]AppConfig, error) {
@@ -347,6 +393,8 @@ func loadApps(path string, getenv func(string) string) ([]AppConfig, error) {
 			CallbackMode:           wechat.Mode(expand("callback_mode", a.CallbackMode)),
 			QuotaReset:             expand("quota_reset", a.QuotaReset), TokenMode: token.Mode(expand("token_mode", a.TokenMode)),
 			StatusWebhookURL: expand("status_webhook_url", a.StatusWebhookURL), StatusWebhookSecret: wechat.Secret(expand("status_webhook_secret", a.StatusWebhookSecret)),
+			EventWebhookURL: expand("event_webhook_url", a.EventWebhookURL), EventWebhookSecret: wechat.Secret(expand("event_webhook_secret", a.EventWebhookSecret)),
+			Replies: a.Replies,
 		}
 		if a.RateLimit != nil {
 			if *a.RateLimit <= 0 {
@@ -488,16 +536,18 @@ func (c Config) Validate() error {
 		if a.TokenMode != "" && a.TokenMode != token.ModeStable && a.TokenMode != token.ModeClassic {
 			errs = append(errs, fmt.Errorf("%s %q: must be stable or classic", field("token_mode"), clipName(string(a.TokenMode))))
 		}
-		if a.StatusWebhookURL != "" {
-			u, err := url.Parse(a.StatusWebhookURL)
-			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				errs = append(errs, fmt.Errorf("%s: must be an absolute http(s) URL", field("status_webhook_url")))
+		errs = append(errs, validateWebhook(field, "status", a.StatusWebhookURL, a.StatusWebhookSecret)...)
+		errs = append(errs, validateWebhook(field, "event", a.EventWebhookURL, a.EventWebhookSecret)...)
+		if a.EventWebhookURL != "" && a.CallbackToken == "" {
+			errs = append(errs, fmt.Errorf("%s: needs a callback_token (pushes come to the callback endpoint)", field("event_webhook_url")))
+		}
+		if len(a.Replies) > 0 && a.CallbackToken == "" {
+			errs = append(errs, fmt.Errorf("%s: need a callback_token (replies answer pushes to the callback endpoint)", field("replies")))
+		}
+		if err := a.Replies.Validate(); err != nil {
+			for line := range strings.SplitSeq(err.Error(), "\n") {
+				errs = append(errs, fmt.Errorf("apps[%d].%s", i, line))
 			}
-			if len(a.StatusWebhookSecret.Reveal()) < 16 {
-				errs = append(errs, fmt.Errorf("%s: required with status_webhook_url, at least 16 characters", field("status_webhook_secret")))
-			}
-		} else if a.StatusWebhookSecret != "" {
-			errs = append(errs, fmt.Errorf("%s: set without status_webhook_url", field("status_webhook_secret")))
 		}
 	}
 	if c.TokenMode != token.ModeStable && c.TokenMode != token.ModeClassic && c.TokenMode != "" {
@@ -527,6 +577,24 @@ func (c Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateWebhook checks a webhook's URL and secret; kind is "status" or
+// "event". Messages name the setting, never the secret or the URL.
+func validateWebhook(field func(string) string, kind, rawURL string, secret wechat.Secret) []error {
+	var errs []error
+	if rawURL != "" {
+		u, err := url.Parse(rawURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s: must be an absolute http(s) URL", field(kind+"_webhook_url")))
+		}
+		if len(secret.Reveal()) < 16 {
+			errs = append(errs, fmt.Errorf("%s: required with %s_webhook_url, at least 16 characters", field(kind+"_webhook_secret"), kind))
+		}
+	} else if secret != "" {
+		errs = append(errs, fmt.Errorf("%s: set without %s_webhook_url", field(kind+"_webhook_secret"), kind))
+	}
+	return errs
 }
 
 // HTTP server defaults (Config.ReadTimeout, WriteTimeout, IdleTimeout,
@@ -561,4 +629,31 @@ func (c Config) validateHTTP() []error {
 		}
 	}
 	return errs
+}
+
+// build parses a's settings into the apps.App every package takes; Validate
+// has checked them, so an error here is a setting Validate missed.
+func (a AppConfig) build(followerCheck bool) (*apps.App, error) {
+	reset, err := pacing.ParseReset(a.QuotaReset)
+	if err != nil {
+		return nil, fmt.Errorf("app %s: quota_reset: %w", a.Name, err)
+	}
+	out := &apps.App{
+		Name: a.Name, AppID: a.AppID, Secret: a.Secret, TokenMode: string(a.TokenMode),
+		Rate: pacing.Rate{PerSecond: a.RateLimit, Burst: a.RateBurst}, Reset: reset,
+		StatusWebhook: apps.Webhook{URL: a.StatusWebhookURL, Secret: a.StatusWebhookSecret},
+		EventWebhook:  apps.Webhook{URL: a.EventWebhookURL, Secret: a.EventWebhookSecret},
+		Replies:       a.Replies, FollowerCheck: followerCheck,
+	}
+	if a.CallbackToken != "" {
+		cr, err := wechat.NewCrypter(wechat.CrypterConfig{
+			Token: a.CallbackToken.Reveal(), AppID: a.AppID,
+			EncodingAESKey: a.EncodingAESKey.Reveal(), PreviousEncodingAESKey: a.PreviousEncodingAESKey.Reveal(),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("app %s: callback settings: %w", a.Name, err)
+		}
+		out.Crypter, out.CallbackMode = cr, a.EffectiveCallbackMode()
+	}
+	return out, nil
 }

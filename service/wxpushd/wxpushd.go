@@ -25,10 +25,10 @@ import (
 
 	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/internal/wechat"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/callback"
 	"github.com/wxpush/wxpush/service/internal/httpapi"
 	"github.com/wxpush/wxpush/service/internal/metrics"
-	"github.com/wxpush/wxpush/service/internal/pacing"
 	"github.com/wxpush/wxpush/service/internal/store"
 	"github.com/wxpush/wxpush/service/internal/token"
 	"github.com/wxpush/wxpush/service/internal/webhook"
@@ -46,6 +46,7 @@ type Server struct {
 	worker  *worker.Worker
 	reports *callback.Receiver  // WeChat callbacks: the endpoint and the delivery report processor
 	hooks   *webhook.Dispatcher // status webhooks
+	events  *webhook.Forwarder  // event webhooks
 	metrics *metrics.Metrics
 	epoch   *epochWatch   // the store-reset alarm
 	clock   *redisClock   // the workers' clock: this host's, corrected to Redis's
@@ -223,27 +224,25 @@ func (s *Server) build(opts Options) error {
 	if err != nil {
 		return err
 	}
-	apps := make([]token.App, 0, len(cfg.Apps))
+	// The apps' settings, parsed once; every package takes the same App.
+	list := make([]*apps.App, 0, len(cfg.Apps))
 	names := make([]string, 0, len(cfg.Apps))
 	events := map[string]store.EventPolicy{}
-	targets := map[string]webhook.Target{}
-	paced := make([]worker.App, 0, len(cfg.Apps))
-	infos := map[string]appInfo{}
-	for _, a := range cfg.Apps {
-		apps = append(apps, token.App{Name: a.Name, AppID: a.AppID, Secret: a.Secret, Mode: a.TokenMode})
-		names = append(names, a.Name)
-		reset, err := pacing.ParseReset(a.QuotaReset)
-		if err != nil { // Validate checked it
-			return fmt.Errorf("app %s: quota_reset: %w", a.Name, err)
+	for _, ac := range cfg.Apps {
+		a, err := ac.build(!cfg.NoFollowerCheck)
+		if err != nil {
+			return err
 		}
-		paced = append(paced, worker.App{Name: a.Name, Rate: pacing.Rate{PerSecond: a.RateLimit, Burst: a.RateBurst}, Reset: reset})
-		infos[a.Name] = appInfo{cfg: a, reset: reset}
-		if a.StatusWebhookURL != "" {
-			targets[a.Name] = webhook.Target{URL: a.StatusWebhookURL, Secret: a.StatusWebhookSecret}
+		list = append(list, a)
+		names = append(names, a.Name)
+		if a.StatusWebhook.Enabled() {
 			events[a.Name] = store.EventsFinal
-			if a.CallbackToken == "" { // no delivery reports: sent is final
+			if !a.HasCallback() { // no delivery reports: sent is final
 				events[a.Name] = store.EventsFinalOrSent
 			}
+		}
+		if a.HasCallback() && a.CallbackMode == wechat.ModePlain {
+			s.log.Warn("app takes plaintext callbacks: their body is not signed, so anyone who captured one callback URL can replay it with another body for the skew window (the replay guard refuses a second body, not the first); set an encoding_aes_key and callback_mode safe", "app", a.Name)
 		}
 	}
 	s.store = store.New(s.rdb, store.Options{Prefix: cfg.KeyPrefix, Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL, Apps: names, Events: events})
@@ -254,7 +253,7 @@ func (s *Server) build(opts Options) error {
 		s.clock.local = time.Now
 	}
 	s.epoch = newEpochWatch(s.store, s.log, s.metrics, cfg.StoreCheckInterval, cmp.Or(cfg.IdempotencyTTL, 24*time.Hour), s.kick, s.clock)
-	s.tokens, err = token.NewManager(s.rdb, wc, apps, token.Options{
+	s.tokens, err = token.NewManager(s.rdb, wc, list, token.Options{
 		Prefix: cfg.KeyPrefix, Mode: cfg.TokenMode, DailyBudget: cfg.TokenDailyBudget, Logger: s.log, Metrics: s.metrics,
 	})
 	if err != nil {
@@ -264,14 +263,22 @@ func (s *Server) build(opts Options) error {
 		Consumer: cfg.Instance, Concurrency: cfg.Workers, MaxAttempts: cfg.MaxAttempts,
 		BackoffBase: cfg.BackoffBase, BackoffCap: cfg.BackoffCap, SendTimeout: cfg.SendTimeout,
 		Visibility: cfg.Visibility, Drain: cfg.ShutdownTimeout / 2, Logger: s.log, Metrics: s.metrics,
-		PaceDelay: cfg.PaceDelay, QuotaDelay: cfg.QuotaDelay, AppDelay: cfg.AppDelay, Apps: paced,
+		PaceDelay: cfg.PaceDelay, QuotaDelay: cfg.QuotaDelay, AppDelay: cfg.AppDelay, Apps: list,
 		DedupWindow: cfg.DedupWindow, Now: s.clock.Now,
 	})
 	if err != nil {
 		return err
 	}
 	s.hooks, err = webhook.New(webhook.Options{
-		Outbox: s.store, Targets: targets, Timeout: cfg.WebhookTimeout,
+		Outbox: s.store, Apps: list, Timeout: cfg.WebhookTimeout,
+		BackoffBase: cfg.WebhookBackoffBase, BackoffCap: cfg.WebhookBackoffCap, MaxAttempts: cfg.WebhookMaxAttempts,
+		Logger: s.log, Metrics: s.metrics,
+	})
+	if err != nil {
+		return err
+	}
+	s.events, err = webhook.NewForwarder(webhook.ForwarderOptions{
+		Inbox: s.store, Apps: list, Consumer: cfg.Instance, Timeout: cfg.WebhookTimeout,
 		BackoffBase: cfg.WebhookBackoffBase, BackoffCap: cfg.WebhookBackoffCap, MaxAttempts: cfg.WebhookMaxAttempts,
 		Logger: s.log, Metrics: s.metrics,
 	})
@@ -293,26 +300,8 @@ func (s *Server) build(opts Options) error {
 	if cfg.InsecureNoAuth {
 		s.log.Warn("API AUTHENTICATION DISABLED (--insecure-no-auth): anyone who can reach this port can send messages")
 	}
-	var cbApps []callback.App
-	for _, a := range cfg.Apps {
-		if a.CallbackToken == "" {
-			continue // no callback endpoint for this app
-		}
-		cr, err := wechat.NewCrypter(wechat.CrypterConfig{
-			Token: a.CallbackToken.Reveal(), AppID: a.AppID,
-			EncodingAESKey: a.EncodingAESKey.Reveal(), PreviousEncodingAESKey: a.PreviousEncodingAESKey.Reveal(),
-		})
-		if err != nil {
-			return fmt.Errorf("app %s: callback settings: %w", a.Name, err)
-		}
-		mode := a.EffectiveCallbackMode()
-		if mode == wechat.ModePlain {
-			s.log.Warn("app takes plaintext callbacks: their body is not signed, so anyone who captured one callback URL can replay it with another body for the skew window (the replay guard refuses a second body, not the first); set an encoding_aes_key and callback_mode safe", "app", a.Name)
-		}
-		cbApps = append(cbApps, callback.App{Name: a.Name, Crypter: cr, Mode: mode})
-	}
 	s.reports, err = callback.New(callback.Options{
-		Store: s.store, Apps: cbApps, Consumer: cfg.Instance, MaxSkew: cfg.CallbackMaxSkew,
+		Store: s.store, Apps: list, Consumer: cfg.Instance, MaxSkew: cfg.CallbackMaxSkew,
 		Logger: s.log, Metrics: s.metrics,
 		// The skew check on the instances' consensus clock: the world's
 		// time as long as most hosts keep it (WeChat's timestamps are), and
@@ -332,7 +321,7 @@ func (s *Server) build(opts Options) error {
 			PerKey: store.RequestLimit{PerSecond: cfg.RateLimitPerKey, Burst: cfg.RateBurstPerKey},
 			Global: store.RequestLimit{PerSecond: cfg.RateLimitGlobal, Burst: cfg.RateBurstGlobal},
 		},
-		Admin: &appAdmin{apps: infos, store: s.store, tokens: s.tokens, now: time.Now}, Warnings: s.epoch.warnings,
+		Admin: &appAdmin{apps: apps.Index(list), store: s.store, tokens: s.tokens, now: time.Now}, Warnings: s.epoch.warnings,
 	})
 	return err
 }
@@ -418,6 +407,13 @@ func (s *Server) Run(ctx context.Context) error {
 		_ = s.hooks.Run(workCtx)
 	}()
 
+	// So are event webhooks.
+	eventsDone := make(chan struct{})
+	go func() {
+		defer close(eventsDone)
+		_ = s.events.Run(workCtx)
+	}()
+
 	var err error
 	select {
 	case <-ctx.Done():
@@ -447,6 +443,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	<-reportsDone // bounded: one blocking read plus one batch of short scripts
 	<-hooksDone   // bounded by one delivery's timeout
+	<-eventsDone  // bounded by one delivery's timeout
 	<-epochDone   // bounded by one check's timeout
 	s.mu.Lock()
 	killed := s.killed

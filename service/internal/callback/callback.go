@@ -19,6 +19,7 @@ import (
 
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/metrics"
 	"github.com/wxpush/wxpush/service/internal/store"
 )
@@ -62,6 +63,7 @@ const unknownApp = "_unknown"
 // Store is what the endpoint and the processor need from the store.
 type Store interface {
 	RecordCallback(ctx context.Context, cb store.Callback, ttl, queryTTL time.Duration) (store.Recorded, error)
+	RecordPush(ctx context.Context, p store.Push, ttl, queryTTL time.Duration) (store.Recorded, error)
 	RecordQuery(ctx context.Context, app, queryID, digest string, ttl time.Duration) (store.Recorded, error)
 	EnsureReportsGroup(ctx context.Context) error
 	ReadReports(ctx context.Context, consumer string, count int, block time.Duration) ([]store.ReportEntry, error)
@@ -72,26 +74,17 @@ type Store interface {
 
 var _ Store = (*store.Store)(nil)
 
-// App is one app whose callbacks are accepted.
-type App struct {
-	// Name is the app's name in wxpushd's config: the {app} of the URL.
-	Name string
-	// Crypter holds the app's callback token, appid and EncodingAESKeys
-	// (current and previous). An app without one has no endpoint.
-	Crypter *wechat.Crypter
-	// Mode is the mode its pushes must come in. In ModeSafe and
-	// ModeCompat a push without encrypt_type=aes, msg_signature and an
-	// Encrypt element is refused (ResultDowngrade), and only the decrypted
-	// message counts. ModePlain (or empty) also accepts plaintext pushes,
-	// whose body no signature covers. Safe and compat need an
-	// EncodingAESKey.
-	Mode wechat.Mode
-}
-
 // Options configure a Receiver. Zero values take the defaults.
 type Options struct {
 	Store Store // required
-	Apps  []App
+	// Apps are the configured apps; those with a Crypter (callback token,
+	// appid, EncodingAESKeys) have an endpoint. CallbackMode is the mode
+	// their pushes must come in: in safe and compat mode a push without
+	// encrypt_type=aes, msg_signature and an Encrypt element is refused
+	// (ResultDowngrade) and only the decrypted message counts; plain (or
+	// empty) also accepts plaintext pushes, whose body no signature
+	// covers. Safe and compat need an EncodingAESKey.
+	Apps []*apps.App
 	// Consumer is this instance's name in the reports' consumer group;
 	// required by Run.
 	Consumer string
@@ -128,7 +121,7 @@ type Options struct {
 // concurrent use.
 type Receiver struct {
 	o    Options
-	apps map[string]App
+	apps map[string]*apps.App // the apps with an endpoint, CallbackMode set
 
 	counters sync.Map // appResult -> prometheus.Counter
 }
@@ -140,24 +133,32 @@ func New(opts Options) (*Receiver, error) {
 	if opts.Store == nil {
 		return nil, errors.New("callback: no store")
 	}
-	r := &Receiver{o: opts, apps: make(map[string]App, len(opts.Apps))}
+	r := &Receiver{o: opts, apps: make(map[string]*apps.App, len(opts.Apps))}
 	for _, a := range opts.Apps {
-		if a.Name == "" || a.Crypter == nil {
-			return nil, fmt.Errorf("callback: app %q: name and crypter are required", a.Name)
+		if a == nil || a.Name == "" {
+			return nil, errors.New("callback: an app without a name")
 		}
 		if _, dup := r.apps[a.Name]; dup {
 			return nil, fmt.Errorf("callback: app %q is configured twice", a.Name)
 		}
-		switch a.Mode {
+		if a.Crypter == nil {
+			continue // no endpoint
+		}
+		switch a.CallbackMode {
 		case "":
-			a.Mode = wechat.ModePlain
+			c := *a
+			c.CallbackMode = wechat.ModePlain
+			a = &c
 		case wechat.ModePlain:
 		case wechat.ModeSafe, wechat.ModeCompat:
 			if !a.Crypter.CanEncrypt() {
-				return nil, fmt.Errorf("callback: app %q: mode %s needs an EncodingAESKey", a.Name, a.Mode)
+				return nil, fmt.Errorf("callback: app %q: mode %s needs an EncodingAESKey", a.Name, a.CallbackMode)
 			}
 		default:
-			return nil, fmt.Errorf("callback: app %q: unknown mode %q", a.Name, a.Mode)
+			return nil, fmt.Errorf("callback: app %q: unknown mode %q", a.Name, a.CallbackMode)
+		}
+		if err := a.Replies.Validate(); err != nil {
+			return nil, fmt.Errorf("callback: app %q: %w", a.Name, err)
 		}
 		r.apps[a.Name] = a
 	}
@@ -274,7 +275,7 @@ var errStale = errors.New("timestamp outside the accepted window")
 // presence of encrypt_type=aes and msg_signature): the body of a push that
 // fails them is never read, so a request without a valid signature costs
 // no more than its headers.
-func (r *Receiver) receive(c *gin.Context, app App) {
+func (r *Receiver) receive(c *gin.Context, app *apps.App) {
 	name := app.Name
 	q := c.Request.URL.Query()
 	sig, ts, nonce := q.Get(wechat.ParamSignature), q.Get(wechat.ParamTimestamp), q.Get(wechat.ParamNonce)
@@ -288,7 +289,7 @@ func (r *Receiver) receive(c *gin.Context, app App) {
 	case !r.fresh(ts):
 		r.reject(c, name, ResultStale, errStale)
 		return
-	case app.Mode != wechat.ModePlain && (q.Get(wechat.ParamEncryptType) != wechat.EncryptTypeAES || q.Get(wechat.ParamMsgSignature) == ""):
+	case app.CallbackMode != wechat.ModePlain && (q.Get(wechat.ParamEncryptType) != wechat.EncryptTypeAES || q.Get(wechat.ParamMsgSignature) == ""):
 		r.reject(c, name, ResultDowngrade, errDowngrade)
 		return
 	}
@@ -308,30 +309,30 @@ func (r *Receiver) receive(c *gin.Context, app App) {
 	msg, err := app.Crypter.OpenCallback(q, body)
 	if err != nil {
 		result := classify(err)
-		if app.Mode != wechat.ModePlain && errors.Is(err, wechat.ErrMissingEncrypt) {
+		if app.CallbackMode != wechat.ModePlain && errors.Is(err, wechat.ErrMissingEncrypt) {
 			result = ResultDowngrade // a plaintext body behind an encrypted query
 		}
 		r.reject(c, name, result, err)
 		return
 	}
-	result := ResultEvent
-	var rep *store.DeliveryReport
-	if msg.MsgType == wechat.MsgTypeEvent && msg.Event == wechat.EventTemplateSendJobFinish {
-		if msg.MsgID <= 0 {
-			r.reject(c, name, ResultMalformed, errors.New("TEMPLATESENDJOBFINISH without a MsgID"))
-			return
-		}
-		res := wechat.ParseDeliveryStatus(msg.Status)
-		rep = &store.DeliveryReport{
-			App: name, MsgID: msg.MsgID, Status: msg.Status, Delivered: res.Delivered, Reason: Reason(res),
-			OpenID: msg.FromUserName, ReceivedAt: r.o.Now(),
-		}
-		result = ResultReport
-	}
 	sum := sha256.Sum256(body)
+	bodySum := hex.EncodeToString(sum[:16])
+	if msg.MsgType != wechat.MsgTypeEvent || msg.Event != wechat.EventTemplateSendJobFinish {
+		r.receivePush(c, app, q, body, bodySum, msg)
+		return
+	}
+	if msg.MsgID <= 0 {
+		r.reject(c, name, ResultMalformed, errors.New("TEMPLATESENDJOBFINISH without a MsgID"))
+		return
+	}
+	res := wechat.ParseDeliveryStatus(msg.Status)
+	rep := &store.DeliveryReport{
+		App: name, MsgID: msg.MsgID, Status: msg.Status, Delivered: res.Delivered, Reason: Reason(res),
+		OpenID: msg.FromUserName, ReceivedAt: r.o.Now(),
+	}
 	cb := store.Callback{
 		App: name, DedupKey: msg.DedupKey(), Report: rep,
-		QueryID: queryID(q), BodySum: hex.EncodeToString(sum[:16]),
+		QueryID: queryID(q), BodySum: bodySum,
 	}
 	ctx, cancel := context.WithTimeout(c.Request.Context(), r.o.RecordTimeout)
 	recorded, err := r.o.Store.RecordCallback(ctx, cb, r.o.DedupTTL, r.o.QueryTTL)
@@ -340,6 +341,7 @@ func (r *Receiver) receive(c *gin.Context, app App) {
 		r.unavailable(c, name, err)
 		return
 	}
+	result := ResultReport
 	switch recorded {
 	case store.RecordedReplay:
 		r.reject(c, name, ResultReplayed, errReplayed)
@@ -348,10 +350,67 @@ func (r *Receiver) receive(c *gin.Context, app App) {
 		result = ResultDuplicate
 	}
 	r.count(name, result)
-	if rep != nil {
-		r.o.Logger.Debug("delivery report received", "app", name, "msgid", rep.MsgID, "status", rep.Status, "duplicate", recorded == store.RecordedDuplicate)
-	}
+	r.o.Logger.Debug("delivery report received", "app", name, "msgid", rep.MsgID, "status", rep.Status, "duplicate", recorded == store.RecordedDuplicate)
 	c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte("success"))
+}
+
+// receivePush records an event or user message (stored, deduplicated,
+// follower state, queued for the app's event webhook) and answers its
+// passive reply or "success". A retry gets the same reply: the rules and
+// the push are the same.
+func (r *Receiver) receivePush(c *gin.Context, app *apps.App, q url.Values, body []byte, bodySum string, msg *wechat.Message) {
+	name := app.Name
+	now := r.o.Now()
+	typ := pushType(msg)
+	p := store.Push{
+		App: name, DedupKey: msg.DedupKey(), QueryID: queryID(q), BodySum: bodySum, OpenID: msg.FromUserName,
+		CreateTime: msg.CreateTime, Type: typ, Follow: follow(msg), Forward: app.EventWebhook.Enabled(), ReceivedAt: now,
+	}
+	if p.Forward {
+		plain, err := plaintext(app.Crypter, q, body)
+		if err == nil {
+			p.Payload, err = eventPayload(name, msg, plain, store.DeliveryID(name, p.DedupKey), now)
+		}
+		if err != nil {
+			r.reject(c, name, ResultMalformed, err)
+			return
+		}
+	}
+	// The reply is sealed before the record, so that a push is never
+	// recorded and then answered with an error.
+	out, encrypted, hasReply, err := r.reply(app, q, msg)
+	if err != nil {
+		r.reject(c, name, ResultMalformed, err)
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), r.o.RecordTimeout)
+	recorded, err := r.o.Store.RecordPush(ctx, p, r.o.DedupTTL, r.o.QueryTTL)
+	cancel()
+	if err != nil {
+		r.unavailable(c, name, err)
+		return
+	}
+	result, evResult := ResultEvent, EventRecorded
+	switch recorded {
+	case store.RecordedReplay:
+		r.reject(c, name, ResultReplayed, errReplayed)
+		return
+	case store.RecordedDuplicate:
+		result, evResult = ResultDuplicate, EventDuplicate
+	}
+	r.count(name, result)
+	r.o.Metrics.EventsReceived.WithLabelValues(name, TypeLabel(typ), evResult).Inc()
+	r.o.Logger.Debug("push received", "app", name, "type", TypeLabel(typ), "result", evResult, "reply", hasReply)
+	if !hasReply {
+		c.Data(http.StatusOK, "text/plain; charset=utf-8", []byte("success"))
+		return
+	}
+	mode := "plain"
+	if encrypted {
+		mode = "encrypted"
+	}
+	r.o.Metrics.Replies.WithLabelValues(name, mode).Inc()
+	c.Data(http.StatusOK, "application/xml; charset=utf-8", out)
 }
 
 var (

@@ -19,6 +19,7 @@ import (
 
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/callback"
 	"github.com/wxpush/wxpush/service/internal/redistest"
 	"github.com/wxpush/wxpush/service/internal/store"
@@ -423,10 +424,14 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	assert.Error(t, err, "no store")
 	s := newEnv(t).store
 	c := newCrypter(t, wechat.CrypterConfig{Token: cbToken})
-	_, err = callback.New(callback.Options{Store: s, Apps: []callback.App{{Name: "a", Crypter: c}, {Name: "a", Crypter: c}}})
+	_, err = callback.New(callback.Options{Store: s, Apps: []*apps.App{{Name: "a", Crypter: c}, {Name: "a", Crypter: c}}})
 	assert.Error(t, err, "duplicate app")
-	_, err = callback.New(callback.Options{Store: s, Apps: []callback.App{{Name: "a"}}})
-	assert.Error(t, err, "no crypter")
+	_, err = callback.New(callback.Options{Store: s, Apps: []*apps.App{{Crypter: c}}})
+	assert.Error(t, err, "no name")
+	_, err = callback.New(callback.Options{Store: s, Apps: []*apps.App{{Name: "a", Crypter: c, CallbackMode: wechat.ModeSafe}}})
+	assert.Error(t, err, "safe mode without a key")
+	_, err = callback.New(callback.Options{Store: s, Apps: []*apps.App{{Name: "a", Crypter: c, Replies: apps.Replies{{On: "subscribe"}}}}})
+	assert.ErrorContains(t, err, "replies[0].text", "a reply without text")
 	r, err := callback.New(callback.Options{Store: s})
 	require.NoError(t, err)
 	assert.Error(t, r.Run(t.Context()), "Run needs a consumer name")

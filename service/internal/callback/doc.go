@@ -13,7 +13,7 @@
 // POST is a push in plaintext, compatible or safe mode (encrypt_type=aes).
 // The query is checked before the body is read: the URL signature over
 // (token, timestamp, nonce), the timestamp (within MaxSkew of the clock),
-// and the app's mode (App.Mode, wxpushd's callback_mode): an app in safe or
+// and the app's mode (apps.App.CallbackMode, wxpushd's callback_mode): an app in safe or
 // compat mode takes only pushes with encrypt_type=aes and msg_signature, so
 // a plaintext push with a valid URL signature (a downgrade: in plaintext
 // mode no signature covers the body) is refused. Then internal/wechat's
@@ -30,7 +30,8 @@
 //	403  a missing or wrong signature, a wrong appid or ToUserName, a
 //	     timestamp outside the window, a downgrade, or a replay
 //	503  the push could not be recorded: WeChat retries it
-//	200  "success": the push is recorded (or was already)
+//	200  "success", or the app's passive reply: the push is recorded (or
+//	     was already)
 //
 // Nothing is written for a rejected push.
 //
@@ -60,6 +61,18 @@
 // "success" without another record. When the record cannot be written in
 // time, the answer is 503, never "success": WeChat retries, and a push is
 // only acknowledged once it is stored.
+//
+// # Events and user messages
+//
+// Every other push (store.RecordPush, the same round trip) also updates
+// the user's follower state (subscribe and unsubscribe, ordered by
+// CreateTime) and, for an app with an event webhook, stores the push as a
+// service.InboundEvent (every element of the decrypted push under Fields)
+// in its user's queue for webhook.Forwarder, under a delivery id derived
+// from the dedup key. The first of the app's Replies that matches is the
+// answer: a text message sealed in the push's mode (encrypted and signed
+// with msg_signature over the request's nonce when the push came
+// encrypted), else "success"; a retry gets the same reply.
 //
 // Run, started by every wxpushd instance, reads the stream through a
 // consumer group and applies each report with store.ApplyDelivery: sent

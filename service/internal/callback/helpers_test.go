@@ -19,6 +19,7 @@ import (
 	"github.com/wxpush/wxpush/internal/syncbuf"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/callback"
 	"github.com/wxpush/wxpush/service/internal/metrics"
 	"github.com/wxpush/wxpush/service/internal/redistest"
@@ -85,11 +86,11 @@ func newEnv(t testing.TB, mutate ...func(*callback.Options)) *env {
 		Store: e.store, Consumer: "test", Now: func() time.Time { return fixedNow },
 		Logger:  slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics: e.metrics,
-		Apps: []callback.App{
+		Apps: []*apps.App{
 			{Name: appName, Crypter: newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID, EncodingAESKey: aesKey, PreviousEncodingAESKey: previousKey})},
 			{Name: plainApp, Crypter: newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID})},
-			{Name: safeApp, Mode: wechat.ModeSafe, Crypter: newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID, EncodingAESKey: aesKey})},
-			{Name: compatApp, Mode: wechat.ModeCompat, Crypter: newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID, EncodingAESKey: aesKey})},
+			{Name: safeApp, CallbackMode: wechat.ModeSafe, Crypter: newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID, EncodingAESKey: aesKey})},
+			{Name: compatApp, CallbackMode: wechat.ModeCompat, Crypter: newCrypter(t, wechat.CrypterConfig{Token: cbToken, AppID: appID, EncodingAESKey: aesKey})},
 		},
 	}
 	for _, m := range mutate {

@@ -18,6 +18,9 @@ import (
 type AppAdmin interface {
 	AppStatus(ctx context.Context, app string) (*service.AppStatus, error)
 	ResumeApp(ctx context.Context, app string) (*service.AppStatus, error)
+	// UserState is GET /v1/apps/{app}/users/{openid}; openid is checked
+	// by the caller (ValidOpenID).
+	UserState(ctx context.Context, app, openid string) (*service.UserState, error)
 }
 
 // ErrUnknownApp is what an AppAdmin answers for an app that is not configured (404).
@@ -64,6 +67,44 @@ func (a *api) answerApp(c *gin.Context, op string, st *service.AppStatus, err er
 		a.unavailable(c)
 	case err != nil || st == nil:
 		a.log.ErrorContext(ctx, op+" failed", "request_id", requestIDOf(c), "err", err)
+		a.abort(c, http.StatusInternalServerError, internalError())
+	default:
+		a.writeJSON(c, http.StatusOK, st)
+	}
+}
+
+// ValidOpenID reports whether s can be an openid: 1-64 of A-Z a-z 0-9 _ -
+// (WeChat's are 28 characters of that alphabet).
+func ValidOpenID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r == '-' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// userState answers GET /v1/apps/{app}/users/{openid}: what the service
+// knows of whether the user follows the app.
+func (a *api) userState(c *gin.Context) {
+	openid := c.Param("openid")
+	if !ValidOpenID(openid) {
+		a.abort(c, http.StatusBadRequest, &service.Error{Code: service.CodeInvalidRequest, Message: "openid must be 1-64 of A-Z a-z 0-9 _ -", Field: "openid"})
+		return
+	}
+	st, err := a.admin.UserState(c.Request.Context(), c.Param("app"), openid)
+	ctx := c.Request.Context()
+	switch {
+	case errors.Is(err, ErrUnknownApp):
+		a.abort(c, http.StatusNotFound, &service.Error{Code: service.CodeNotFound, Message: "no app of that name is configured", Field: "app"})
+	case errors.Is(err, store.ErrUnavailable):
+		a.log.WarnContext(ctx, "user state: store unavailable", "request_id", requestIDOf(c), "err", err)
+		a.unavailable(c)
+	case err != nil || st == nil:
+		a.log.ErrorContext(ctx, "user state failed", "request_id", requestIDOf(c), "err", err)
 		a.abort(c, http.StatusInternalServerError, internalError())
 	default:
 		a.writeJSON(c, http.StatusOK, st)

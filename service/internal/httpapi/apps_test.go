@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 
@@ -47,6 +48,31 @@ func (f *fakeAdmin) ResumeApp(ctx context.Context, app string) (*service.AppStat
 	}
 	f.mu.Unlock()
 	return f.AppStatus(ctx, app)
+}
+
+func (f *fakeAdmin) UserState(ctx context.Context, app, openid string) (*service.UserState, error) {
+	if _, err := f.AppStatus(ctx, app); err != nil {
+		return nil, err
+	}
+	return &service.UserState{App: app, OpenID: openid}, nil
+}
+
+func TestUserStateRoute(t *testing.T) {
+	e := newEnv(t, func(o *Options) { o.Admin = &fakeAdmin{} })
+	tests := []struct {
+		path string
+		code int
+	}{
+		{"/v1/apps/default/users/oUser_0123-abc", http.StatusOK},
+		{"/v1/apps/nope/users/oUser_0123-abc", http.StatusNotFound},
+		{"/v1/apps/default/users/o%20bad", http.StatusBadRequest},
+		{"/v1/apps/default/users/" + strings.Repeat("a", 65), http.StatusBadRequest},
+		{"/v1/apps/default/users/%3Cscript%3E", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		rec := e.do(t, http.MethodGet, tt.path, "", nil)
+		require.Equal(t, tt.code, rec.Code, "%s: %s", tt.path, rec.Body)
+	}
 }
 
 func TestAppRoutes(t *testing.T) {

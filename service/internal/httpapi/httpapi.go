@@ -192,6 +192,7 @@ func New(opts Options) (http.Handler, error) {
 		v1.GET("/apps", a.listApps)
 		v1.GET("/apps/:app", a.appStatus)
 		v1.POST("/apps/:app/resume", a.resumeApp)
+		v1.GET("/apps/:app/users/:openid", a.userState)
 	}
 
 	if opts.Extra != nil {

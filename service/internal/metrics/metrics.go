@@ -67,6 +67,18 @@ type Metrics struct {
 	// of the API key in the configured list ("none" without
 	// authentication), never the key.
 	RateLimited *prometheus.CounterVec // scope, key
+	// EventsReceived counts verified inbound pushes other than delivery
+	// reports by type (a fixed set of WeChat's types, "other" for the
+	// rest) and result (recorded, duplicate).
+	EventsReceived *prometheus.CounterVec // app, type, result
+	// EventWebhooks counts event webhook deliveries by outcome
+	// (delivered, retry, gave_up, expired).
+	EventWebhooks *prometheus.CounterVec // app, outcome
+	// Replies counts passive replies answered, by mode (plain, encrypted).
+	Replies *prometheus.CounterVec // app, mode
+	// SendsSkipped counts messages failed without calling WeChat, by
+	// reason (not_following).
+	SendsSkipped *prometheus.CounterVec // app, reason
 }
 
 // New returns the collectors registered on a fresh registry, with the Go
@@ -104,6 +116,10 @@ func New() *Metrics {
 		QuotaUsed:       prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wxpush_app_quota_used_today", Help: "Sends WeChat accepted since the app's last quota reset (all instances)."}, []string{"app"}),
 		Held:            prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_messages_held_total", Help: "Messages put in their app's wait set instead of being sent, by cause (paused, rate_limit)."}, []string{"app", "cause"}),
 		Webhooks:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_status_webhooks_total", Help: "Status webhook deliveries by result (delivered, retry, gave_up, dropped)."}, []string{"app", "result"}),
+		EventsReceived:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_events_received_total", Help: "Verified inbound pushes (events and user messages, not delivery reports) by type and result (recorded, duplicate)."}, []string{"app", "type", "result"}),
+		EventWebhooks:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_event_webhook_deliveries_total", Help: "Event webhook deliveries by outcome (delivered, retry, gave_up, expired)."}, []string{"app", "outcome"}),
+		Replies:         prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_callback_replies_total", Help: "Passive replies answered to pushes, by mode (plain, encrypted)."}, []string{"app", "mode"}),
+		SendsSkipped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_sends_skipped_total", Help: "Messages failed without calling WeChat (no quota spent), by reason (not_following)."}, []string{"app", "reason"}),
 		RateLimited:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_http_rate_limited_total", Help: "API requests refused with 429 by the inbound rate limits, by scope (key, global) and API key position (never the key)."}, []string{"scope", "key"}),
 	}
 	for _, c := range []prometheus.Collector{
@@ -111,6 +127,7 @@ func New() *Metrics {
 		m.TokenRefreshes, m.TokenBudgetUsed, m.TokenInvalid, m.SendSeconds, m.EndToEndSeconds,
 		m.HTTPRequests, m.HTTPSeconds, m.RedisErrors, m.Callbacks, m.DeliveryReports,
 		m.AppPaused, m.AppPauses, m.AppWaiting, m.QuotaUsed, m.Held, m.Webhooks, m.StoreResets, m.ClockOffset, m.RateLimited,
+		m.EventsReceived, m.EventWebhooks, m.Replies, m.SendsSkipped,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	} {
 		f(c)

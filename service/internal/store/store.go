@@ -539,7 +539,7 @@ type Settlement struct {
 	Reason  string    // SettleFail
 	ErrCode int       // the attempt's errcode (0 for transport errors)
 	ErrMsg  string    // the attempt's error text, without secrets
-	Refund  bool      // SettleRetry: the attempt does not count (pacing, quota, app stopped)
+	Refund  bool      // SettleRetry, SettlePark, SettleFail: the attempt does not count (pacing, quota, app stopped, no call made)
 	// Attempt is the number MarkSending gave this attempt; when set, the
 	// settlement applies only if no other attempt has begun since
 	// (ErrStale otherwise). 0: unfenced.
@@ -622,6 +622,7 @@ if exists and ARGV[3] ~= 'drop' then
       redis.call('ZADD', KEYS[7], ARGV[6], ARGV[13])
     elseif ARGV[3] == 'fail' then
       redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', ARGV[7])
+      if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
       redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100000', '*', 'id', ARGV[13], 'reason', ARGV[7], 'errcode', ARGV[9], 'errmsg', ARGV[10])
       final = true
     end

@@ -57,6 +57,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/wxpush/wxpush/internal/wechat"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/metrics"
 )
 
@@ -72,15 +73,6 @@ const (
 	// on every call and retires the previous one about 5 minutes later.
 	ModeClassic Mode = "classic"
 )
-
-// App is one WeChat app the manager fetches tokens for.
-type App struct {
-	Name   string        // the name callers use; part of the Redis keys
-	AppID  string        // WeChat's appid
-	Secret wechat.Secret // the appsecret
-	// Mode overrides Options.Mode for this app; empty: Options.Mode.
-	Mode Mode
-}
 
 // Options configure a Manager. Zero values take the defaults shown.
 type Options struct {
@@ -164,7 +156,10 @@ type Manager struct {
 
 // appState is one app: its keys and this process's copy of its token.
 type appState struct {
-	App
+	Name                                                    string        // the name callers use; part of the Redis keys
+	AppID                                                   string        // WeChat's appid
+	Secret                                                  wechat.Secret // the appsecret
+	Mode                                                    Mode          // the app's token endpoint
 	tokenKey, lockKey, fetchedKey, invalidKey, budgetPrefix string
 	budget                                                  int // daily token calls across instances
 	local                                                   atomic.Pointer[localToken]
@@ -195,9 +190,10 @@ type cached struct {
 	FetchedAt int64  `json:"fetched_at"` // unix ms
 }
 
-// NewManager returns a manager for apps, sharing tokens through rdb and
-// fetching them with wc.
-func NewManager(rdb redis.UniversalClient, wc *wechat.Client, apps []App, opts Options) (*Manager, error) {
+// NewManager returns a manager for the apps of list (their Name, AppID, Secret and
+// TokenMode; an empty TokenMode is Options.Mode), sharing tokens through
+// rdb and fetching them with wc.
+func NewManager(rdb redis.UniversalClient, wc *wechat.Client, list []*apps.App, opts Options) (*Manager, error) {
 	if rdb == nil {
 		return nil, errors.New("token: nil redis client")
 	}
@@ -223,7 +219,7 @@ func NewManager(rdb redis.UniversalClient, wc *wechat.Client, apps []App, opts O
 	m := &Manager{
 		rdb:     rdb,
 		wc:      wc,
-		apps:    make(map[string]*appState, len(apps)),
+		apps:    make(map[string]*appState, len(list)),
 		opts:    opts,
 		now:     opts.Now,
 		log:     opts.Logger,
@@ -236,7 +232,8 @@ func NewManager(rdb redis.UniversalClient, wc *wechat.Client, apps []App, opts O
 	if m.log == nil {
 		m.log = slog.New(slog.DiscardHandler)
 	}
-	for i, a := range apps {
+	for i, app := range list {
+		a := appState{Name: app.Name, AppID: app.AppID, Secret: app.Secret, Mode: Mode(app.TokenMode)}
 		switch {
 		case a.Name == "":
 			return nil, fmt.Errorf("token: apps[%d]: empty name", i)
@@ -261,7 +258,7 @@ func NewManager(rdb redis.UniversalClient, wc *wechat.Client, apps []App, opts O
 		}
 		p := opts.Prefix
 		m.apps[a.Name] = &appState{
-			App:          a,
+			Name: a.Name, AppID: a.AppID, Secret: a.Secret, Mode: a.Mode,
 			tokenKey:     p + "token:" + a.Name,
 			lockKey:      p + "tokenlock:" + a.Name,
 			fetchedKey:   p + "tokenfetched:" + a.Name,

@@ -29,6 +29,7 @@ import (
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/mockwx/mockwxtest"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/metrics"
 )
 
@@ -183,7 +184,7 @@ func newInstanceWithSecret(t *testing.T, r *testRedis, mock *mockwxtest.Server, 
 	opts.Prefix = r.prefix
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	opts.Metrics = met
-	m, err := NewManager(r.rdb, mock.WeChat(), []App{{Name: appName, AppID: mock.App.AppID, Secret: secret}}, opts)
+	m, err := NewManager(r.rdb, mock.WeChat(), []*apps.App{{Name: appName, AppID: mock.App.AppID, Secret: secret}}, opts)
 	require.NoError(t, err)
 	t.Cleanup(func() {
 		assertNoSecret(t, "logs", logs.String(), mock.App.Secret, secret.Reveal())
@@ -956,25 +957,25 @@ func TestNewManagerValidates(t *testing.T) {
 	r := newMiniredis(t)
 	wc, err := wechat.NewClient("http://127.0.0.1:1", nil)
 	require.NoError(t, err)
-	good := App{Name: "a", AppID: "wx0123456789", Secret: "s3cr3t-value-0123456789"}
+	good := &apps.App{Name: "a", AppID: "wx0123456789", Secret: "s3cr3t-value-0123456789"}
 	tests := []struct {
 		name string
 		rdb  redis.UniversalClient
 		wc   *wechat.Client
-		apps []App
+		apps []*apps.App
 		opts Options
 		want string // substring of the error; "" means no error
 	}{
-		{name: "ok", rdb: r.rdb, wc: wc, apps: []App{good}},
-		{name: "nil redis", wc: wc, apps: []App{good}, want: "redis"},
-		{name: "nil wechat", rdb: r.rdb, apps: []App{good}, want: "wechat"},
-		{name: "bad mode", rdb: r.rdb, wc: wc, apps: []App{good}, opts: Options{Mode: "both"}, want: "mode"},
-		{name: "negative", rdb: r.rdb, wc: wc, apps: []App{good}, opts: Options{MinInterval: -1}, want: "negative"},
-		{name: "no name", rdb: r.rdb, wc: wc, apps: []App{{AppID: "wx1", Secret: "s3cr3t-value-0123456789"}}, want: "empty name"},
-		{name: "no appid", rdb: r.rdb, wc: wc, apps: []App{{Name: "a", Secret: "s3cr3t-value-0123456789"}}, want: "empty appid"},
-		{name: "no secret", rdb: r.rdb, wc: wc, apps: []App{{Name: "a", AppID: "wx1"}}, want: "empty secret"},
-		{name: "twice", rdb: r.rdb, wc: wc, apps: []App{good, good}, want: "twice"},
-		{name: "bad app mode", rdb: r.rdb, wc: wc, apps: []App{{Name: "a", AppID: "wx1", Secret: "s3cr3t-value-0123456789", Mode: "fast"}}, want: "mode"},
+		{name: "ok", rdb: r.rdb, wc: wc, apps: []*apps.App{good}},
+		{name: "nil redis", wc: wc, apps: []*apps.App{good}, want: "redis"},
+		{name: "nil wechat", rdb: r.rdb, apps: []*apps.App{good}, want: "wechat"},
+		{name: "bad mode", rdb: r.rdb, wc: wc, apps: []*apps.App{good}, opts: Options{Mode: "both"}, want: "mode"},
+		{name: "negative", rdb: r.rdb, wc: wc, apps: []*apps.App{good}, opts: Options{MinInterval: -1}, want: "negative"},
+		{name: "no name", rdb: r.rdb, wc: wc, apps: []*apps.App{{AppID: "wx1", Secret: "s3cr3t-value-0123456789"}}, want: "empty name"},
+		{name: "no appid", rdb: r.rdb, wc: wc, apps: []*apps.App{{Name: "a", Secret: "s3cr3t-value-0123456789"}}, want: "empty appid"},
+		{name: "no secret", rdb: r.rdb, wc: wc, apps: []*apps.App{{Name: "a", AppID: "wx1"}}, want: "empty secret"},
+		{name: "twice", rdb: r.rdb, wc: wc, apps: []*apps.App{good, good}, want: "twice"},
+		{name: "bad app mode", rdb: r.rdb, wc: wc, apps: []*apps.App{{Name: "a", AppID: "wx1", Secret: "s3cr3t-value-0123456789", TokenMode: "fast"}}, want: "mode"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1052,9 +1053,9 @@ func TestPerAppMode(t *testing.T) {
 	r := newMiniredis(t)
 	wc, err := wechat.NewClient("http://127.0.0.1:1", nil)
 	require.NoError(t, err)
-	m, err := NewManager(r.rdb, wc, []App{
+	m, err := NewManager(r.rdb, wc, []*apps.App{
 		{Name: "a", AppID: "wx1", Secret: "s3cr3t-value-0123456789"},
-		{Name: "b", AppID: "wx2", Secret: "s3cr3t-value-0123456789", Mode: ModeClassic},
+		{Name: "b", AppID: "wx2", Secret: "s3cr3t-value-0123456789", TokenMode: string(ModeClassic)},
 	}, Options{Mode: ModeStable})
 	require.NoError(t, err)
 	sa, err := m.State(t.Context(), "a")

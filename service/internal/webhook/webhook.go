@@ -33,6 +33,7 @@ import (
 
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/metrics"
 	"github.com/wxpush/wxpush/service/internal/store"
 )
@@ -47,18 +48,14 @@ type Outbox interface {
 
 var _ Outbox = (*store.Store)(nil)
 
-// Target is one app's webhook.
-type Target struct {
-	URL    string
-	Secret wechat.Secret
-}
-
 // Options configure a Dispatcher. Zero values take the defaults shown.
 type Options struct {
-	Outbox  Outbox            // required
-	Targets map[string]Target // by app name
-	Client  *http.Client      // nil: a client with Timeout
-	Timeout time.Duration     // one delivery (default 10 s)
+	Outbox Outbox // required
+	// Apps are the configured apps; those with a StatusWebhook get their
+	// messages' final statuses, the others' events are dropped.
+	Apps    []*apps.App
+	Client  *http.Client  // nil: a client with Timeout
+	Timeout time.Duration // one delivery (default 10 s)
 	// BackoffBase and BackoffCap bound the delay before a new attempt:
 	// base * 2^(n-1), capped, times a jitter in [0.5, 1) (defaults 1 s, 10 min).
 	BackoffBase, BackoffCap time.Duration
@@ -76,6 +73,7 @@ type Options struct {
 // Dispatcher delivers status events.
 type Dispatcher struct {
 	o      Options
+	apps   map[string]*apps.App
 	randMu sync.Mutex
 	rand   *rand.Rand
 }
@@ -113,7 +111,7 @@ func New(opts Options) (*Dispatcher, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
-	return &Dispatcher{o: opts, rand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x77686b))}, nil
+	return &Dispatcher{o: opts, apps: apps.Index(opts.Apps), rand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x77686b))}, nil
 }
 
 // Run delivers due events until ctx is done; deliveries under way finish
@@ -169,13 +167,13 @@ func (d *Dispatcher) deliver(ctx context.Context, id string) {
 		log.Warn("status webhook: cannot load the message; retried after the lease", "err", err)
 		return
 	}
-	target, ok := d.o.Targets[msg.App]
-	if !ok || target.URL == "" {
+	app, ok := d.apps[msg.App]
+	if !ok || !app.StatusWebhook.Enabled() {
 		d.o.Metrics.Webhooks.WithLabelValues(msg.App, "dropped").Inc()
 		_ = d.o.Outbox.AckEvent(ctx, id)
 		return
 	}
-	err = d.post(ctx, target, msg)
+	err = d.post(ctx, app.StatusWebhook, msg)
 	if err == nil {
 		d.o.Metrics.Webhooks.WithLabelValues(msg.App, "delivered").Inc()
 		if aerr := d.o.Outbox.AckEvent(ctx, id); aerr != nil {
@@ -201,7 +199,7 @@ func (d *Dispatcher) deliver(ctx context.Context, id string) {
 }
 
 // post makes one delivery; nil means the receiver answered 2xx.
-func (d *Dispatcher) post(ctx context.Context, t Target, msg *service.Message) error {
+func (d *Dispatcher) post(ctx context.Context, t apps.Webhook, msg *service.Message) error {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)

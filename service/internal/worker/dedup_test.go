@@ -15,6 +15,7 @@ import (
 
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/metrics"
 	"github.com/wxpush/wxpush/service/internal/redistest"
 	"github.com/wxpush/wxpush/service/internal/store"
@@ -272,7 +273,7 @@ func TestResendGoesThroughAPause(t *testing.T) {
 	clock := &fakeClock{t: t0}
 	timeout := &wechat.CallError{API: wechat.APITemplateSend, Kind: wechat.CallTimeout, Err: context.DeadlineExceeded}
 	sender := &scriptedSender{errs: []error{timeout, &wechat.Error{API: wechat.APITemplateSend, Code: wechat.CodeIPNotWhitelisted}}}
-	w, err := New(q, fixedTokens{}, sender, Options{Consumer: "test", Now: clock.Now, Apps: []App{{Name: "default"}}})
+	w, err := New(q, fixedTokens{}, sender, Options{Consumer: "test", Now: clock.Now, Apps: []*apps.App{{Name: "default"}}})
 	require.NoError(t, err)
 	w.process(ctx, entries[0]) // the answer is lost
 	clock.Set(t0.Add(time.Minute))

@@ -35,6 +35,7 @@ import (
 
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/metrics"
 	"github.com/wxpush/wxpush/service/internal/pacing"
 	"github.com/wxpush/wxpush/service/internal/store"
@@ -56,6 +57,8 @@ type Queue interface {
 	Feed(ctx context.Context, app string, rate store.Rate, horizon time.Duration, limit int, quotaDay string) (store.FeedResult, error)
 	PauseApp(ctx context.Context, app string, p store.Pause, now time.Time) (bool, error)
 	ResumeApp(ctx context.Context, app string) (string, error)
+	NotFollowing(ctx context.Context, app, openid string) (bool, error)
+	MarkNotFollowing(ctx context.Context, app, openid string, at time.Time) error
 }
 
 // Tokens hands out the apps' shared access tokens.
@@ -97,9 +100,10 @@ type Options struct {
 	// AppDelay, when positive, is the probe interval of an app paused by an
 	// app-level errcode; default 0: only an operator resumes it.
 	AppDelay time.Duration
-	// Apps are the apps' pacing settings; an app not listed is not rate
-	// limited and resets at midnight Asia/Shanghai.
-	Apps []App
+	// Apps are the apps' settings (Rate, Reset, FollowerCheck); an app
+	// not listed is not rate limited, resets at midnight Asia/Shanghai
+	// and has no follower check.
+	Apps []*apps.App
 	// FeedEvery is how often this instance moves waiting messages back to
 	// the queue (default 100 ms).
 	FeedEvery time.Duration
@@ -174,18 +178,11 @@ func DedupMargin(window, sendTimeout time.Duration) time.Duration {
 	return sendTimeout + window/10
 }
 
-// App is one app's pacing settings.
-type App struct {
-	Name  string
-	Rate  pacing.Rate  // zero: unlimited
-	Reset pacing.Reset // zero: midnight Asia/Shanghai
-}
-
 // appRuntime is an app's settings and this instance's view of its pause.
 type appRuntime struct {
-	App
-	rate   store.Rate
-	reason atomic.Pointer[string] // the pause reason as last seen; nil or "": active
+	*apps.App // Rate (zero: unlimited), Reset, FollowerCheck
+	rate      store.Rate
+	reason    atomic.Pointer[string] // the pause reason as last seen; nil or "": active
 }
 
 func (a *appRuntime) paused() bool {
@@ -237,7 +234,9 @@ func New(q Queue, tokens Tokens, sender Sender, opts Options) (*Worker, error) {
 	w := &Worker{q: q, tokens: tokens, sender: sender, o: opts, apps: map[string]*appRuntime{}, resendWindow: opts.DedupWindow - margin}
 	for _, a := range opts.Apps {
 		if a.Reset.Loc == nil {
-			a.Reset = pacing.DefaultReset()
+			c := *a
+			c.Reset = pacing.DefaultReset()
+			a = &c
 		}
 		w.apps[a.Name] = &appRuntime{App: a, rate: store.Rate{Interval: a.Rate.Interval(), Tolerance: a.Rate.Tolerance()}}
 	}
@@ -250,7 +249,7 @@ func (w *Worker) app(name string) *appRuntime {
 	if a := w.apps[name]; a != nil {
 		return a
 	}
-	return &appRuntime{App: App{Name: name, Reset: pacing.DefaultReset()}}
+	return &appRuntime{App: &apps.App{Name: name, Reset: pacing.DefaultReset()}}
 }
 
 // Run consumes the queue until ctx is done, then stops reading, hands back
@@ -532,6 +531,22 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 		}
 		attempt, rec.AmbiguousAt = n, amb
 	}
+	// A user known not to follow the account (an unsubscribe push, or a
+	// 43004 to an earlier send) cannot receive the message: it fails
+	// without a call to WeChat, and the attempt is refunded. Redis
+	// failing here does not stop the send: WeChat answers 43004 itself.
+	if rt.FollowerCheck {
+		no, ferr := w.q.NotFollowing(ctx, rec.App, rec.ToUser)
+		switch {
+		case ferr != nil:
+			w.o.Metrics.RedisErrors.WithLabelValues("check_follower").Inc()
+			log.Warn("cannot check the follower state; sending anyway", "err", ferr)
+		case no:
+			w.o.Metrics.SendsSkipped.WithLabelValues(rec.App, service.ReasonNotFollowing).Inc()
+			log.Info("the user does not follow the account; the message fails without a send")
+			return store.Settlement{Kind: store.SettleFail, Reason: service.ReasonNotFollowing, Refund: true, Attempt: attempt}, true
+		}
+	}
 	// A worker that takes the message over counts this attempt as one that
 	// may have reached WeChat, from its start. So nothing may leave for
 	// WeChat after the resend window of the earliest such attempt, this one
@@ -594,6 +609,13 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 		rec.AmbiguousAt = start
 	}
 	st, pause := w.decide(log, rec, rt, e, attempt, msgid, err)
+	if wechat.Code(err) == wechat.CodeRequireSubscribe {
+		// The next sends to this user fail without a call, until a
+		// subscribe push newer than this attempt.
+		if merr := w.q.MarkNotFollowing(ctx, rec.App, rec.ToUser, start); merr != nil {
+			w.o.Metrics.RedisErrors.WithLabelValues("mark_not_following").Inc()
+		}
+	}
 	if ambiguous {
 		st.AmbiguousAt = start
 	}
