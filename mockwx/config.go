@@ -46,7 +46,8 @@ type Settings struct {
 	CallbackDelayMS int `yaml:"callback_delay_ms,omitempty" json:"callback_delay_ms,omitempty"`
 	// CallbackTimeoutMS: how long a push waits for the receiver (default 5000).
 	CallbackTimeoutMS int `yaml:"callback_timeout_ms,omitempty" json:"callback_timeout_ms,omitempty"`
-	// CallbackRetries: retries after a failed push (default 3).
+	// CallbackRetries: retries of a push that got no answer in time
+	// (default 2: 3 tries in all, as WeChat).
 	CallbackRetries int `yaml:"callback_retries,omitempty" json:"callback_retries,omitempty"`
 	// CallbackWorkers: concurrent pushes (default 32).
 	CallbackWorkers int `yaml:"callback_workers,omitempty" json:"callback_workers,omitempty"`
@@ -371,7 +372,7 @@ func (s Settings) withDefaults() Settings {
 	def(&s.DedupWindowSeconds, 600)
 	def(&s.CallbackDelayMS, 50)
 	def(&s.CallbackTimeoutMS, 5000)
-	def(&s.CallbackRetries, 3)
+	def(&s.CallbackRetries, 2)
 	def(&s.CallbackWorkers, 32)
 	def(&s.LedgerCapacity, 10_000_000)
 	def(&s.LedgerDataCapacity, 100_000)
