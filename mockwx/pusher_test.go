@@ -3,10 +3,10 @@ package mockwx
 import (
 	"bytes"
 	"cmp"
-	"encoding/xml"
 	"container/heap"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"io"
 	"log/slog"
 	"math/rand/v2"
