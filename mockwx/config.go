@@ -57,6 +57,9 @@ type Settings struct {
 	// LedgerDataCapacity: most recent sends whose data object is kept
 	// (default 100,000).
 	LedgerDataCapacity int `yaml:"ledger_data_capacity,omitempty" json:"ledger_data_capacity,omitempty"`
+	// UserListPageSize: openids per page of /cgi-bin/user/get (default
+	// 10000, WeChat's); smaller values make paging testable.
+	UserListPageSize int `yaml:"user_list_page_size,omitempty" json:"user_list_page_size,omitempty"`
 	// CallbackIPs: what /cgi-bin/getcallbackip answers (default 127.0.0.1).
 	CallbackIPs []string `yaml:"callback_ips,omitempty" json:"callback_ips,omitempty"`
 }
@@ -265,6 +268,7 @@ func (c Config) Validate() error {
 		{"dedup_window_seconds", s.DedupWindowSeconds}, {"callback_delay_ms", s.CallbackDelayMS},
 		{"callback_timeout_ms", s.CallbackTimeoutMS}, {"callback_retries", s.CallbackRetries},
 		{"callback_workers", s.CallbackWorkers}, {"ledger_capacity", s.LedgerCapacity}, {"ledger_data_capacity", s.LedgerDataCapacity},
+		{"user_list_page_size", s.UserListPageSize},
 	} {
 		if f.value < 0 {
 			add("settings."+f.name, "must not be negative")
@@ -376,6 +380,7 @@ func (s Settings) withDefaults() Settings {
 	def(&s.CallbackWorkers, 32)
 	def(&s.LedgerCapacity, 10_000_000)
 	def(&s.LedgerDataCapacity, 100_000)
+	def(&s.UserListPageSize, 10_000)
 	if len(s.CallbackIPs) == 0 {
 		s.CallbackIPs = []string{"127.0.0.1"}
 	}

@@ -58,12 +58,13 @@ type Push struct {
 	// Drop is a fault: WeChat lost the push. It counts as sent and failed
 	// without any HTTP request (still after Delay).
 	Drop bool
-	// LoseAnswer, when set, is asked after each answered attempt; true is a
-	// fault that loses the answer, so the attempt counts as unanswered and
-	// is retried.
-	LoseAnswer func() bool
+	// Fault, when set, is asked before each try: the try waits delay
+	// before it is made, and with lose its answer is lost (a fault), so the
+	// try counts as unanswered and is retried.
+	Fault func() (delay time.Duration, lose bool)
 	// Done, when set, is told the result once the push settles (not when a
-	// Reset or Close abandons it). It must not block.
+	// Reset or Close abandons it), before Wait sees it settled. It is called
+	// with the Pusher's lock held: it must not block or call the Pusher.
 	Done func(PushResult)
 }
 
@@ -519,13 +520,12 @@ func (p *Pusher) deliver(it *pushItem) {
 func (p *Pusher) settle(it *pushItem, res PushResult) {
 	res.Attempts = it.attempts
 	p.mu.Lock()
-	live := p.liveLocked(it)
-	if live {
+	defer p.mu.Unlock()
+	if p.liveLocked(it) {
+		if it.push.Done != nil {
+			it.push.Done(res) // before Wait can see the push settled
+		}
 		p.finishLocked(res.Outcome)
-	}
-	p.mu.Unlock()
-	if live && it.push.Done != nil {
-		it.push.Done(res)
 	}
 }
 
@@ -564,6 +564,19 @@ func (p *Pusher) attempt(ctx context.Context, it *pushItem) (pushOutcome, PushRe
 	push := &it.push
 	if err := p.seal(it); err != nil {
 		return pushPermanent, PushResult{Reason: err.Error()}
+	}
+	var lose bool
+	if push.Fault != nil {
+		var delay time.Duration
+		if delay, lose = push.Fault(); delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return pushAbandoned, PushResult{}
+			}
+		}
 	}
 	sep := "?"
 	if strings.Contains(push.URL, "?") {
@@ -605,7 +618,7 @@ func (p *Pusher) attempt(ctx context.Context, it *pushItem) (pushOutcome, PushRe
 	if err != nil {
 		return failed(err)
 	}
-	if push.LoseAnswer != nil && push.LoseAnswer() {
+	if lose {
 		return pushRetry, PushResult{Reason: "answer lost by a fault rule"}
 	}
 	if resp.StatusCode != http.StatusOK {
