@@ -540,10 +540,9 @@ func (e *Engine) List() []RuleStatus {
 }
 
 // Decide runs the call through the rules in insertion order. A rule applies
-// when its endpoint is the call's (or "*" for the token, stable_token and
-// template_send endpoints; callback pushes need an explicit "callback"
-// rule), every non-empty Match field equals
-// the call's, it is inside its active window and it is not exhausted. An
+// when its endpoint is the call's (or "*" for any WeChat API endpoint;
+// pushes need an explicit "callback" or "event" rule), every non-empty
+// Match field equals the call's, it is inside its active window and it is not exhausted. An
 // applicable rule counts the call as matched; the first Skip matched calls
 // pass untouched; after that it fires with its probability (a random number
 // is drawn only when the probability is below 1). Every firing rule is
