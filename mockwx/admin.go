@@ -34,7 +34,8 @@ type Stats struct {
 	ByErrcode        map[string]int64 `json:"by_errcode"`   // every WeChat answer, all endpoints
 	FaultsFired      int64            `json:"faults_fired"` // calls on which at least one rule fired
 	Injected         map[string]int64 `json:"injected"`     // by kind: errcode, http_status, reset, timeout, malformed, empty
-	Callbacks        CallbackStats    `json:"callbacks"`
+	Callbacks        CallbackStats    `json:"callbacks"`    // TEMPLATESENDJOBFINISH pushes
+	EventPushes      CallbackStats    `json:"event_pushes"` // simulated users' events and messages
 	Ledger           LedgerStats      `json:"ledger"`
 }
 
@@ -73,6 +74,7 @@ func (s *Server) Stats() Stats {
 		ByErrcode:        map[string]int64{},
 		Injected:         map[string]int64{},
 		Callbacks:        s.pusher.Stats(),
+		EventPushes:      s.events.Stats(),
 		Ledger: LedgerStats{
 			Entries: s.ledger.Len(), Total: s.ledger.Total(), Evicted: s.ledger.Evicted(), MemoryBytes: s.ledger.MemoryBytes(),
 		},

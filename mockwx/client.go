@@ -167,3 +167,42 @@ func (c *Client) ExpireTokens(ctx context.Context, appID string) (int, error) {
 	var resp ExpireResponse
 	return resp.Expired, c.do(ctx, http.MethodPost, "/_mock/tokens/expire", ExpireRequest{AppID: appID}, &resp)
 }
+
+// PushEvent makes a simulated user act (POST /_mock/events): the mock
+// pushes the event or message to the app's callback URL and returns its
+// id. A bad request is an *APIError whose Field names the field.
+func (c *Client) PushEvent(ctx context.Context, ev EventRequest) (string, error) {
+	var resp EventCreated
+	return resp.ID, c.do(ctx, http.MethodPost, "/_mock/events", ev, &resp)
+}
+
+// PushEvents makes simulated users act in one request (the batch form of
+// POST /_mock/events, up to 1000): all are accepted, in order, or none.
+func (c *Client) PushEvents(ctx context.Context, evs []EventRequest) ([]string, error) {
+	var resp EventsCreated
+	return resp.IDs, c.do(ctx, http.MethodPost, "/_mock/events", EventBatch{Events: evs}, &resp)
+}
+
+// Events returns one page of the event log: records after seq after, at
+// most limit (1..10000; 0 means 1000), each with its push's outcome and
+// decoded reply.
+func (c *Client) Events(ctx context.Context, after uint64, limit int) (EventPage, error) {
+	q := url.Values{}
+	q.Set("after", strconv.FormatUint(after, 10))
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	var p EventPage
+	return p, c.do(ctx, http.MethodGet, "/_mock/events?"+q.Encode(), nil, &p)
+}
+
+// User returns a user's follow state and last interaction in appID (the
+// first app when "").
+func (c *Client) User(ctx context.Context, appID, openID string) (UserState, error) {
+	path := "/_mock/users/" + url.PathEscape(openID)
+	if appID != "" {
+		path += "?appid=" + url.QueryEscape(appID)
+	}
+	var u UserState
+	return u, c.do(ctx, http.MethodGet, path, nil, &u)
+}

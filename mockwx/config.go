@@ -46,7 +46,8 @@ type Settings struct {
 	CallbackDelayMS int `yaml:"callback_delay_ms,omitempty" json:"callback_delay_ms,omitempty"`
 	// CallbackTimeoutMS: how long a push waits for the receiver (default 5000).
 	CallbackTimeoutMS int `yaml:"callback_timeout_ms,omitempty" json:"callback_timeout_ms,omitempty"`
-	// CallbackRetries: retries after a failed push (default 3).
+	// CallbackRetries: retries of a push that got no answer in time
+	// (default 2: 3 tries in all, as WeChat).
 	CallbackRetries int `yaml:"callback_retries,omitempty" json:"callback_retries,omitempty"`
 	// CallbackWorkers: concurrent pushes (default 32).
 	CallbackWorkers int `yaml:"callback_workers,omitempty" json:"callback_workers,omitempty"`
@@ -56,6 +57,9 @@ type Settings struct {
 	// LedgerDataCapacity: most recent sends whose data object is kept
 	// (default 100,000).
 	LedgerDataCapacity int `yaml:"ledger_data_capacity,omitempty" json:"ledger_data_capacity,omitempty"`
+	// UserListPageSize: openids per page of /cgi-bin/user/get (default
+	// 10000, WeChat's); smaller values make paging testable.
+	UserListPageSize int `yaml:"user_list_page_size,omitempty" json:"user_list_page_size,omitempty"`
 	// CallbackIPs: what /cgi-bin/getcallbackip answers (default 127.0.0.1).
 	CallbackIPs []string `yaml:"callback_ips,omitempty" json:"callback_ips,omitempty"`
 }
@@ -264,6 +268,7 @@ func (c Config) Validate() error {
 		{"dedup_window_seconds", s.DedupWindowSeconds}, {"callback_delay_ms", s.CallbackDelayMS},
 		{"callback_timeout_ms", s.CallbackTimeoutMS}, {"callback_retries", s.CallbackRetries},
 		{"callback_workers", s.CallbackWorkers}, {"ledger_capacity", s.LedgerCapacity}, {"ledger_data_capacity", s.LedgerDataCapacity},
+		{"user_list_page_size", s.UserListPageSize},
 	} {
 		if f.value < 0 {
 			add("settings."+f.name, "must not be negative")
@@ -371,10 +376,11 @@ func (s Settings) withDefaults() Settings {
 	def(&s.DedupWindowSeconds, 600)
 	def(&s.CallbackDelayMS, 50)
 	def(&s.CallbackTimeoutMS, 5000)
-	def(&s.CallbackRetries, 3)
+	def(&s.CallbackRetries, 2)
 	def(&s.CallbackWorkers, 32)
 	def(&s.LedgerCapacity, 10_000_000)
 	def(&s.LedgerDataCapacity, 100_000)
+	def(&s.UserListPageSize, 10_000)
 	if len(s.CallbackIPs) == 0 {
 		s.CallbackIPs = []string{"127.0.0.1"}
 	}

@@ -22,13 +22,36 @@
 //     is pushed to the app's callback URL in plain, compat or safe mode,
 //     signed and encrypted with internal/wechat, retried like WeChat.
 //   - POST /cgi-bin/clear_quota (10 a month, 48006), GET /cgi-bin/getcallbackip.
+//   - GET /cgi-bin/user/info, GET /cgi-bin/user/get (the followers the mock
+//     knows, WeChat's end-of-list quirk: the page after the last has count
+//     0, next_openid "" and no data), GET
+//     /cgi-bin/template/get_all_private_template, POST
+//     /cgi-bin/message/custom/send (text; 43004, 45015 outside 48 h of the
+//     user's last interaction; recorded in the ledger as api custom_send).
+//
+// # Simulated users
+//
+// POST /_mock/events makes a user act (subscribe, unsubscribe, SCAN, CLICK,
+// VIEW, LOCATION, text, image): it changes follow state and the user's last
+// interaction at once, and pushes the event or message to the app's
+// callback URL in the app's mode, with the elements real pushes carry (an
+// empty EventKey on plain follows, an integer MenuId, decimal coordinates,
+// an int64 MsgId on messages). GET /_mock/events lists each push with its
+// outcome and decoded reply; GET /_mock/users/{openid} shows a user.
+//
+// Pushes — delivery reports and simulated users' — are retried as WeChat
+// does: only when no answer comes in time (a timeout, a connection error,
+// a non-200 status), 3 tries in all, with the same query and body. A 200
+// answer settles a push: acked ("success" or 0 bytes, also in an encrypted
+// envelope), replied (a valid passive reply) or reply_invalid (what WeChat
+// shows the user as a service failure; not retried).
 //
 // # Fault rules
 //
 // Rules (POST /_mock/faults, or preloaded from the config) are evaluated
 // in the order they were added. For each call, a rule applies when its
-// endpoint matches ("*" covers token, stable_token and template_send; the
-// callback push needs an explicit "callback" rule), its match fields equal
+// endpoint matches ("*" covers the WeChat API endpoints; the pushes need an
+// explicit "callback" or "event" rule), its match fields equal
 // the call's, it is inside its after_ms/for_ms window and not exhausted
 // (times). An applicable rule lets its first skip calls pass, then fires
 // with its probability. Every firing rule adds latency (the largest

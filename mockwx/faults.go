@@ -29,7 +29,19 @@ const (
 	// EndpointCallback is the mock pushing a TEMPLATESENDJOBFINISH event to
 	// the application's callback URL.
 	EndpointCallback Endpoint = "callback"
-	// EndpointAny matches calls to every endpoint.
+	// EndpointUserInfo is GET /cgi-bin/user/info (match.touser: the openid).
+	EndpointUserInfo Endpoint = "user_info"
+	// EndpointUserGet is GET /cgi-bin/user/get.
+	EndpointUserGet Endpoint = "user_get"
+	// EndpointTemplateList is GET /cgi-bin/template/get_all_private_template.
+	EndpointTemplateList Endpoint = "template_list"
+	// EndpointCustomSend is POST /cgi-bin/message/custom/send.
+	EndpointCustomSend Endpoint = "custom_send"
+	// EndpointEvent is each try of pushing a simulated user's event or
+	// message to the app: latency delays the try, a connection fault loses
+	// the app's answer to it (so WeChat retries).
+	EndpointEvent Endpoint = "event"
+	// EndpointAny matches calls to every WeChat API endpoint (not pushes).
 	EndpointAny Endpoint = "*"
 )
 
@@ -151,7 +163,7 @@ func ParseRule(data []byte) (Rule, error) {
 }
 
 const (
-	endpointChoices = "must be one of token, stable_token, template_send, callback, *"
+	endpointChoices = "must be one of token, stable_token, template_send, user_info, user_get, template_list, custom_send, callback, event, *"
 	faultChoices    = "must be one of reset, timeout, malformed, empty"
 	deliveryChoices = `must be "success" or start with "failed" (e.g. "failed:user block", "failed: system failed")`
 	actionChoices   = "errcode, http_status, fault, delivery_status"
@@ -177,20 +189,23 @@ func (r Rule) problems(hadZeroAction bool) []string {
 	var p []string
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
 
-	switch r.Endpoint {
-	case EndpointToken, EndpointStableToken, EndpointTemplateSend, EndpointCallback, EndpointAny:
-	case "":
+	spec, known := endpoints[r.Endpoint]
+	switch {
+	case known:
+	case r.Endpoint == "":
 		add("endpoint: is required; %s", endpointChoices)
 	default:
 		add("endpoint: %s (got %q)", endpointChoices, string(r.Endpoint))
 	}
-
-	if r.Endpoint == EndpointToken || r.Endpoint == EndpointStableToken {
-		if r.Match.ToUser != "" {
-			add("match.touser: not available on endpoint %s (only template_send, callback or *)", r.Endpoint)
+	if known {
+		if r.Match.ToUser != "" && !spec.touser {
+			add("match.touser: not available on endpoint %s (only %s)", r.Endpoint, endpointsWith(func(e endpointSpec) bool { return e.touser }))
 		}
-		if r.Match.TemplateID != "" {
-			add("match.template_id: not available on endpoint %s (only template_send, callback or *)", r.Endpoint)
+		if r.Match.TemplateID != "" && !spec.templateID {
+			add("match.template_id: not available on endpoint %s (only %s)", r.Endpoint, endpointsWith(func(e endpointSpec) bool { return e.templateID }))
+		}
+		if r.Endpoint == EndpointEvent && (r.ErrCode != 0 || r.HTTPStatus != 0) {
+			add("%s: not available on endpoint %s, a push to the app (give a fault or a latency)", map[bool]string{true: "errcode", false: "http_status"}[r.ErrCode != 0], r.Endpoint)
 		}
 	}
 
@@ -436,8 +451,8 @@ func (s *ruleState) applies(c Call) bool {
 	r := &s.rule
 	switch {
 	case r.Endpoint == c.Endpoint:
-	case r.Endpoint == EndpointAny && c.Endpoint != EndpointCallback:
-		// "*" covers the WeChat API endpoints, not the callback pushes.
+	case r.Endpoint == EndpointAny && !endpoints[c.Endpoint].push:
+		// "*" covers the WeChat API endpoints, not the pushes to the app.
 	default:
 		return false
 	}
@@ -525,10 +540,9 @@ func (e *Engine) List() []RuleStatus {
 }
 
 // Decide runs the call through the rules in insertion order. A rule applies
-// when its endpoint is the call's (or "*" for the token, stable_token and
-// template_send endpoints; callback pushes need an explicit "callback"
-// rule), every non-empty Match field equals
-// the call's, it is inside its active window and it is not exhausted. An
+// when its endpoint is the call's (or "*" for any WeChat API endpoint;
+// pushes need an explicit "callback" or "event" rule), every non-empty
+// Match field equals the call's, it is inside its active window and it is not exhausted. An
 // applicable rule counts the call as matched; the first Skip matched calls
 // pass untouched; after that it fires with its probability (a random number
 // is drawn only when the probability is below 1). Every firing rule is

@@ -35,6 +35,9 @@ type LedgerEntry struct {
 	ErrCode int `json:"errcode"`
 	// Deduplicated reports that the send repeated an earlier client_msg_id.
 	Deduplicated bool `json:"deduplicated"`
+	// API is "" for a template send and LedgerAPICustomSend for a
+	// customer-service message (whose Data is its body).
+	API string `json:"api,omitempty"`
 	// Data is the request's data object as compact JSON, stored as given
 	// (the caller compacts it). It is kept only for the most recent
 	// DataCapacity entries and is nil for older ones.
@@ -110,9 +113,14 @@ const (
 	ledgerMaxArena = math.MaxInt32
 )
 
+// LedgerAPICustomSend is the API of a ledger entry recording
+// POST /cgi-bin/message/custom/send.
+const LedgerAPICustomSend = "custom_send"
+
 const (
 	ledgerFlagDeduplicated = 1 << iota
 	ledgerFlagZeroTime
+	ledgerFlagCustomSend
 )
 
 // ledgerRecord is the fixed part of one entry: 29 bytes of fields, 32 with
@@ -270,6 +278,9 @@ func (l *Ledger) Append(e LedgerEntry) uint64 {
 	var flags uint8
 	if e.Deduplicated {
 		flags |= ledgerFlagDeduplicated
+	}
+	if e.API == LedgerAPICustomSend {
+		flags |= ledgerFlagCustomSend
 	}
 	var at int64
 	if e.ReceivedAt.IsZero() {
@@ -569,6 +580,9 @@ func (c *ledgerCopy) entry(i int) LedgerEntry {
 		MsgID:        r.msgID,
 		ErrCode:      int(r.errCode),
 		Deduplicated: r.flags&ledgerFlagDeduplicated != 0,
+	}
+	if r.flags&ledgerFlagCustomSend != 0 {
+		e.API = LedgerAPICustomSend
 	}
 	if r.flags&ledgerFlagZeroTime == 0 {
 		e.ReceivedAt = time.Unix(0, r.at).UTC()

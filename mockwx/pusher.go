@@ -25,10 +25,11 @@ import (
 const (
 	defaultPushWorkers    = 32
 	defaultPushTimeout    = 5 * time.Second
-	defaultPushRetries    = 3
+	defaultPushRetries    = 2 // 3 tries in all, as observed of WeChat
 	defaultPushRetryDelay = time.Second
-	// pushReplyLimit is how much of a receiver's reply the pusher reads.
-	pushReplyLimit = 4 << 10
+	// pushReplyLimit is how much of a receiver's reply the pusher reads:
+	// more than any passive reply (8 news articles) needs.
+	pushReplyLimit = 64 << 10
 	// pushUserAgent identifies the mock's callback requests (WeChat's own
 	// User-Agent is not documented).
 	pushUserAgent = "mockwx"
@@ -38,18 +39,41 @@ const (
 // pushes are still pending.
 var ErrPusherClosed = errors.New("mockwx: pusher closed")
 
-// Push is one delivery report to send.
+// Push is one push to an app's callback URL: a TEMPLATESENDJOBFINISH
+// delivery report, or a simulated user's event or message.
 type Push struct {
 	URL     string          // the app's callback URL
 	Mode    wechat.Mode     // plain, compat, safe
 	Crypter *wechat.Crypter // the app's callback token / EncodingAESKey / appid
-	// Message is the TEMPLATESENDJOBFINISH event. A zero CreateTime is set
-	// from the pusher's clock at the first attempt and kept for retries.
+	// Message is the push: its ToUserName (the account), FromUserName (the
+	// user) and CreateTime always; without Extra, the whole
+	// TEMPLATESENDJOBFINISH event. A zero CreateTime is set from the
+	// pusher's clock at the first attempt.
 	Message wechat.Message
-	Delay   time.Duration // wait this long after Schedule before the first attempt
-	// Drop is a fault: WeChat lost the report. It counts as sent and failed
+	// Extra, when set, makes the push a user event or message: the
+	// elements after ToUserName, FromUserName and CreateTime, in order
+	// (MsgType first); Message's other fields are then unused.
+	Extra []Element
+	Delay time.Duration // wait this long after Schedule before the first attempt
+	// Drop is a fault: WeChat lost the push. It counts as sent and failed
 	// without any HTTP request (still after Delay).
 	Drop bool
+	// Fault, when set, is asked before each try: the try waits delay
+	// before it is made, and with lose its answer is lost (a fault), so the
+	// try counts as unanswered and is retried.
+	Fault func() (delay time.Duration, lose bool)
+	// Done, when set, is told the result once the push settles (not when a
+	// Reset or Close abandons it), before Wait sees it settled. It is called
+	// with the Pusher's lock held: it must not block or call the Pusher.
+	Done func(PushResult)
+}
+
+// PushResult is how a push ended.
+type PushResult struct {
+	Outcome  string // OutcomeAcked, OutcomeReplied, OutcomeReplyInvalid or OutcomeFailed
+	Attempts int    // HTTP requests made
+	Reply    *Reply // the decoded passive reply, for OutcomeReplied
+	Reason   string // why, for OutcomeReplyInvalid and OutcomeFailed
 }
 
 // CallbackStats are the pusher's counters (part of GET /_mock/stats as
@@ -58,8 +82,10 @@ type CallbackStats struct {
 	Scheduled int64 `json:"scheduled"` // Schedule calls accepted
 	Sent      int64 `json:"sent"`      // reports whose first attempt was made (or dropped)
 	Attempts  int64 `json:"attempts"`  // HTTP requests made, retries included
-	Acked     int64 `json:"acked"`     // reports acknowledged by the receiver
-	Failed    int64 `json:"failed"`    // reports given up after all attempts (or dropped)
+	Acked     int64 `json:"acked"`     // pushes acknowledged ("success" or empty, plain or encrypted)
+	Replied   int64 `json:"replied"`   // pushes answered with a valid passive reply
+	Invalid   int64 `json:"invalid"`   // pushes answered with an invalid reply (not retried)
+	Failed    int64 `json:"failed"`    // pushes unanswered after all attempts (or dropped)
 	Pending   int64 `json:"pending"`   // scheduled and not yet acked or failed
 }
 
@@ -73,11 +99,11 @@ type PusherOptions struct {
 	Workers int
 	// Timeout bounds each attempt (request and reply); <= 0 means 5s.
 	Timeout time.Duration
-	// Retries is the number of attempts after the first: 0 means 3 (as
-	// WeChat), negative means none.
+	// Retries is the number of attempts after the first: 0 means 2 (3
+	// tries in all, as WeChat), negative means none.
 	Retries int
-	// RetryDelay is the wait before retrying after a failure other than a
-	// timeout (a timed-out attempt has already waited, so its retry is
+	// RetryDelay is the wait before retrying after a connection error or a
+	// non-200 status (a timed-out attempt has already waited, so its retry is
 	// immediate): 0 means 1s, negative means no wait.
 	RetryDelay time.Duration
 	// Now is the clock for timestamps and CreateTime; nil means time.Now.
@@ -91,9 +117,13 @@ type PusherOptions struct {
 	Logger *slog.Logger
 }
 
-// Pusher delivers TEMPLATESENDJOBFINISH reports to callback URLs as WeChat
-// does: asynchronously, signed (and encrypted in compat and safe mode),
-// retried when the receiver does not acknowledge. Pushes wait in a delay
+// Pusher delivers pushes to callback URLs as WeChat does: asynchronously,
+// signed (and encrypted in compat and safe mode), and retried with the same
+// query and body only when no answer comes: a timeout, a connection error
+// or a non-200 status (WeChat's handling of the last is undocumented). A
+// 200 answer settles the push, whatever it says: "success" or 0 bytes
+// (also encrypted) is acked, a valid passive reply is replied, anything
+// else is reply_invalid, a user-visible error WeChat does not retry. Pushes wait in a delay
 // queue ordered by due time (FIFO among equal times); one dispatcher
 // goroutine hands due pushes to a fixed pool of workers. A retry goes back
 // into the queue, so a waiting retry never holds a worker. All methods are
@@ -140,6 +170,9 @@ type pushItem struct {
 	seq      uint64
 	epoch    uint64
 	attempts int // HTTP requests made so far
+
+	query url.Values // sealed at the first attempt, sent on every try
+	body  []byte
 }
 
 // pushQueue is a min-heap of items by due time, then scheduling order.
@@ -401,11 +434,16 @@ func (p *Pusher) liveLocked(it *pushItem) bool {
 	return !p.closed && it.epoch == p.epoch
 }
 
-// finishLocked settles a pending push as acked or failed.
-func (p *Pusher) finishLocked(acked bool) {
-	if acked {
+// finishLocked settles a pending push with its outcome.
+func (p *Pusher) finishLocked(outcome string) {
+	switch outcome {
+	case OutcomeAcked:
 		p.stats.Acked++
-	} else {
+	case OutcomeReplied:
+		p.stats.Replied++
+	case OutcomeReplyInvalid:
+		p.stats.Invalid++
+	default:
 		p.stats.Failed++
 	}
 	p.stats.Pending--
@@ -418,8 +456,8 @@ func (p *Pusher) finishLocked(acked bool) {
 type pushOutcome int
 
 const (
-	pushAcked     pushOutcome = iota // 200 with "success" or an empty body
-	pushRetry                        // error, other status or other body
+	pushAnswered  pushOutcome = iota // a 200 answer: acked, replied or reply_invalid
+	pushRetry                        // connection error or non-200 status
 	pushTimedOut                     // the attempt hit its timeout
 	pushPermanent                    // cannot be sent at all; no retry
 	pushAbandoned                    // Reset or Close; not counted
@@ -443,20 +481,24 @@ func (p *Pusher) deliver(it *pushItem) {
 
 	if first && it.push.Drop {
 		p.log.Debug("mockwx: callback dropped by fault", p.logAttrs(it)...)
-		p.settle(it, false)
+		p.settle(it, PushResult{Outcome: OutcomeFailed, Reason: "lost by a fault rule"})
 		return
 	}
 	if first && it.push.Message.CreateTime == 0 {
 		it.push.Message.CreateTime = p.now().Unix()
 	}
-	outcome, reason := p.attempt(ctx, it)
+	outcome, res := p.attempt(ctx, it)
+	reason := res.Reason
 	switch {
 	case outcome == pushAbandoned:
-	case outcome == pushAcked:
-		p.settle(it, true)
+	case outcome == pushAnswered:
+		if res.Outcome == OutcomeReplyInvalid {
+			p.log.Warn("mockwx: callback answered with an invalid reply", append(p.logAttrs(it), slog.String("reason", reason))...)
+		}
+		p.settle(it, res)
 	case outcome == pushPermanent || it.attempts > p.retries:
 		p.log.Warn("mockwx: callback failed", append(p.logAttrs(it), slog.String("reason", reason))...)
-		p.settle(it, false)
+		p.settle(it, PushResult{Outcome: OutcomeFailed, Reason: reason})
 	default:
 		delay := p.retryDelay
 		if outcome == pushTimedOut {
@@ -473,29 +515,68 @@ func (p *Pusher) deliver(it *pushItem) {
 	}
 }
 
-// settle counts it as acked or failed unless a Reset or Close came first.
-func (p *Pusher) settle(it *pushItem, acked bool) {
+// settle records how it ended unless a Reset or Close came first, and
+// tells its Done.
+func (p *Pusher) settle(it *pushItem, res PushResult) {
+	res.Attempts = it.attempts
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.liveLocked(it) {
-		p.finishLocked(acked)
+		if it.push.Done != nil {
+			it.push.Done(res) // before Wait can see the push settled
+		}
+		p.finishLocked(res.Outcome)
 	}
 }
 
-// attempt seals it afresh (new timestamp and nonce), POSTs it and judges
-// the reply. reason describes a failure without secrets.
-func (p *Pusher) attempt(ctx context.Context, it *pushItem) (pushOutcome, string) {
+// seal builds it's query and body once, at the first attempt: every try
+// sends the same payload, as WeChat does.
+func (p *Pusher) seal(it *pushItem) error {
+	if it.body != nil {
+		return nil
+	}
 	push := &it.push
 	if push.Crypter == nil {
-		return pushPermanent, "no crypter"
+		return errors.New("no crypter")
 	}
 	nonce, err := p.nonce()
 	if err != nil {
-		return pushPermanent, err.Error()
+		return err
 	}
-	q, body, err := push.Crypter.SealCallback(&push.Message, push.Mode, p.now().Unix(), nonce)
+	ts := p.now().Unix()
+	var q url.Values
+	var body []byte
+	if len(push.Extra) > 0 {
+		q, body, err = sealElements(push.Crypter, push.Mode, &push.Message, push.Extra, ts, nonce)
+	} else {
+		q, body, err = push.Crypter.SealCallback(&push.Message, push.Mode, ts, nonce)
+	}
 	if err != nil {
-		return pushPermanent, "seal: " + err.Error()
+		return fmt.Errorf("seal: %w", err)
+	}
+	it.query, it.body = q, body
+	return nil
+}
+
+// attempt POSTs it (sealed at its first attempt) and judges the answer.
+// The result's Reason describes a failure without secrets.
+func (p *Pusher) attempt(ctx context.Context, it *pushItem) (pushOutcome, PushResult) {
+	push := &it.push
+	if err := p.seal(it); err != nil {
+		return pushPermanent, PushResult{Reason: err.Error()}
+	}
+	var lose bool
+	if push.Fault != nil {
+		var delay time.Duration
+		if delay, lose = push.Fault(); delay > 0 {
+			t := time.NewTimer(delay)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return pushAbandoned, PushResult{}
+			}
+		}
 	}
 	sep := "?"
 	if strings.Contains(push.URL, "?") {
@@ -503,9 +584,9 @@ func (p *Pusher) attempt(ctx context.Context, it *pushItem) (pushOutcome, string
 	}
 	actx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(actx, http.MethodPost, push.URL+sep+q.Encode(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, push.URL+sep+it.query.Encode(), bytes.NewReader(it.body))
 	if err != nil {
-		return pushPermanent, "bad callback URL"
+		return pushPermanent, PushResult{Reason: "bad callback URL"}
 	}
 	req.Header.Set("Content-Type", "text/xml")
 	req.Header.Set("User-Agent", pushUserAgent)
@@ -513,20 +594,20 @@ func (p *Pusher) attempt(ctx context.Context, it *pushItem) (pushOutcome, string
 	p.mu.Lock()
 	if !p.liveLocked(it) {
 		p.mu.Unlock()
-		return pushAbandoned, ""
+		return pushAbandoned, PushResult{}
 	}
 	p.stats.Attempts++
 	it.attempts++
 	p.mu.Unlock()
 
-	failed := func(err error) (pushOutcome, string) {
+	failed := func(err error) (pushOutcome, PushResult) {
 		switch {
 		case ctx.Err() != nil:
-			return pushAbandoned, ""
+			return pushAbandoned, PushResult{}
 		case actx.Err() == context.DeadlineExceeded || pushIsTimeout(err):
-			return pushTimedOut, "timeout after " + p.timeout.String()
+			return pushTimedOut, PushResult{Reason: "no answer within " + p.timeout.String()}
 		}
-		return pushRetry, pushRedactError(err)
+		return pushRetry, PushResult{Reason: pushRedactError(err)}
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
@@ -537,13 +618,18 @@ func (p *Pusher) attempt(ctx context.Context, it *pushItem) (pushOutcome, string
 	if err != nil {
 		return failed(err)
 	}
+	if lose {
+		return pushRetry, PushResult{Reason: "answer lost by a fault rule"}
+	}
 	if resp.StatusCode != http.StatusOK {
-		return pushRetry, "status " + strconv.Itoa(resp.StatusCode)
+		return pushRetry, PushResult{Reason: "status " + strconv.Itoa(resp.StatusCode)}
 	}
-	if text := strings.TrimSpace(string(reply)); len(reply) != 0 && text != "success" {
-		return pushRetry, fmt.Sprintf("reply %q is not \"success\"", pushTruncateReply(text))
+	if len(reply) == pushReplyLimit {
+		return pushAnswered, PushResult{Outcome: OutcomeReplyInvalid, Reason: fmt.Sprintf("reply longer than %d bytes", pushReplyLimit)}
 	}
-	return pushAcked, ""
+	j := replyJudge{crypter: push.Crypter, mode: push.Mode, openID: push.Message.FromUserName, originalID: push.Message.ToUserName}
+	outcome, rep, reason := j.judge(reply)
+	return pushAnswered, PushResult{Outcome: outcome, Reply: rep, Reason: reason}
 }
 
 // nonce returns a fresh nonce: a uint32 in decimal, as WeChat's.
@@ -599,13 +685,4 @@ func pushIsTimeout(err error) bool {
 	}
 	ne, ok := errors.AsType[net.Error](err)
 	return ok && ne.Timeout()
-}
-
-// pushTruncateReply shortens a reply for logging.
-func pushTruncateReply(s string) string {
-	const n = 64
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

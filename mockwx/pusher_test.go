@@ -2,9 +2,11 @@ package mockwx
 
 import (
 	"bytes"
+	"cmp"
 	"container/heap"
 	"context"
 	"encoding/json"
+	"encoding/xml"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -222,15 +224,17 @@ func TestPusherModes(t *testing.T) {
 func TestPusherRetriesServerErrors(t *testing.T) {
 	crypter := newPushTestCrypter(t)
 	var calls pushLog
-	var timestamps, nonces []string
+	var queries, bodies []string
 	srv := pushTestServer(t, func(w http.ResponseWriter, r *http.Request) {
-		m := openPush(t, crypter, r)
-		if m == nil {
+		body, err := io.ReadAll(r.Body)
+		assert.NoError(t, err)
+		m, err := crypter.OpenCallback(r.URL.Query(), body)
+		if !assert.NoError(t, err) {
 			return
 		}
 		calls.mu.Lock()
-		timestamps = append(timestamps, r.URL.Query().Get(wechat.ParamTimestamp))
-		nonces = append(nonces, r.URL.Query().Get(wechat.ParamNonce))
+		queries = append(queries, r.URL.RawQuery)
+		bodies = append(bodies, string(body))
 		calls.mu.Unlock()
 		if calls.add(m.MsgID) <= 2 {
 			http.Error(w, "boom", http.StatusInternalServerError)
@@ -256,9 +260,9 @@ func TestPusherRetriesServerErrors(t *testing.T) {
 	assert.Equal(t, map[int64]int{7: 3}, count)
 	calls.mu.Lock()
 	defer calls.mu.Unlock()
-	assert.Len(t, timestamps, 3)
-	assert.Len(t, uniq(timestamps), 3, "each attempt has a fresh timestamp: %v", timestamps)
-	assert.Len(t, uniq(nonces), 3, "each attempt has a fresh nonce: %v", nonces)
+	assert.Len(t, queries, 3)
+	assert.Len(t, uniq(queries), 1, "every try sends the same query (timestamp, nonce, signatures): %v", queries)
+	assert.Len(t, uniq(bodies), 1, "every try sends the same body")
 }
 
 func uniq(s []string) map[string]bool {
@@ -293,22 +297,26 @@ func TestPusherTimeoutRetriesAtOnce(t *testing.T) {
 	assert.Equal(t, map[int64]int{9: 3}, count)
 }
 
+// TestPusherReplies: WeChat retries only when no answer comes; a 200
+// answer settles the push at once, an invalid one as reply_invalid.
 func TestPusherReplies(t *testing.T) {
 	tests := []struct {
-		name   string
-		status int
-		body   string
-		acked  bool
+		name    string
+		status  int
+		body    string
+		outcome string // "" for unanswered: retried, then failed
 	}{
-		{"success", 200, "success", true},
-		{"empty body", 200, "", true},
-		{"success with whitespace", 200, " success\r\n", true},
-		{"other body", 200, "nope", false},
-		{"upper case", 200, "SUCCESS", false},
-		{"no content", 204, "", false},
-		{"server error saying success", 500, "success", false},
-		{"redirect not followed", 302, "", false},
-		{"long body", 200, strings.Repeat("x", 10<<10), false},
+		{"success", 200, "success", OutcomeAcked},
+		{"empty body", 200, "", OutcomeAcked},
+		{"success with whitespace", 200, " success\r\n", OutcomeAcked},
+		{"other body", 200, "nope", OutcomeReplyInvalid},
+		{"upper case", 200, "SUCCESS", OutcomeReplyInvalid},
+		{"json", 200, `{"errcode":0}`, OutcomeReplyInvalid},
+		{"long body", 200, strings.Repeat("x", 10<<10), OutcomeReplyInvalid},
+		{"too long body", 200, "<xml>" + strings.Repeat("x", 70<<10) + "</xml>", OutcomeReplyInvalid},
+		{"no content", 204, "", ""},
+		{"server error saying success", 500, "success", ""},
+		{"redirect not followed", 302, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -329,17 +337,64 @@ func TestPusherReplies(t *testing.T) {
 				_, _ = io.WriteString(w, tt.body)
 			})
 			p := newPushTestPusher(t, PusherOptions{Retries: 2, RetryDelay: 5 * time.Millisecond})
-			p.Schedule(Push{URL: srv.URL + "/cb", Mode: wechat.ModePlain, Crypter: crypter, Message: pushTestMessage(1)})
+			var result PushResult
+			done := make(chan struct{})
+			p.Schedule(Push{URL: srv.URL + "/cb", Mode: wechat.ModePlain, Crypter: crypter, Message: pushTestMessage(1),
+				Done: func(r PushResult) { result = r; close(done) }})
 			pushWait(t, p, 10*time.Second)
+			<-done
 
-			want := CallbackStats{Scheduled: 1, Sent: 1, Attempts: 3, Failed: 1}
-			if tt.acked {
-				want = CallbackStats{Scheduled: 1, Sent: 1, Attempts: 1, Acked: 1}
+			want := CallbackStats{Scheduled: 1, Sent: 1, Attempts: 1}
+			switch tt.outcome {
+			case OutcomeAcked:
+				want.Acked = 1
+			case OutcomeReplyInvalid:
+				want.Invalid = 1
+			default:
+				want.Attempts, want.Failed = 3, 1
 			}
 			assert.Equal(t, want, p.Stats())
 			_, count := calls.snapshot()
 			assert.Equal(t, map[int64]int{1: int(want.Attempts)}, count)
+			wantOutcome := cmp.Or(tt.outcome, OutcomeFailed)
+			assert.Equal(t, wantOutcome, result.Outcome, "reason %q", result.Reason)
+			assert.Equal(t, int(want.Attempts), result.Attempts)
+			if wantOutcome != OutcomeAcked {
+				assert.NotEmpty(t, result.Reason)
+			}
 		})
+	}
+}
+
+// TestPusherEncryptedEmptyEnvelopeIsAck: an SDK that encrypts every answer
+// acknowledges a delivery report with an encrypted envelope of empty
+// content; that is one delivery, acknowledged, in every mode.
+func TestPusherEncryptedEmptyEnvelopeIsAck(t *testing.T) {
+	for _, mode := range []wechat.Mode{wechat.ModePlain, wechat.ModeCompat, wechat.ModeSafe} {
+		for _, content := range []string{"", "success"} {
+			t.Run(string(mode)+"/"+strconv.Quote(content), func(t *testing.T) {
+				crypter := newPushTestCrypter(t)
+				var calls pushLog
+				srv := pushTestServer(t, func(w http.ResponseWriter, r *http.Request) {
+					if m := openPush(t, crypter, r); m != nil {
+						calls.add(m.MsgID)
+					}
+					env, err := crypter.SealReply([]byte(content), 1700000123, r.URL.Query().Get(wechat.ParamNonce))
+					if !assert.NoError(t, err) {
+						return
+					}
+					b, err := xml.Marshal(env)
+					assert.NoError(t, err)
+					_, _ = w.Write(b)
+				})
+				p := newPushTestPusher(t, PusherOptions{Retries: 3, RetryDelay: 5 * time.Millisecond})
+				p.Schedule(Push{URL: srv.URL, Mode: mode, Crypter: crypter, Message: pushTestMessage(5)})
+				pushWait(t, p, 10*time.Second)
+				assert.Equal(t, CallbackStats{Scheduled: 1, Sent: 1, Attempts: 1, Acked: 1}, p.Stats())
+				_, count := calls.snapshot()
+				assert.Equal(t, map[int64]int{5: 1}, count, "one delivery, not 4")
+			})
+		}
 	}
 }
 
@@ -650,9 +705,9 @@ func TestPusherLogsNoSecrets(t *testing.T) {
 }
 
 func TestPusherStatsJSON(t *testing.T) {
-	b, err := json.Marshal(CallbackStats{Scheduled: 1, Sent: 2, Attempts: 3, Acked: 4, Failed: 5, Pending: 6})
+	b, err := json.Marshal(CallbackStats{Scheduled: 1, Sent: 2, Attempts: 3, Acked: 4, Replied: 7, Invalid: 8, Failed: 5, Pending: 6})
 	require.NoError(t, err)
-	assert.JSONEq(t, `{"scheduled":1,"sent":2,"attempts":3,"acked":4,"failed":5,"pending":6}`, string(b))
+	assert.JSONEq(t, `{"scheduled":1,"sent":2,"attempts":3,"acked":4,"replied":7,"invalid":8,"failed":5,"pending":6}`, string(b))
 }
 
 func BenchmarkPusherSchedule(b *testing.B) {

@@ -45,18 +45,21 @@ type Server struct {
 	mux      *http.ServeMux
 	faults   *Engine
 	ledger   *Ledger
-	pusher   *Pusher
+	pusher   *Pusher // TEMPLATESENDJOBFINISH reports
+	events   *Pusher // simulated users' events and messages
+	eventLog *eventLog
 	closing  chan struct{} // closed by Close: hung connections give up
 	closeOne sync.Once
 
-	mu     sync.Mutex // guards everything below
-	rng    *rand.Rand
-	apps   map[string]*appState
-	order  []string // appids in config order
-	tokens map[string]*tokenRec
-	dedup  *dedupIndex
-	msgid  int64
-	mints  int
+	mu      sync.Mutex // guards everything below
+	rng     *rand.Rand
+	apps    map[string]*appState
+	order   []string // appids in config order
+	tokens  map[string]*tokenRec
+	dedup   *dedupIndex
+	msgid   int64
+	mints   int
+	started time.Time // New or the last Reset: followers by config follow since
 
 	stats serverStats
 }
@@ -105,17 +108,23 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	s.faults = NewEngine(opts.Seed, s.now)
 	s.ledger = NewLedger(LedgerOptions{Capacity: s.settings.LedgerCapacity, DataCapacity: s.settings.LedgerDataCapacity})
-	s.pusher = NewPusher(PusherOptions{
-		Client:  opts.CallbackClient,
-		Workers: s.settings.CallbackWorkers,
-		Timeout: time.Duration(s.settings.CallbackTimeoutMS) * time.Millisecond,
-		Retries: s.settings.CallbackRetries,
-		Now:     s.now,
-		Rand:    newSeededReader(uint64(opts.Seed) ^ 0xca11bac4),
-		Logger:  s.log,
-	})
+	pushOpts := func(salt uint64) PusherOptions {
+		return PusherOptions{
+			Client:  opts.CallbackClient,
+			Workers: s.settings.CallbackWorkers,
+			Timeout: time.Duration(s.settings.CallbackTimeoutMS) * time.Millisecond,
+			Retries: s.settings.CallbackRetries,
+			Now:     s.now,
+			Rand:    newSeededReader(uint64(opts.Seed) ^ salt),
+			Logger:  s.log,
+		}
+	}
+	s.pusher = NewPusher(pushOpts(0xca11bac4))
+	s.events = NewPusher(pushOpts(0xe7e27e))
+	s.eventLog = &eventLog{now: s.now}
 	if err := s.initState(); err != nil {
 		s.pusher.Close()
+		s.events.Close()
 		return nil, err
 	}
 	s.routes()
@@ -151,6 +160,7 @@ func (s *Server) initState() error {
 	s.dedup = newDedupIndex(seconds(s.settings.DedupWindowSeconds))
 	s.msgid = 1<<61 + s.rng.Int64N(1<<59)
 	s.mints = 0
+	s.started = s.now()
 	s.stats.tokenCalls.Store(0)
 	s.stats.stableCalls.Store(0)
 	s.stats.sendCalls.Store(0)
@@ -176,6 +186,8 @@ func (s *Server) initState() error {
 // RNG reseeded), so a reset mock replays identically.
 func (s *Server) Reset() {
 	s.pusher.Reset()
+	s.events.Reset()
+	s.eventLog.reset()
 	s.ledger.Reset()
 	if err := s.initState(); err != nil {
 		// The config was validated by New; initState cannot fail on it.
@@ -189,6 +201,7 @@ func (s *Server) Close() {
 	s.closeOne.Do(func() {
 		close(s.closing)
 		s.pusher.Close()
+		s.events.Close()
 	})
 }
 
@@ -210,6 +223,10 @@ func (s *Server) Apps() []App {
 // given up, or ctx is done.
 func (s *Server) WaitCallbacks(ctx context.Context) error { return s.pusher.Wait(ctx) }
 
+// WaitEvents blocks until every simulated event's push has settled, or ctx
+// is done.
+func (s *Server) WaitEvents(ctx context.Context) error { return s.events.Wait(ctx) }
+
 func (s *Server) routes() {
 	m := http.NewServeMux()
 	m.HandleFunc("/cgi-bin/token", s.handleToken)
@@ -217,6 +234,10 @@ func (s *Server) routes() {
 	m.HandleFunc("/cgi-bin/message/template/send", s.handleTemplateSend)
 	m.HandleFunc("/cgi-bin/clear_quota", s.handleClearQuota)
 	m.HandleFunc("/cgi-bin/getcallbackip", s.handleCallbackIP)
+	m.HandleFunc(PathUserInfo, s.handleUserInfo)
+	m.HandleFunc(PathUserGet, s.handleUserGet)
+	m.HandleFunc(PathTemplateList, s.handleTemplateList)
+	m.HandleFunc(PathCustomSend, s.handleCustomSend)
 	m.HandleFunc("/cgi-bin/", s.handleUnknownAPI)
 
 	admin := http.NewServeMux()
@@ -229,6 +250,9 @@ func (s *Server) routes() {
 	admin.HandleFunc("DELETE /_mock/faults", s.adminClearFaults)
 	admin.HandleFunc("DELETE /_mock/faults/{id}", s.adminDeleteFault)
 	admin.HandleFunc("POST /_mock/tokens/expire", s.adminExpireTokens)
+	admin.HandleFunc("POST /_mock/events", s.adminPushEvents)
+	admin.HandleFunc("GET /_mock/events", s.adminEvents)
+	admin.HandleFunc("GET /_mock/users/{openid}", s.adminUser)
 	admin.HandleFunc("/_mock/", func(w http.ResponseWriter, r *http.Request) {
 		adminError(w, http.StatusNotFound, "not_found", "no admin route "+r.Method+" "+r.URL.Path, "")
 	})

@@ -33,6 +33,9 @@ type appState struct {
 	notFollow map[string]bool
 	blocked   map[string]bool
 	pages     map[string]map[string]bool // mini program appid -> released pages
+	users     map[string]*userState      // openid -> what simulated events changed
+	listOrder []string                   // the follower list's order: followers.only, then followers by events
+	listIndex map[string]int             // openid -> index in listOrder
 
 	classic     *tokenRec // the latest /cgi-bin/token token
 	stable      *tokenRec // the current stable token
@@ -55,6 +58,11 @@ func newAppState(a App) (*appState, error) {
 		notFollow: set(a.Followers.NotFollowing),
 		blocked:   set(a.Followers.Blocked),
 		pages:     map[string]map[string]bool{},
+		users:     map[string]*userState{},
+		listIndex: map[string]int{},
+	}
+	for _, o := range a.Followers.Only {
+		st.listed(o)
 	}
 	for i := range a.Templates {
 		st.templates[a.Templates[i].ID] = &a.Templates[i]
@@ -82,14 +90,6 @@ func (a *appState) rollCounters(now time.Time) {
 	if m := monthIndex(now); m != a.month {
 		a.month, a.clears = m, 0
 	}
-}
-
-// follows reports whether openid follows the app.
-func (a *appState) follows(openid string) bool {
-	if len(a.only) > 0 {
-		return a.only[openid]
-	}
-	return !a.notFollow[openid]
 }
 
 // tokenRec is one issued access token.

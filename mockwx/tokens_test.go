@@ -1,6 +1,10 @@
 package mockwx_test
 
 import (
+	"encoding/json"
+	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -192,4 +196,41 @@ func TestAdminExpireTokens(t *testing.T) {
 	require.ErrorAs(t, err, &ae)
 	assert.Equal(t, 404, ae.StatusCode)
 	assert.Equal(t, "appid", ae.Field)
+}
+
+// TestTokenSuccessHasNoErrcode: WeChat's token endpoints answer success
+// with access_token and expires_in only, no errcode or errmsg.
+func TestTokenSuccessHasNoErrcode(t *testing.T) {
+	e := newEnv(t, mockwx.Config{})
+	tests := []struct {
+		name, path string
+		body       string
+	}{
+		{"token", wechat.PathToken + "?grant_type=client_credential&appid=" + e.App.AppID + "&secret=" + e.App.Secret, ""},
+		{"stable_token", wechat.PathStableToken, `{"grant_type":"client_credential","appid":"` + e.App.AppID + `","secret":"` + e.App.Secret + `"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b []byte
+			if tt.body == "" {
+				resp, err := e.HTTP.Client().Get(e.URL + tt.path)
+				require.NoError(t, err)
+				defer resp.Body.Close()
+				b, err = io.ReadAll(resp.Body)
+				require.NoError(t, err)
+			} else {
+				_, b = e.post(t, tt.path, []byte(tt.body))
+			}
+			var got map[string]any
+			require.NoError(t, json.Unmarshal(b, &got), "body %s", b)
+			assert.ElementsMatch(t, []string{"access_token", "expires_in"}, slices.Collect(maps.Keys(got)), "body %s", b)
+		})
+	}
+	// wxpushd's client parses it.
+	tok, err := e.wc.Token(t.Context(), e.App.AppID, e.secret())
+	require.NoError(t, err)
+	assert.NotEmpty(t, tok.AccessToken.Reveal())
+	stable, err := e.wc.StableToken(t.Context(), e.App.AppID, e.secret(), false)
+	require.NoError(t, err)
+	assert.Positive(t, stable.ExpiresIn)
 }

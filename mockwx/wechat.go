@@ -142,7 +142,14 @@ func (s *Server) issueClassic(grantType, appID, secret string) any {
 	app.classic = tok
 	s.mu.Unlock()
 	s.stats.countErrcode(0)
-	return wechat.TokenResponse{AccessToken: tok.value, ExpiresIn: app.TokenExpiresIn}
+	return tokenOK{AccessToken: tok.value, ExpiresIn: app.TokenExpiresIn}
+}
+
+// tokenOK is a token endpoint's success answer: WeChat sends only these two
+// fields, no errcode or errmsg.
+type tokenOK struct {
+	AccessToken string `json:"access_token"`
+	ExpiresIn   int    `json:"expires_in"`
 }
 
 // mintLocked issues a new token for app. s.mu is held.
@@ -225,7 +232,7 @@ func (s *Server) issueStable(req wechat.StableTokenRequest) any {
 	s.mu.Unlock()
 	s.stats.countErrcode(0)
 	remaining := int(tok.expires.Sub(now) / time.Second)
-	return wechat.TokenResponse{AccessToken: tok.value, ExpiresIn: remaining}
+	return tokenOK{AccessToken: tok.value, ExpiresIn: remaining}
 }
 
 // checkToken validates the access_token query parameter of an API call and
