@@ -167,11 +167,23 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 
 	r.logf("starting the stack for %q ...", sc.Name)
 	var err error
+	var recv *eventReceiver // the event webhook's receiver (embedded stack with load.users)
 	if len(opts.Services) > 0 {
 		r.stack, err = connectRemote(ctx, sc, opts.Services, opts.MockURL, opts.MockToken, opts.APIKey)
 	} else {
 		ledgerData := int(math.Min(sc.Load.TotalHits()*float64(max(sc.Load.Batch.Size, 1))*1.2+100_000, 5_000_000))
-		r.stack, err = startEmbedded(ctx, sc, opts.RedisURL, filepath.Join(opts.OutDir, "logs"), ledgerData)
+		var hook *eventHook
+		if sc.Load.Users != nil {
+			// wxload receives the users' pushes itself, to account for
+			// every one end to end.
+			secret := runTag(sc.Seed) + "-event-webhook-secret"
+			if recv, err = startEventReceiver(secret); err != nil {
+				return nil, fmt.Errorf("event webhook receiver: %w", err)
+			}
+			defer recv.close()
+			hook = &eventHook{url: recv.url, secret: secret}
+		}
+		r.stack, err = startEmbedded(ctx, sc, opts.RedisURL, filepath.Join(opts.OutDir, "logs"), ledgerData, hook)
 	}
 	if err != nil {
 		return nil, err
@@ -228,6 +240,16 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 			live.queue.Store(int64(m.queueDepth))
 		})
 	}()
+	var users *userSim
+	var unfollowSends []unfollowSend
+	usersCtx, stopUsers := context.WithCancel(ctx)
+	defer stopUsers()
+	if sc.Load.Users != nil {
+		users = newUserSim(sc, r.stack.Mock(), r.stack.MockApps())
+		r.logf("users: %.0f events/s (%s)%s", sc.Load.Users.Rate, describeMix(sc.Load.Users.EffectiveMix()), describeUnfollow(sc.Load.Users.Unfollow, users.unfollowN))
+		bg.Add(1)
+		go func() { defer bg.Done(); users.run(usersCtx, start) }()
+	}
 	attackDone := make(chan struct{})
 	bg.Add(1)
 	go func() {
@@ -271,6 +293,7 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 		}
 	}
 	vm.Close()
+	stopUsers()
 	close(attackDone)
 	attackEnd := time.Now()
 	s.Run.DurationSeconds = attackEnd.Sub(start).Seconds()
@@ -291,10 +314,24 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 		seriesMu.Lock()
 		series.at(e.ReceivedAt).errcode(strconv.Itoa(e.ErrCode))
 		seriesMu.Unlock()
+		if users != nil && users.inWave(e.ToUser) {
+			unfollowSends = append(unfollowSends, unfollowSend{appid: e.AppID, openid: e.ToUser, at: e.ReceivedAt, errcode: e.ErrCode})
+		}
 	}
 	checked, drained := r.drain(ctx, acct, entry, receipt, live, attackEnd)
 	s.Delivery.DrainSeconds = time.Since(attackEnd).Seconds()
 	s.Delivery.Drained = drained
+	if users != nil {
+		names := map[string]string{}
+		for name, a := range r.stack.MockApps() {
+			names[a.AppID] = name
+		}
+		r.logf("users: waiting for every push's outcome%s ...", map[bool]string{true: " and its forwarding", false: ""}[recv != nil])
+		sctx, cancel := context.WithTimeout(ctx, sc.DrainTimeout.D())
+		recs := users.settle(sctx, recv, names)
+		cancel()
+		users.fill(&s.Events, recs, recv, names, unfollowSends)
+	}
 	stopBG()
 	bg.Wait()
 	r.endProgress()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,6 +66,8 @@ type embedded struct {
 	cbHTTP   *http.Server
 	rr       atomic.Uint64
 
+	hook *eventHook
+
 	mu        sync.Mutex
 	instances []*instance
 	closers   []func()
@@ -82,8 +85,10 @@ type instance struct {
 }
 
 // startEmbedded starts the whole stack. redisURL "" starts an embedded Redis.
-func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir string, ledgerData int) (_ *embedded, err error) {
-	e := &embedded{sc: sc, logDir: logDir, redisURL: redisURL, instances: make([]*instance, sc.Stack.Instances)}
+// hook, when set, is the event webhook every app forwards its users' pushes
+// to.
+func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook) (_ *embedded, err error) {
+	e := &embedded{sc: sc, logDir: logDir, redisURL: redisURL, instances: make([]*instance, sc.Stack.Instances), hook: hook}
 	defer func() {
 		if err != nil {
 			e.Close()
@@ -211,14 +216,27 @@ func (e *embedded) serviceConfig(in *instance) wxpushd.Config {
 	}
 	for _, a := range e.sc.Mock.Apps {
 		ma := e.apps[a.Name]
-		cfg.Apps = append(cfg.Apps, wxpushd.AppConfig{
+		ac := wxpushd.AppConfig{
 			Name: a.Name, AppID: ma.AppID, Secret: wechat.Secret(ma.Secret),
 			CallbackToken: wechat.Secret(ma.CallbackToken), EncodingAESKey: wechat.Secret(ma.EncodingAESKey),
 			CallbackMode: callbackMode(ma.CallbackMode), RateLimit: a.RateLimit,
-		})
+		}
+		if e.hook != nil {
+			ac.EventWebhookURL, ac.EventWebhookSecret = e.hook.url, wechat.Secret(e.hook.secret)
+		}
+		if len(a.Replies) > 0 {
+			// wxpushd's rules take the scenario's keys (checked by
+			// scenarios.Parse; wxpushd checks them again at start).
+			b, _ := json.Marshal(a.Replies)
+			_ = json.Unmarshal(b, &ac.Replies)
+		}
+		cfg.Apps = append(cfg.Apps, ac)
 	}
 	return cfg
 }
+
+// eventHook is an event webhook: where to forward and the signing secret.
+type eventHook struct{ url, secret string }
 
 // StartInstance starts instance i (again) on its address.
 func (e *embedded) StartInstance(ctx context.Context, i int) error {

@@ -25,6 +25,7 @@ type Summary struct {
 	Run          RunInfo             `json:"run"`
 	Accept       Accept              `json:"accept"`
 	Delivery     Delivery            `json:"delivery"`
+	Events       Events              `json:"events"`
 	Mock         MockFigures         `json:"mock"`
 	Service      ServiceFigures      `json:"service"`
 	Generator    Generator           `json:"generator"`
@@ -89,6 +90,86 @@ type Accept struct {
 	DuplicateRequests int            `json:"duplicate_requests"` // requests that repeated an earlier key
 	BatchRequests     int            `json:"batch_requests"`
 	ItemErrors        int            `json:"item_errors"` // batch items refused
+}
+
+// Events accounts for the pushes of the simulated users (load.users): each
+// push is exactly one of acked, replied, reply_invalid, failed and pending
+// at the mock; each acknowledged one is forwarded once, forwarded twice
+// (more than one delivery id) or lost at wxload's event webhook receiver
+// (embedded stack only).
+type Events struct {
+	// Enabled: the scenario has load.users.
+	Enabled bool `json:"enabled"`
+	Pushed  int  `json:"pushed"`
+	// Acked: answered success or empty; Replied: a valid passive reply;
+	// ReplyInvalid: an answer WeChat would show the user as an error;
+	// Failed: no answer after WeChat's tries; Pending: none yet.
+	Acked        int `json:"acked"`
+	Replied      int `json:"replied"`
+	ReplyInvalid int `json:"reply_invalid"`
+	Failed       int `json:"failed"`
+	Pending      int `json:"pending"`
+	// RepliesWrong counts answered pushes whose reply is not the one the
+	// app's rules call for (missing, unexpected or another text).
+	RepliesWrong int `json:"replies_wrong"`
+	// Retried counts pushes the mock had to send more than once.
+	Retried int `json:"retried"`
+	// ForwardedOnce, ForwardedTwice and Lost: acknowledged pushes that
+	// reached the event webhook with one delivery id, with more than one,
+	// or never.
+	ForwardedOnce  int `json:"forwarded_once"`
+	ForwardedTwice int `json:"forwarded_twice"`
+	Lost           int `json:"lost"`
+	// Skipped counts due events for which no user was free (one push per
+	// user every 2 s); PushErrors events the mock did not take.
+	Skipped        int    `json:"skipped"`
+	PushErrors     int    `json:"push_errors"`
+	FirstPushError string `json:"first_push_error,omitempty"`
+	// ByType breaks the figures down by event type.
+	ByType map[string]*EventTypeFigures `json:"by_type"`
+	// Webhook is what wxload's receiver saw; nil in remote mode.
+	Webhook *EventWebhook `json:"webhook"`
+	// Unfollowed is the users of the unfollow wave (per app).
+	Unfollowed int `json:"unfollowed"`
+	// SendsToUnfollowed counts sends that reached the mock for a user of
+	// the wave after the service had acknowledged the user's unsubscribe
+	// (and before any re-subscribe): the follower check lets none through.
+	SendsToUnfollowed int `json:"sends_to_unfollowed"`
+	// SendsBeforeServiceKnew counts sends to such a user between the
+	// unsubscribe and its acknowledgement (WeChat answers them 43004);
+	// SendsAfterRefollow the sends after the re-subscribe.
+	SendsBeforeServiceKnew int `json:"sends_before_service_knew"`
+	SendsAfterRefollow     int `json:"sends_after_refollow"`
+}
+
+// EventTypeFigures are the Events figures of one event type.
+type EventTypeFigures struct {
+	Pushed         int `json:"pushed"`
+	Acked          int `json:"acked"`
+	Replied        int `json:"replied"`
+	ReplyInvalid   int `json:"reply_invalid"`
+	Failed         int `json:"failed"`
+	Pending        int `json:"pending"`
+	RepliesWrong   int `json:"replies_wrong"`
+	Retried        int `json:"retried"`
+	ForwardedOnce  int `json:"forwarded_once"`
+	ForwardedTwice int `json:"forwarded_twice"`
+	Lost           int `json:"lost"`
+}
+
+// EventWebhook is what wxload's event webhook receiver saw.
+type EventWebhook struct {
+	// Receipts is every request; DeliveryIDs the distinct delivery ids;
+	// Redelivered the receipts of an id already seen (a receiver that
+	// honours the id drops them).
+	Receipts    int `json:"receipts"`
+	DeliveryIDs int `json:"delivery_ids"`
+	Redelivered int `json:"redelivered"`
+	// BadSignatures counts requests whose signature did not verify.
+	BadSignatures int `json:"bad_signatures"`
+	// OutOfOrder counts pushes received after a later one of the same user
+	// (by CreateTime).
+	OutOfOrder int `json:"out_of_order"`
 }
 
 // Delivery accounts for every accepted message after the drain. Every
@@ -362,7 +443,7 @@ func memberPath(m *ast.MemberNode) ([]string, bool) {
 // zeroMaps makes the summary's maps non-nil so that summary.json shows
 // them as {} and expressions can index them.
 func (s *Summary) zeroMaps() {
-	for _, p := range []any{&s.Accept.StatusCodes, &s.Accept.ErrorKinds, &s.Delivery.FailedByReason,
+	for _, p := range []any{&s.Accept.StatusCodes, &s.Accept.ErrorKinds, &s.Delivery.FailedByReason, &s.Events.ByType,
 		&s.Delivery.Apps, &s.Mock.ByErrcode, &s.Mock.Injected, &s.Service.AttemptsByCode} {
 		rv := reflect.ValueOf(p).Elem()
 		if rv.IsNil() {

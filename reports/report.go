@@ -133,6 +133,8 @@ type reportView struct {
 	Accept       []kv
 	Generator    []kv
 	Service      []kv
+	Events       []kv       // the users' pushes (load.users); nil without
+	EventTypes   [][]string // per event type
 	Downsampled  string
 	Version      string
 }
@@ -230,6 +232,7 @@ func (r *Report) view() *reportView {
 		{K: "scheduling lag p99", V: fmtMS(g.LagMS.P99)},
 		{K: "saturated", V: yesNo(g.Saturated) + " " + g.Reason, Bad: g.Saturated},
 	}
+	v.Events, v.EventTypes = eventsView(s.Events)
 	sv := s.Service
 	v.Service = []kv{
 		{K: "accepted", V: fmtF(sv.Accepted)},
@@ -248,6 +251,51 @@ func (r *Report) view() *reportView {
 		{K: "mock: callbacks sent / acked / failed", V: fmt.Sprintf("%d / %d / %d", s.Mock.CallbacksSent, s.Mock.CallbacksAcked, s.Mock.CallbacksFailed)},
 	}
 	return v
+}
+
+// eventsView is the accounting of the simulated users' pushes.
+func eventsView(e loadtest.Events) ([]kv, [][]string) {
+	if !e.Enabled {
+		return nil, nil
+	}
+	rows := []kv{
+		{K: "pushed", V: fmtInt(e.Pushed)},
+		{K: "acknowledged (success or empty)", V: fmtInt(e.Acked)},
+		{K: "replied (a valid passive reply)", V: fmtInt(e.Replied)},
+		{K: "reply shown to the user as an error", V: fmtInt(e.ReplyInvalid), Bad: e.ReplyInvalid > 0},
+		{K: "no answer after WeChat's tries", V: fmtInt(e.Failed), Bad: e.Failed > 0},
+		{K: "no outcome yet", V: fmtInt(e.Pending), Bad: e.Pending > 0},
+		{K: "reply not the configured one", V: fmtInt(e.RepliesWrong), Bad: e.RepliesWrong > 0},
+		{K: "pushed more than once by the mock", V: fmtInt(e.Retried)},
+	}
+	if w := e.Webhook; w != nil {
+		rows = append(rows,
+			kv{K: "forwarded once", V: fmtInt(e.ForwardedOnce)},
+			kv{K: "forwarded under two delivery ids", V: fmtInt(e.ForwardedTwice), Bad: e.ForwardedTwice > 0},
+			kv{K: "answered but never forwarded (lost)", V: fmtInt(e.Lost), Bad: e.Lost > 0},
+			kv{K: "webhook receipts / delivery ids / redelivered", V: fmt.Sprintf("%d / %d / %d", w.Receipts, w.DeliveryIDs, w.Redelivered)},
+			kv{K: "bad signatures", V: fmtInt(w.BadSignatures), Bad: w.BadSignatures > 0},
+			kv{K: "out of order per user", V: fmtInt(w.OutOfOrder), Bad: w.OutOfOrder > 0},
+		)
+	}
+	if e.Unfollowed > 0 {
+		rows = append(rows,
+			kv{K: "users who unfollowed", V: fmtInt(e.Unfollowed)},
+			kv{K: "sends to them after the service knew", V: fmtInt(e.SendsToUnfollowed), Bad: e.SendsToUnfollowed > 0},
+			kv{K: "sends to them before it knew (43004)", V: fmtInt(e.SendsBeforeServiceKnew)},
+			kv{K: "sends to them after they followed again", V: fmtInt(e.SendsAfterRefollow)},
+		)
+	}
+	if e.Skipped > 0 || e.PushErrors > 0 {
+		rows = append(rows, kv{K: "events not pushed (no free user / mock errors)", V: fmt.Sprintf("%d / %d %s", e.Skipped, e.PushErrors, e.FirstPushError), Bad: e.PushErrors > 0})
+	}
+	var types [][]string
+	for _, t := range sortedKeys(e.ByType) {
+		f := e.ByType[t]
+		types = append(types, []string{t, fmtInt(f.Pushed), fmtInt(f.Acked), fmtInt(f.Replied), fmtInt(f.ReplyInvalid + f.Failed + f.Pending),
+			fmtInt(f.ForwardedOnce), fmtInt(f.ForwardedTwice), fmtInt(f.Lost)})
+	}
+	return rows, types
 }
 
 // metaLine is the run metadata in one line.

@@ -278,6 +278,7 @@ func (m Mock) check(c *checker, instances int, loadDuration time.Duration) []str
 		if a.Weight < 0 || math.IsNaN(a.Weight) {
 			c.add(p+".weight", "must not be negative")
 		}
+		checkReplies(c, p, a.Replies)
 		if len(a.Templates) > 0 || a.Followers != nil {
 			// The mock's own validation, reported under this app's path.
 			if err := (mockwx.Config{NoDemoApp: true, Apps: []mockwx.App{a.MockApp(i)}}).Validate(); err != nil {
@@ -472,6 +473,7 @@ func (l Load) check(c *checker, apps []App) {
 	if l.Timeout < 0 {
 		c.add("load.timeout", "must not be negative")
 	}
+	l.Users.check(c, apps, l.effectiveDuration())
 }
 
 // effectiveDuration is load.duration, or the steps' total when a steps

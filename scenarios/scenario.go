@@ -110,6 +110,8 @@ type App struct {
 	// (43004) and who blocked the app ("failed:user block"); blocked_ratio
 	// addresses the first blocked openid.
 	Followers *mockwx.Followers `yaml:"followers,omitempty" json:"followers,omitempty"`
+	// Replies are wxpushd's passive replies for the app, first match wins.
+	Replies []Reply `yaml:"replies,omitempty" json:"replies,omitempty"`
 }
 
 // MockApp is the mockwx app the scenario app stands for: the demo app with
@@ -237,6 +239,9 @@ type Load struct {
 	BlockedRatio float64 `yaml:"blocked_ratio,omitempty" json:"blocked_ratio,omitempty" jsonschema:"minimum=0,maximum=1"`
 	// Batch sends part of the load through POST /v1/messages/batch.
 	Batch Batch `yaml:"batch,omitempty" json:"batch,omitzero"`
+	// Users simulates the account's users alongside the sends: events and
+	// messages, replies, an unfollow wave (see Users).
+	Users *Users `yaml:"users,omitempty" json:"users,omitempty"`
 	// Timeout bounds one API request (default 10s).
 	Timeout Duration `yaml:"timeout,omitempty" json:"timeout,omitzero"`
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/wxpush/wxpush/internal/syncbuf"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/loadtest"
+	"github.com/wxpush/wxpush/service"
 	"github.com/wxpush/wxpush/mockwx/mockwxtest"
 	"github.com/wxpush/wxpush/scenarios"
 	"github.com/wxpush/wxpush/service/wxpushd"
@@ -327,4 +328,61 @@ func TestRunRemote(t *testing.T) {
 		"--quiet", "--no-self-check", "--out", filepath.Join(t.TempDir(), "r"))
 	assert.Equal(t, ExitUsage, code, stderr)
 	assert.Contains(t, stderr, "restart_redis")
+}
+
+// TestRunUserEvents: a short run with simulated users in safe mode:
+// every push is answered (the configured replies where a rule matches),
+// forwarded to wxload's event webhook receiver exactly once, and after the
+// unfollow wave no send reaches the mock for those users once the service
+// knows; when they follow again their sends go through.
+func TestRunUserEvents(t *testing.T) {
+	scenario := `name: short-users
+description: a short in-process run with users for the tests
+stack: {instances: 1, workers: 8}
+mock:
+  settings: {callback_delay_ms: 10}
+  apps:
+    - name: default
+      callback_mode: safe
+      replies:
+        - {on: subscribe, text: "Welcome ]]> <b>${name}</b>"}
+        - {keyword: help, text: "help text"}
+load:
+  duration: 5s
+  pacer: {rate: 30}
+  recipients: 40
+  users:
+    rate: 15
+    mix: [{type: subscribe}, {type: text, weight: 3}, {type: CLICK}]
+    unfollow: {share: 0.25, at: 1s, refollow: 4s}
+drain_timeout: 45s
+expect:
+  - delivery.lost == 0
+  - events.acked + events.replied == events.pushed
+  - events.forwarded_once == events.pushed
+  - events.replies_wrong == 0
+  - events.sends_to_unfollowed == 0
+`
+	file := writeScenario(t, "short-users", scenario)
+	out := filepath.Join(t.TempDir(), "run")
+	code, stdout, stderr := wxload(t, nil, "run", file, "--quiet", "--no-self-check", "--out", out)
+	require.Equal(t, ExitPassed, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
+	s, err := loadtest.ReadSummary(out)
+	require.NoError(t, err)
+	e := s.Events
+	t.Logf("events: %+v webhook %+v; not_following %d", e, e.Webhook, s.Delivery.FailedByReason[service.ReasonNotFollowing])
+	assert.True(t, e.Enabled)
+	assert.GreaterOrEqual(t, e.Pushed, 40, "15/s for 5 s, and the unfollow and refollow waves")
+	assert.Equal(t, 10, e.Unfollowed)
+	assert.Positive(t, e.Replied, "subscribe and help are replied to")
+	require.NotNil(t, e.Webhook)
+	assert.Zero(t, e.Webhook.BadSignatures)
+	assert.Equal(t, e.Pushed, e.Webhook.DeliveryIDs)
+	for _, typ := range []string{"subscribe", "text", "CLICK", "unsubscribe"} {
+		assert.Positive(t, e.ByType[typ].Pushed, typ)
+	}
+	assert.Positive(t, s.Delivery.FailedByReason[service.ReasonNotFollowing], "sends to the unfollowed are skipped")
+	page, err := os.ReadFile(filepath.Join(out, loadtest.ReportFile))
+	require.NoError(t, err)
+	assert.Contains(t, string(page), "Users' pushes")
 }
