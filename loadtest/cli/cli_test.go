@@ -18,9 +18,9 @@ import (
 	"github.com/wxpush/wxpush/internal/syncbuf"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/loadtest"
-	"github.com/wxpush/wxpush/service"
 	"github.com/wxpush/wxpush/mockwx/mockwxtest"
 	"github.com/wxpush/wxpush/scenarios"
+	"github.com/wxpush/wxpush/service"
 	"github.com/wxpush/wxpush/service/wxpushd"
 )
 
