@@ -2,6 +2,7 @@ package wxpushd
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -289,5 +290,51 @@ func TestCallbackModeDefaults(t *testing.T) {
 	require.Error(t, err)
 	for _, name := range []string{EnvAppID, EnvAppSecret, EnvCallbackToken, EnvEncodingAESKey, EnvCallbackMode, EnvConfig} {
 		assert.Contains(t, help.String(), name)
+	}
+}
+
+// TestLoadConfigInboundSettings: the default app's replies and event
+// webhook from the environment, --follower-check from flag and env, and
+// clear errors that never show the webhook secret.
+func TestLoadConfigInboundSettings(t *testing.T) {
+	const secret = "event-webhook-secret-0123456789"
+	base := map[string]string{EnvAPIKeys: "a-long-enough-api-key-01", EnvAppID: "wx0123456789abcdef", EnvAppSecret: "s", EnvCallbackToken: "cbtok"}
+	with := func(kv ...string) map[string]string {
+		m := maps.Clone(base)
+		for i := 0; i < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return m
+	}
+	cfg, err := LoadConfig(nil, envOf(with(EnvReplies, `[{"on":"subscribe","text":"hi"},{"keyword":"help","match":"prefix","text":"menu"}]`,
+		EnvEventWebhookURL, "https://hooks.example.com/wx", EnvEventWebhookSecret, secret)), &bytes.Buffer{})
+	require.NoError(t, err)
+	require.Len(t, cfg.Apps[0].Replies, 2)
+	assert.Equal(t, "prefix", cfg.Apps[0].Replies[1].Match)
+	assert.Equal(t, "https://hooks.example.com/wx", cfg.Apps[0].EventWebhookURL)
+	assert.Equal(t, wechat.Secret(secret), cfg.Apps[0].EventWebhookSecret)
+	assert.False(t, cfg.NoFollowerCheck, "on by default")
+
+	cfg, err = LoadConfig(nil, envOf(with(EnvFollowerCheck, "off")), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.True(t, cfg.NoFollowerCheck)
+	cfg, err = LoadConfig([]string{"-follower-check", "on"}, envOf(with(EnvFollowerCheck, "off")), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.False(t, cfg.NoFollowerCheck, "the flag wins")
+
+	for name, env := range map[string]map[string]string{
+		"replies not JSON":          with(EnvReplies, `{on: subscribe}`),
+		"reply with an unknown key": with(EnvReplies, `[{"on":"subscribe","txt":"hi"}]`),
+		"reply without text":        with(EnvReplies, `[{"on":"subscribe"}]`),
+		"follower check maybe":      with(EnvFollowerCheck, "maybe"),
+		"webhook not http":          with(EnvEventWebhookURL, "ftp://h", EnvEventWebhookSecret, secret),
+		"webhook without secret":    with(EnvEventWebhookURL, "https://hooks.example.com/wx"),
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := LoadConfig(nil, envOf(env), &bytes.Buffer{})
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrUsage)
+			assert.NotContains(t, err.Error(), secret)
+		})
 	}
 }
