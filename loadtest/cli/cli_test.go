@@ -240,9 +240,9 @@ func TestValidate(t *testing.T) {
 }
 
 var catalogNames = []string{"smoke", "steady", "ramp-to-saturation", "token-expiry-storm", "system-busy",
-	"quota-45009", "latency-spike", "duplicate-flood", "crash-recovery", "redis-restart", "callback-safe-mode", "multi-app", "rate-limited"}
+	"quota-45009", "latency-spike", "duplicate-flood", "crash-recovery", "redis-restart", "callback-safe-mode", "multi-app", "rate-limited", "user-events"}
 
-// TestList: wxload list shows the 12 catalog scenarios, one per line.
+// TestList: wxload list shows the catalog scenarios, one per line.
 func TestList(t *testing.T) {
 	code, stdout, stderr := wxload(t, nil, "list")
 	require.Equal(t, ExitPassed, code, stderr)
