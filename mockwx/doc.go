@@ -55,17 +55,30 @@
 // the call's, it is inside its after_ms/for_ms window and not exhausted
 // (times). An applicable rule lets its first skip calls pass, then fires
 // with its probability. Every firing rule adds latency (the largest
-// wins); the first firing rule with an action decides it, and later
-// action rules are passed over untouched. Actions:
+// wins); the first firing rule whose action answers decides the answer,
+// and later such rules are passed over untouched.
 //
-//   - errcode, http_status: answered instead of processing the call.
-//   - reset, timeout, malformed, empty: the call is processed (a send is
-//     accepted and delivered, a token is minted) and then the answer is
-//     lost — a connection reset, a hang until the client gives up, half a
-//     JSON body, or an empty body. This is the case client_msg_id and the
-//     token grace period exist for.
-//   - delivery_status: the Status of the pushed TEMPLATESENDJOBFINISH.
-//     On a "callback" rule, a connection fault loses the push entirely.
+// A rule's action is one of the kinds registered by name (ActionTypes),
+// each a typed struct in its own action_<type>.go file that validates its
+// attributes, says which endpoints it applies to and carries out its
+// effect. It is given in typed form, {"action":{"type":"errcode",
+// "errcode":45009}}, or by the kind's flat field, {"errcode":45009}, the
+// original form, which keeps working:
+//
+//   - errcode (ErrCodeAction), http_status (HTTPStatusAction): answered
+//     instead of processing the call; not on "event".
+//   - fault (FaultAction) reset, timeout, malformed, empty: the call is
+//     processed (a send is accepted and delivered, a token is minted) and
+//     then the answer is lost — a connection reset, a hang until the
+//     client gives up, half a JSON body, or an empty body. This is the
+//     case client_msg_id and the token grace period exist for. On a
+//     "callback" rule any fault loses the push entirely; on an "event"
+//     rule it loses the app's answer to one try (WeChat retries).
+//   - delivery_status (DeliveryStatusAction): the Status of the pushed
+//     TEMPLATESENDJOBFINISH; on "template_send" and "callback" only.
+//   - latency (LatencyAction): only a delay, the same as a rule with a
+//     latency and no action. A rule's latency field adds a delay to any
+//     other action.
 //
 // All randomness (tokens, msgids, request ids, probabilities, latencies,
 // nonces) comes from RNGs seeded by Options.Seed, so the same seed and the

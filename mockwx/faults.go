@@ -45,22 +45,6 @@ const (
 	EndpointAny Endpoint = "*"
 )
 
-// FaultKind is a transport-level failure the mock can inject instead of a
-// well-formed answer.
-type FaultKind string
-
-// Transport faults a rule can inject.
-const (
-	// FaultReset closes the connection without writing a response.
-	FaultReset FaultKind = "reset"
-	// FaultTimeout never answers; the client has to give up on its own.
-	FaultTimeout FaultKind = "timeout"
-	// FaultMalformed answers HTTP 200 with a body that is not valid JSON.
-	FaultMalformed FaultKind = "malformed"
-	// FaultEmpty answers HTTP 200 with an empty body.
-	FaultEmpty FaultKind = "empty"
-)
-
 // Limits enforced by Validate.
 const (
 	// maxLatencyMS caps every latency value, and every sampled delay.
@@ -92,24 +76,39 @@ type Latency struct {
 	P99MS   *int `json:"p99_ms,omitempty"`
 }
 
-// Rule is one fault rule as accepted by POST /_mock/faults. A rule has at most
-// one action (ErrCode with optional ErrMsg, HTTPStatus, Fault or
-// DeliveryStatus); a rule without an action must have a Latency and only
-// delays the call.
+// Rule is one fault rule as accepted by POST /_mock/faults. A rule has at
+// most one action, given either in typed form (Action, one of the
+// registered ActionKinds) or by the equivalent flat field (ErrCode with
+// optional ErrMsg, HTTPStatus, Fault or DeliveryStatus), not both. Latency
+// adds a delay to any action; a rule with neither action nor Latency has
+// no effect and is invalid. A flat rule with a Latency and no action is
+// the same as a typed latency action: it only delays the call.
+//
+// The flat fields are the original wire form, kept so that existing JSON,
+// YAML and Go rules work unchanged; TypedAction gives either form as a
+// registered kind, and the engine only ever works with that.
 type Rule struct {
-	Endpoint       Endpoint  `json:"endpoint"`
-	Match          Match     `json:"match,omitzero"`
-	ErrCode        int       `json:"errcode,omitempty"`
-	ErrMsg         string    `json:"errmsg,omitempty"`
-	HTTPStatus     int       `json:"http_status,omitempty"`
-	Fault          FaultKind `json:"fault,omitempty"`
-	DeliveryStatus string    `json:"delivery_status,omitempty"`
-	Latency        *Latency  `json:"latency,omitempty"`
-	Probability    *float64  `json:"probability,omitempty"`
-	Skip           int       `json:"skip,omitempty"`
-	Times          int       `json:"times,omitempty"`
-	AfterMS        int       `json:"after_ms,omitempty"`
-	ForMS          int       `json:"for_ms,omitempty"`
+	Endpoint Endpoint `json:"endpoint"`
+	Match    Match    `json:"match,omitzero"`
+	// Action is the typed form: {"type":"errcode","errcode":45009}.
+	Action *RuleAction `json:"action,omitempty"`
+	// ErrCode (with ErrMsg) is the flat form of an ErrCodeAction.
+	ErrCode int    `json:"errcode,omitempty"`
+	ErrMsg  string `json:"errmsg,omitempty"`
+	// HTTPStatus is the flat form of an HTTPStatusAction.
+	HTTPStatus int `json:"http_status,omitempty"`
+	// Fault is the flat form of a FaultAction.
+	Fault FaultKind `json:"fault,omitempty"`
+	// DeliveryStatus is the flat form of a DeliveryStatusAction.
+	DeliveryStatus string `json:"delivery_status,omitempty"`
+	// Latency delays the call in addition to the action; alone, it is
+	// the flat form of a LatencyAction.
+	Latency     *Latency `json:"latency,omitempty"`
+	Probability *float64 `json:"probability,omitempty"`
+	Skip        int      `json:"skip,omitempty"`
+	Times       int      `json:"times,omitempty"`
+	AfterMS     int      `json:"after_ms,omitempty"`
+	ForMS       int      `json:"for_ms,omitempty"`
 }
 
 // explicitActions records which action fields were present in the JSON, so
@@ -130,6 +129,9 @@ func ParseRule(data []byte) (Rule, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&r); err != nil {
+		if fe := (*fieldError)(nil); errors.As(err, &fe) {
+			return Rule{}, fe
+		}
 		if errors.Is(err, io.EOF) {
 			return Rule{}, errors.New("empty input: expected a JSON rule object")
 		}
@@ -164,7 +166,6 @@ func ParseRule(data []byte) (Rule, error) {
 
 const (
 	endpointChoices = "must be one of token, stable_token, template_send, user_info, user_get, template_list, custom_send, callback, event, *"
-	faultChoices    = "must be one of reset, timeout, malformed, empty"
 	deliveryChoices = `must be "success" or start with "failed" (e.g. "failed:user block", "failed: system failed")`
 	actionChoices   = "errcode, http_status, fault, delivery_status"
 )
@@ -204,50 +205,53 @@ func (r Rule) problems(hadZeroAction bool) []string {
 		if r.Match.TemplateID != "" && !spec.templateID {
 			add("match.template_id: not available on endpoint %s (only %s)", r.Endpoint, endpointsWith(func(e endpointSpec) bool { return e.templateID }))
 		}
-		if r.Endpoint == EndpointEvent && (r.ErrCode != 0 || r.HTTPStatus != 0) {
-			add("%s: not available on endpoint %s, a push to the app (give a fault or a latency)", map[bool]string{true: "errcode", false: "http_status"}[r.ErrCode != 0], r.Endpoint)
-		}
 	}
 
-	var actions []string
-	if r.ErrCode != 0 {
-		actions = append(actions, "errcode")
+	// The action: typed, or given by a flat field.
+	var kinds []ActionKind
+	prefix := ""
+	if r.Action != nil {
+		prefix = "action."
+		switch {
+		case r.Action.err != nil:
+			p = append(p, r.Action.err.Error())
+		case r.Action.Kind == nil:
+			add("action.type: is required; %s", actionTypeChoices())
+		default:
+			kinds = append(kinds, r.Action.Kind)
+		}
+		if flat := r.flatActions(); len(flat) > 0 {
+			add("action: give the action either as an action object or as the flat field %s, not both", flatNames(flat))
+		}
+		if _, ok := r.Action.Kind.(*LatencyAction); ok && r.Latency != nil {
+			add("latency: not allowed beside a latency action; give the delay once")
+		}
+	} else {
+		kinds = r.flatActions()
+	}
+	if known {
+		for _, k := range kinds {
+			if msg := k.endpointProblem(prefix, r.Endpoint); msg != "" {
+				p = append(p, msg)
+			}
+		}
 	}
 	if r.ErrMsg != "" && r.ErrCode == 0 {
 		add("errmsg: only allowed together with a non-zero errcode")
 	}
-	if r.HTTPStatus != 0 {
-		actions = append(actions, "http_status")
-		if r.HTTPStatus < 400 || r.HTTPStatus > 599 {
-			add("http_status: must be between 400 and 599 (got %d)", r.HTTPStatus)
-		}
-	}
-	if r.Fault != "" {
-		actions = append(actions, "fault")
-		switch r.Fault {
-		case FaultReset, FaultTimeout, FaultMalformed, FaultEmpty:
-		default:
-			add("fault: %s (got %q)", faultChoices, string(r.Fault))
-		}
-	}
-	if r.DeliveryStatus != "" {
-		actions = append(actions, "delivery_status")
-		if r.DeliveryStatus != "success" && !strings.HasPrefix(r.DeliveryStatus, "failed") {
-			add("delivery_status: %s (got %q)", deliveryChoices, r.DeliveryStatus)
-		}
-		if r.Endpoint != EndpointTemplateSend && r.Endpoint != EndpointCallback {
-			add("delivery_status: only allowed on endpoint template_send or callback (got %q)", string(r.Endpoint))
-		}
+	for _, k := range kinds {
+		p = append(p, k.check(prefix)...)
 	}
 	switch {
-	case len(actions) > 1:
-		add("rule has more than one action (%s); give exactly one of %s", strings.Join(actions, ", "), actionChoices)
-	case len(actions) == 0 && r.Latency == nil && !hadZeroAction:
+	case r.Action != nil:
+	case len(kinds) > 1:
+		add("rule has more than one action (%s); give exactly one of %s", flatNames(kinds), actionChoices)
+	case len(kinds) == 0 && r.Latency == nil && !hadZeroAction:
 		add("rule has no effect: give one action (%s) and/or a latency", actionChoices)
 	}
 
 	if r.Latency != nil {
-		p = append(p, r.Latency.problems()...)
+		p = append(p, r.Latency.problems("latency")...)
 	}
 
 	if r.Probability != nil {
@@ -275,7 +279,9 @@ func (r Rule) problems(hadZeroAction bool) []string {
 	return p
 }
 
-func (l *Latency) problems() []string {
+// problems lists what is wrong with l, naming it name ("latency" for a
+// rule's latency, "action" for a latency action).
+func (l *Latency) problems(name string) []string {
 	var p []string
 	add := func(format string, args ...any) { p = append(p, fmt.Sprintf(format, args...)) }
 
@@ -290,7 +296,7 @@ func (l *Latency) problems() []string {
 		forms++
 	}
 	if forms != 1 {
-		add("latency: give exactly one of fixed_ms, min_ms/max_ms, p50_ms/p99_ms")
+		add("%s: give exactly one of fixed_ms, min_ms/max_ms, p50_ms/p99_ms", name)
 		return p
 	}
 
@@ -302,25 +308,25 @@ func (l *Latency) problems() []string {
 		switch {
 		case f.v == nil:
 		case *f.v < 0:
-			add("latency.%s: must not be negative (got %d)", f.name, *f.v)
+			add("%s.%s: must not be negative (got %d)", name, f.name, *f.v)
 			ok = false
 		case *f.v > maxLatencyMS:
-			add("latency.%s: must be at most %d (got %d)", f.name, maxLatencyMS, *f.v)
+			add("%s.%s: must be at most %d (got %d)", name, f.name, maxLatencyMS, *f.v)
 			ok = false
 		}
 	}
 	switch {
 	case (l.MinMS == nil) != (l.MaxMS == nil):
-		add("latency: min_ms and max_ms must be given together")
+		add("%s: min_ms and max_ms must be given together", name)
 	case (l.P50MS == nil) != (l.P99MS == nil):
-		add("latency: p50_ms and p99_ms must be given together")
+		add("%s: p50_ms and p99_ms must be given together", name)
 	case !ok:
 	case l.MinMS != nil && *l.MinMS > *l.MaxMS:
-		add("latency: min_ms must be <= max_ms (got %d > %d)", *l.MinMS, *l.MaxMS)
+		add("%s: min_ms must be <= max_ms (got %d > %d)", name, *l.MinMS, *l.MaxMS)
 	case l.P50MS != nil && *l.P99MS < *l.P50MS:
-		add("latency: p99_ms must be >= p50_ms (got %d < %d)", *l.P99MS, *l.P50MS)
+		add("%s: p99_ms must be >= p50_ms (got %d < %d)", name, *l.P99MS, *l.P50MS)
 	case l.P50MS != nil && *l.P50MS == 0 && *l.P99MS > 0:
-		add("latency: p50_ms must be > 0 when p99_ms > 0 (a lognormal needs a positive median)")
+		add("%s: p50_ms must be > 0 when p99_ms > 0 (a lognormal needs a positive median)", name)
 	}
 	return p
 }
@@ -352,27 +358,31 @@ func (l *Latency) sample(rng *rand.Rand) time.Duration {
 
 func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 
+// clone returns a copy of l that shares no pointers with it.
+func (l *Latency) clone() *Latency {
+	c := *l
+	for _, p := range []**int{&c.FixedMS, &c.MinMS, &c.MaxMS, &c.P50MS, &c.P99MS} {
+		if *p != nil {
+			v := **p
+			*p = &v
+		}
+	}
+	return &c
+}
+
 // clone returns a copy of r that shares no pointers with it.
 func (r Rule) clone() Rule {
 	if r.Latency != nil {
-		l := *r.Latency
-		for _, p := range []**int{&l.FixedMS, &l.MinMS, &l.MaxMS, &l.P50MS, &l.P99MS} {
-			if *p != nil {
-				v := **p
-				*p = &v
-			}
-		}
-		r.Latency = &l
+		r.Latency = r.Latency.clone()
+	}
+	if r.Action != nil && r.Action.Kind != nil {
+		r.Action = &RuleAction{Kind: r.Action.Kind.cloneKind()}
 	}
 	if r.Probability != nil {
 		v := *r.Probability
 		r.Probability = &v
 	}
 	return r
-}
-
-func (r Rule) hasAction() bool {
-	return r.ErrCode != 0 || r.HTTPStatus != 0 || r.Fault != "" || r.DeliveryStatus != ""
 }
 
 // Call describes one incoming call the engine decides on.
@@ -390,8 +400,9 @@ type Decision struct {
 	RuleIDs []string
 	// Delay is the largest latency among the rules that fired.
 	Delay time.Duration
-	// The action fields come from the first fired rule (in insertion order)
-	// that has an action; at most one of them is set.
+	// The answer fields are the effect of the first fired rule (in
+	// insertion order) whose action answers (every kind but latency); at
+	// most one of them is set.
 	ErrCode        int
 	ErrMsg         string
 	HTTPStatus     int
@@ -428,8 +439,12 @@ type Engine struct {
 }
 
 type ruleState struct {
-	id      string
-	rule    Rule
+	id   string
+	rule Rule
+	// action and delay are the rule's effect (Rule.effect): what the
+	// engine runs when the rule fires.
+	action  ActionKind
+	delay   *Latency
 	added   time.Time
 	matched int
 	fired   int
@@ -486,7 +501,9 @@ func (e *Engine) Add(r Rule) (string, error) {
 	defer e.mu.Unlock()
 	id := "f" + strconv.Itoa(e.nextID)
 	e.nextID++
-	e.rules = append(e.rules, &ruleState{id: id, rule: r.clone(), added: now})
+	st := &ruleState{id: id, rule: r.clone(), added: now}
+	st.action, st.delay = st.rule.clone().effect()
+	e.rules = append(e.rules, st)
 	return id, nil
 }
 
@@ -547,18 +564,19 @@ func (e *Engine) List() []RuleStatus {
 // pass untouched; after that it fires with its probability (a random number
 // is drawn only when the probability is below 1). Every firing rule is
 // counted and contributes its sampled latency (Delay is the maximum); the
-// first firing rule that has an action decides the action. Once an action is
-// decided, later rules with an action are passed over entirely (their skip,
-// times and probability budgets are untouched: a shadowed rule waits its
-// turn); later latency-only rules still apply.
+// first firing rule whose action answers decides the answer. Once it is
+// decided, later rules whose action answers are passed over entirely (their
+// skip, times and probability budgets are untouched: a shadowed rule waits
+// its turn); later latency rules still apply.
 func (e *Engine) Decide(c Call) Decision {
 	now := e.now()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var d Decision
-	haveAction := false
+	answered := false
 	for _, s := range e.rules {
-		if !s.applies(c) || !s.inWindow(now) || s.exhausted() || (haveAction && s.rule.hasAction()) {
+		answers := s.action.answers()
+		if !s.applies(c) || !s.inWindow(now) || s.exhausted() || (answered && answers) {
 			continue
 		}
 		s.matched++
@@ -570,17 +588,11 @@ func (e *Engine) Decide(c Call) Decision {
 		}
 		s.fired++
 		d.RuleIDs = append(d.RuleIDs, s.id)
-		if s.rule.Latency != nil {
-			d.Delay = max(d.Delay, s.rule.Latency.sample(e.rng))
+		if s.delay != nil {
+			d.Delay = max(d.Delay, s.delay.sample(e.rng))
 		}
-		if !haveAction && s.rule.hasAction() {
-			haveAction = true
-			d.ErrCode = s.rule.ErrCode
-			d.ErrMsg = s.rule.ErrMsg
-			d.HTTPStatus = s.rule.HTTPStatus
-			d.Fault = s.rule.Fault
-			d.DeliveryStatus = s.rule.DeliveryStatus
-		}
+		s.action.decide(&d, e.rng)
+		answered = answered || answers
 	}
 	return d
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -41,49 +40,10 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, d Decision) 
 		return true
 	case d.HTTPStatus != 0:
 		s.stats.countInjected("http_status")
-		w.Header().Set("Content-Type", "text/html")
-		w.WriteHeader(d.HTTPStatus)
-		_, _ = io.WriteString(w, "<html><head><title>"+http.StatusText(d.HTTPStatus)+"</title></head><body>mockwx injected "+http.StatusText(d.HTTPStatus)+"</body></html>\n")
+		writeHTTPStatus(w, d.HTTPStatus)
 		return true
 	}
 	return false
-}
-
-// breakResponse answers v, or breaks the answer as the decision's
-// connection fault says.
-func (s *Server) breakResponse(w http.ResponseWriter, r *http.Request, d Decision, v any) {
-	switch d.Fault {
-	case "":
-		writeWeChat(w, v)
-		return
-	case FaultReset:
-		s.stats.countInjected(string(FaultReset))
-		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
-			if tc, ok := conn.(*net.TCPConn); ok {
-				_ = tc.SetLinger(0) // RST instead of FIN
-			}
-			_ = conn.Close()
-			return
-		}
-		panic(http.ErrAbortHandler) // HTTP/2 or a recorder: abort the stream
-	case FaultTimeout:
-		s.stats.countInjected(string(FaultTimeout))
-		select { // hang until the client gives up or the mock closes
-		case <-r.Context().Done():
-		case <-s.closing:
-		}
-		panic(http.ErrAbortHandler)
-	case FaultMalformed:
-		s.stats.countInjected(string(FaultMalformed))
-		b, _ := wechat.Marshal(v)
-		w.Header().Set("Content-Type", "application/json; encoding=utf-8")
-		_, _ = w.Write(b[:len(b)/2])
-	case FaultEmpty:
-		s.stats.countInjected(string(FaultEmpty))
-		w.Header().Set("Content-Type", "application/json; encoding=utf-8")
-		w.Header().Set("Content-Length", "0")
-		w.WriteHeader(http.StatusOK)
-	}
 }
 
 // --- tokens -----------------------------------------------------------------
