@@ -338,15 +338,20 @@ func ruleName(r scenarios.Rule) string {
 func describeRule(r mockwx.Rule) string {
 	var parts []string
 	parts = append(parts, string(r.Endpoint))
-	switch {
-	case r.ErrCode != 0:
-		parts = append(parts, fmt.Sprintf("errcode %d", r.ErrCode))
-	case r.HTTPStatus != 0:
-		parts = append(parts, fmt.Sprintf("HTTP %d", r.HTTPStatus))
-	case r.Fault != "":
-		parts = append(parts, string(r.Fault))
-	case r.DeliveryStatus != "":
-		parts = append(parts, "delivery "+r.DeliveryStatus)
+	// The typed action, whichever form the rule was written in.
+	if a := r.TypedAction(); a != nil {
+		switch k := a.Kind.(type) {
+		case *mockwx.ErrCodeAction:
+			parts = append(parts, fmt.Sprintf("errcode %d", k.ErrCode))
+		case *mockwx.HTTPStatusAction:
+			parts = append(parts, fmt.Sprintf("HTTP %d", k.HTTPStatus))
+		case *mockwx.FaultAction:
+			parts = append(parts, string(k.Fault))
+		case *mockwx.DeliveryStatusAction:
+			parts = append(parts, "delivery "+k.DeliveryStatus)
+		case *mockwx.LatencyAction:
+			parts = append(parts, "latency")
+		}
 	}
 	if r.Latency != nil {
 		parts = append(parts, "latency")
