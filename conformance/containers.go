@@ -78,6 +78,9 @@ func newContainers(t testing.TB, opts Options) Env {
 	if err != nil {
 		t.Skipf("containers backend: Docker does not answer: %v", err)
 	}
+	if opts.needsConfiguredService() {
+		t.Skip("containers backend: replies, event webhook and probe callback are not wired yet")
+	}
 	images.once.Do(func() { buildImages(t, cli) })
 	if images.err != nil {
 		t.Fatalf("containers backend: building images: %v", images.err)
@@ -357,6 +360,8 @@ func (e *containerEnv) Instances() int       { return len(e.instances) }
 func (e *containerEnv) Mock() *mockwx.Client { return e.admin }
 func (e *containerEnv) App() mockwx.App      { return e.app }
 func (e *containerEnv) APIKey() string       { return e.apiKey }
+func (e *containerEnv) HandlersURL() string  { return "" }
+func (e *containerEnv) Reach() string        { return "" }
 
 func (e *containerEnv) ServiceURL(i int) string {
 	e.mu.Lock()
