@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +71,9 @@ type eventSuite struct {
 	c     *conformance.Client
 	hook  *receiver
 	probe *probeHandler
+	// last is the latest CreateTime of the suite's pushes: the next round
+	// waits until the clock passed it, in every case.
+	last int64
 }
 
 func newEventSuite(t *testing.T, mode string) *eventSuite {
@@ -156,17 +160,17 @@ type pushed struct {
 }
 
 // run pushes the rounds one after the other, each once the last has
-// settled at the mock and the clock has passed its CreateTime, and
-// returns every push with its settled record.
+// settled at the mock and the clock has passed its CreateTime (the
+// service orders a user's subscribe and unsubscribe by CreateTime, whole
+// seconds), and returns every push with its settled record.
 func (s *eventSuite) run(t *testing.T, rounds []step) []pushed {
 	t.Helper()
 	var all []pushed
-	var last int64
 	for _, r := range rounds {
 		if len(r) == 0 {
 			continue
 		}
-		for time.Now().Unix() <= last {
+		for time.Now().Unix() <= s.last {
 			sleep(t, 50*time.Millisecond)
 		}
 		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
@@ -178,7 +182,7 @@ func (s *eventSuite) run(t *testing.T, rounds []step) []pushed {
 		recs := s.settled(t, ids, 60*time.Second)
 		for i, id := range ids {
 			all = append(all, pushed{r[i], recs[id]})
-			last = max(last, recs[id].CreateTime)
+			s.last = max(s.last, recs[id].CreateTime)
 		}
 	}
 	return all
@@ -351,22 +355,32 @@ func (s *eventSuite) checkWebhook(t *testing.T, openids []string, all []pushed, 
 func (s *eventSuite) population(t *testing.T) {
 	s.hook.reset(0)
 	openids, rounds := population("evpop"+s.mode, 40)
+	replyMode := map[bool]string{true: "plain", false: "encrypted"}[s.mode == "plain"]
+	repliesBefore := s.metricSum(t, "wxpush_callback_replies_total", "app", "default", "mode", replyMode)
 	start := time.Now()
 	all := s.run(t, rounds)
 	counts, retried := s.outcomes(t, all, false)
 	v := s.checkWebhook(t, openids, all, 30*time.Second)
-	replies := 0
+	// The service answers every try that reaches it, WeChat's retries of
+	// a push too (the same answer): between one and attempts replies per
+	// push answered with one.
+	replies, replyTries := 0, 0
 	for _, p := range all {
 		if expect(p.req).reply != "" {
 			replies++
+			replyTries += max(p.rec.Attempts, 1)
 		}
 	}
 	if counts[mockwx.OutcomeReplied] != replies || counts[mockwx.OutcomeReplyInvalid] != 0 || counts[mockwx.OutcomeFailed] != 0 {
 		t.Errorf("outcomes %v, want %d replied, the rest acked", counts, replies)
 	}
-	t.Logf("events %s [%s] population: %d users, %d pushes in %d rounds -> mock acked %d replied %d (want %d; encrypted %v) reply_invalid %d failed %d retried %d; webhook: %d distinct ids accepted, %d raw receipts (%d duplicate ids dropped), bad signatures %d, in order per user, from %v; %.1fs",
+	replied := s.metricSum(t, "wxpush_callback_replies_total", "app", "default", "mode", replyMode) - repliesBefore
+	if int(replied) < replies || int(replied) > replyTries {
+		t.Errorf("wxpush_callback_replies_total{mode=%q} rose by %v, want %d (%d with WeChat's retries)", replyMode, replied, replies, replyTries)
+	}
+	t.Logf("events %s [%s] population: %d users, %d pushes in %d rounds -> mock acked %d replied %d (want %d; encrypted %v) reply_invalid %d failed %d retried %d (no fault: an answer slower than the mock's timeout, or refused); webhook: %d distinct ids accepted, %d raw receipts (%d duplicate ids dropped), bad signatures %d, in order per user, from %v; wxpush_callback_replies_total{mode=%q} +%v; %.1fs",
 		s.mode, s.env.Backend(), len(openids), len(all), len(rounds), counts[mockwx.OutcomeAcked], counts[mockwx.OutcomeReplied], replies, s.mode != "plain",
-		counts[mockwx.OutcomeReplyInvalid], counts[mockwx.OutcomeFailed], retried, v.accepted, v.raw, v.dupes, v.badSig, s.hook.remoteAddrs(), time.Since(start).Seconds())
+		counts[mockwx.OutcomeReplyInvalid], counts[mockwx.OutcomeFailed], retried, v.accepted, v.raw, v.dupes, v.badSig, s.hook.remoteAddrs(), replyMode, replied, time.Since(start).Seconds())
 }
 
 // eventFaults: half the answers to WeChat's pushes are lost, so WeChat
@@ -385,6 +399,7 @@ func (s *eventSuite) eventFaults(t *testing.T) {
 	}()
 	openids, rounds := population("evfault", 24)
 	rounds = rounds[:3] // follow, click, talk
+	dupBefore := s.metricSum(t, "wxpush_events_received_total", "app", "default", "result", "duplicate")
 	start := time.Now()
 	all := s.run(t, rounds)
 	counts, retried := s.outcomes(t, all, true)
@@ -396,9 +411,15 @@ func (s *eventSuite) eventFaults(t *testing.T) {
 		attempts += p.rec.Attempts
 	}
 	v := s.checkWebhook(t, openids, all, 30*time.Second)
-	t.Logf("events %s [%s] event-faults (answer lost with p=0.5): %d pushes, %d tries, %d retried by the mock -> acked %d replied %d failed %d (all 3 answers lost) reply_invalid %d; webhook: %d distinct ids accepted for %d pushes, %d raw receipts (%d duplicate ids, dropped by id), bad signatures %d, in order per user; %.1fs",
+	// Each lost answer's push reached the service: every retry is one
+	// duplicate there.
+	dups := s.metricSum(t, "wxpush_events_received_total", "app", "default", "result", "duplicate") - dupBefore
+	if int(dups) != attempts-len(all) {
+		t.Errorf("wxpush_events_received_total{result=\"duplicate\"} rose by %v, want %d (tries - pushes)", dups, attempts-len(all))
+	}
+	t.Logf("events %s [%s] event-faults (answer lost with p=0.5): %d pushes, %d tries, %d retried by the mock -> acked %d replied %d failed %d (all 3 answers lost) reply_invalid %d; webhook: %d distinct ids accepted for %d pushes, %d raw receipts (%d duplicate ids, dropped by id), bad signatures %d, in order per user; service counted %v WeChat retries as duplicates; %.1fs",
 		s.mode, s.env.Backend(), len(all), attempts, retried, counts[mockwx.OutcomeAcked], counts[mockwx.OutcomeReplied], counts[mockwx.OutcomeFailed],
-		counts[mockwx.OutcomeReplyInvalid], v.accepted, len(all), v.raw, v.dupes, v.badSig, time.Since(start).Seconds())
+		counts[mockwx.OutcomeReplyInvalid], v.accepted, len(all), v.raw, v.dupes, v.badSig, dups, time.Since(start).Seconds())
 }
 
 // receiverFailing: the receiver answers 500 to its first deliveries; all
@@ -408,6 +429,7 @@ func (s *eventSuite) receiverFailing(t *testing.T) {
 	s.hook.reset(failFirst)
 	openids, rounds := population("evfail", 16)
 	rounds = rounds[:3]
+	retryBefore := s.metricSum(t, "wxpush_event_webhook_deliveries_total", "app", "default", "outcome", "retry")
 	start := time.Now()
 	all := s.run(t, rounds)
 	counts, _ := s.outcomes(t, all, false)
@@ -415,8 +437,12 @@ func (s *eventSuite) receiverFailing(t *testing.T) {
 	if v.failedOn != failFirst {
 		t.Errorf("the receiver failed %d deliveries, want %d", v.failedOn, failFirst)
 	}
-	t.Logf("events %s [%s] receiver-failing (first %d deliveries answered 500): %d pushes -> mock acked %d replied %d; webhook: %d distinct ids accepted, %d raw receipts (%d answered 500, %d duplicate ids dropped), bad signatures %d, in order per user; %.1fs",
-		s.mode, s.env.Backend(), failFirst, len(all), counts[mockwx.OutcomeAcked], counts[mockwx.OutcomeReplied], v.accepted, v.raw, v.failedOn, v.dupes, v.badSig, time.Since(start).Seconds())
+	retries := s.metricSum(t, "wxpush_event_webhook_deliveries_total", "app", "default", "outcome", "retry") - retryBefore
+	if int(retries) != failFirst {
+		t.Errorf("wxpush_event_webhook_deliveries_total{outcome=\"retry\"} rose by %v, want %d", retries, failFirst)
+	}
+	t.Logf("events %s [%s] receiver-failing (first %d deliveries answered 500): %d pushes -> mock acked %d replied %d; webhook: %d distinct ids accepted, %d raw receipts (%d answered 500, %d duplicate ids dropped), bad signatures %d, in order per user, retries counted %v; %.1fs",
+		s.mode, s.env.Backend(), failFirst, len(all), counts[mockwx.OutcomeAcked], counts[mockwx.OutcomeReplied], v.accepted, v.raw, v.failedOn, v.dupes, v.badSig, retries, time.Since(start).Seconds())
 }
 
 // unfollow: after users unsubscribe, sends to them end failed/not_following
@@ -443,6 +469,7 @@ func (s *eventSuite) unfollow(t *testing.T) {
 	unsub := s.run(t, []step{acts(mockwx.EventUnsubscribe, leavers)})
 	s.checkFollowing(t, leavers, false, mockwx.EventUnsubscribe)
 	mark := s.ledgerEnd(t)
+	skippedBefore := s.metricSum(t, "wxpush_sends_skipped_total", "app", "default", "reason", service.ReasonNotFollowing)
 
 	sendAll := func(users []string) map[string]string { // message id -> openid
 		ids := map[string]string{}
@@ -489,6 +516,10 @@ func (s *eventSuite) unfollow(t *testing.T) {
 			stayed++
 		}
 	}
+	skippedMetric := s.metricSum(t, "wxpush_sends_skipped_total", "app", "default", "reason", service.ReasonNotFollowing) - skippedBefore
+	if int(skippedMetric) != len(toLeavers) {
+		t.Errorf("wxpush_sends_skipped_total{reason=\"not_following\"} rose by %v, want %d", skippedMetric, len(toLeavers))
+	}
 	afterUnsub := s.ledgerSince(t, mark)
 	leaverSends := 0
 	for _, u := range leavers {
@@ -521,8 +552,8 @@ func (s *eventSuite) unfollow(t *testing.T) {
 		}
 	}
 	counts, _ := s.outcomes(t, append(unsub, resub...), false)
-	t.Logf("events %s [%s] unfollow: %d users unsubscribed -> %d of %d sends failed/not_following, ledger sends to them after the unsubscribe %d; %d followers -> %d of %d delivered; subscribed again -> %d of %d delivered, ledger %d; users API agreed at each step; pushes %v",
-		s.mode, s.env.Backend(), len(leavers), skipped, len(toLeavers), leaverSends, len(stayers), stayed, len(toStayers), back, len(leavers)*per, sumOver(afterResub, leavers), counts)
+	t.Logf("events %s [%s] unfollow: %d users unsubscribed -> %d of %d sends failed/not_following, ledger sends to them after the unsubscribe %d, wxpush_sends_skipped_total +%v; %d followers -> %d of %d delivered; subscribed again -> %d of %d delivered, ledger %d; users API agreed at each step; pushes %v",
+		s.mode, s.env.Backend(), len(leavers), skipped, len(toLeavers), leaverSends, skippedMetric, len(stayers), stayed, len(toStayers), back, len(leavers)*per, sumOver(afterResub, leavers), counts)
 }
 
 func sumOver(m map[string]int, keys []string) int {
@@ -819,4 +850,39 @@ func (r *receiver) remoteAddrs() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// metricSum sums a counter's samples whose labels include every pair of
+// labels, over every instance's /metrics.
+func (s *eventSuite) metricSum(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	total := 0.0
+	for i := range s.env.Instances() {
+		r, err := s.c.Do(t.Context(), i, http.MethodGet, "/metrics", nil, nil)
+		if err != nil || r.Code != http.StatusOK {
+			t.Fatalf("GET /metrics of instance %d: %v %d", i, err, r.Code)
+		}
+	lines:
+		for line := range strings.SplitSeq(string(r.Body), "\n") {
+			rest, ok := strings.CutPrefix(line, name+"{")
+			if !ok {
+				continue
+			}
+			set, value, ok := strings.Cut(rest, "} ")
+			if !ok {
+				continue
+			}
+			for j := 0; j+1 < len(labels); j += 2 {
+				if !strings.Contains(","+set+",", ","+labels[j]+"=\""+labels[j+1]+"\",") {
+					continue lines
+				}
+			}
+			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			if err != nil {
+				t.Fatalf("metric line %q: %v", line, err)
+			}
+			total += v
+		}
+	}
+	return total
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/wxpush/wxpush/internal/wechat"
@@ -16,6 +17,10 @@ type testHandlers struct {
 	srv  *http.Server
 	ln   net.Listener
 	base string // the base URL as the deployment reaches it
+
+	mu        sync.Mutex
+	probeFrom string // the remote address of the first reachability probe
+	probeAt   time.Time
 }
 
 // servesHandlers reports whether opts ask the backend to serve handlers.
@@ -36,15 +41,23 @@ func startHandlers(opts Options, addr string) (*testHandlers, error) {
 	if err != nil {
 		return nil, err
 	}
+	h := &testHandlers{ln: ln}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+pathHandlersProbe, func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("GET "+pathHandlersProbe, func(w http.ResponseWriter, r *http.Request) {
+		h.mu.Lock()
+		if h.probeFrom == "" {
+			h.probeFrom, h.probeAt = r.RemoteAddr, time.Now()
+		}
+		h.mu.Unlock()
+		w.WriteHeader(http.StatusOK)
+	})
 	if opts.EventWebhook != nil {
 		mux.Handle(PathEventWebhook, opts.EventWebhook)
 	}
 	if opts.ProbeCallback != nil {
 		mux.Handle(PathProbeCallback, opts.ProbeCallback)
 	}
-	h := &testHandlers{ln: ln, srv: &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}}
+	h.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = h.srv.Serve(ln) }()
 	return h, nil
 }
