@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,6 +56,10 @@ type containerEnv struct {
 	redis   testcontainers.Container
 	mock    testcontainers.Container
 	admin   *mockwx.Client
+	// handlers serve the test's own handlers (nil: the options gave
+	// none), reached from the app network at its gateway address.
+	handlers *testHandlers
+	reach    string
 
 	mu        sync.Mutex
 	instances []testcontainers.Container
@@ -100,6 +105,12 @@ func newContainers(t testing.TB, opts Options) Env {
 		t.Fatalf("network: %v", err)
 	}
 
+	if opts.servesHandlers() {
+		if err := e.serveHandlers(ctx, labels); err != nil {
+			t.Fatalf("containers backend: the test's handlers: %v", err)
+		}
+	}
+
 	redisImage := os.Getenv(EnvRedisImage)
 	if redisImage == "" {
 		redisImage = "redis:7-alpine"
@@ -120,7 +131,7 @@ func newContainers(t testing.TB, opts Options) Env {
 	}
 
 	e.app = mockApp(opts, "http://wxpushd:8080")
-	cfg, err := json.Marshal(mockwx.Config{NoDemoApp: true, Apps: []mockwx.App{e.app}, Settings: mockSettings(opts)})
+	cfg, err := json.Marshal(mockwx.Config{NoDemoApp: true, Apps: mockApps(opts, e.app, e.HandlersURL()), Settings: mockSettings(opts)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,6 +305,14 @@ func (e *containerEnv) serviceEnv(i int) map[string]string {
 		"WXPUSH_VISIBILITY_TIMEOUT": o.Visibility.String(), "WXPUSH_SHUTDOWN_TIMEOUT": shutdownTimeout.String(), "WXPUSH_STORE_CHECK_INTERVAL": storeCheckEvery.String(),
 		"WXPUSH_PACE_DELAY": o.PaceDelay.String(), "WXPUSH_QUOTA_DELAY": o.QuotaDelay.String(), "WXPUSH_APP_DELAY": o.AppDelay.String(),
 		"WXPUSH_INSTANCE": fmt.Sprintf("conformance-%d", i), "LOG_LEVEL": "info",
+		"WXPUSH_WEBHOOK_TIMEOUT": webhookTimeout.String(), "WXPUSH_WEBHOOK_BACKOFF_BASE": webhookBackoffBase.String(), "WXPUSH_WEBHOOK_BACKOFF_CAP": webhookBackoffCap.String(),
+	}
+	if o.EventWebhook != nil {
+		env["WXPUSH_EVENT_WEBHOOK_URL"] = e.HandlersURL() + PathEventWebhook
+		env["WXPUSH_EVENT_WEBHOOK_SECRET"] = o.EventWebhookSecret
+	}
+	if r := repliesJSON(o); r != "" {
+		env["WXPUSH_REPLIES"] = r
 	}
 	if o.DedupWindow > 0 {
 		env["WXPUSH_DEDUP_WINDOW"] = o.DedupWindow.String()
@@ -314,7 +333,9 @@ func (e *containerEnv) serviceEnv(i int) map[string]string {
 		// the environment through ${VAR}, as in a committed file.
 		env["WXPUSH_CONFIG"] = appsFilePath
 		env["CONFORMANCE_APP_SECRET"] = env["WXPUSH_APP_SECRET"]
-		for _, k := range []string{"WXPUSH_APP_ID", "WXPUSH_APP_SECRET", "WXPUSH_CALLBACK_TOKEN", "WXPUSH_ENCODING_AES_KEY", "WXPUSH_CALLBACK_MODE"} {
+		env["CONFORMANCE_EVENT_WEBHOOK_SECRET"] = o.EventWebhookSecret
+		for _, k := range []string{"WXPUSH_APP_ID", "WXPUSH_APP_SECRET", "WXPUSH_CALLBACK_TOKEN", "WXPUSH_ENCODING_AES_KEY", "WXPUSH_CALLBACK_MODE",
+			"WXPUSH_EVENT_WEBHOOK_URL", "WXPUSH_EVENT_WEBHOOK_SECRET", "WXPUSH_REPLIES"} {
 			delete(env, k)
 		}
 	}
@@ -335,7 +356,21 @@ func (e *containerEnv) appsFile() []testcontainers.ContainerFile {
 	if o.CallbackMode != "" {
 		fmt.Fprintf(&b, "    callback_token: %s\n    encoding_aes_key: %s\n    callback_mode: %s\n", e.app.CallbackToken, e.app.EncodingAESKey, o.CallbackMode)
 	}
+	if o.EventWebhook != nil {
+		fmt.Fprintf(&b, "    event_webhook_url: %s\n    event_webhook_secret: ${CONFORMANCE_EVENT_WEBHOOK_SECRET}\n", e.HandlersURL()+PathEventWebhook)
+	}
+	if r := repliesJSON(o); r != "" {
+		fmt.Fprintf(&b, "    replies: %s\n", r) // JSON is YAML
+	}
 	return []testcontainers.ContainerFile{{Reader: strings.NewReader(b.String()), ContainerFilePath: appsFilePath, FileMode: 0o644}}
+}
+
+// probed returns where the first reachability probe came from and when
+// ("" when none came).
+func (h *testHandlers) probed() (string, time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.probeFrom, h.probeAt
 }
 
 func (e *containerEnv) endpoint(ctx context.Context, c testcontainers.Container, port string) (string, error) {
@@ -357,6 +392,87 @@ func (e *containerEnv) Instances() int       { return len(e.instances) }
 func (e *containerEnv) Mock() *mockwx.Client { return e.admin }
 func (e *containerEnv) App() mockwx.App      { return e.app }
 func (e *containerEnv) APIKey() string       { return e.apiKey }
+func (e *containerEnv) Reach() string        { return e.reach }
+
+func (e *containerEnv) HandlersURL() string {
+	if e.handlers == nil {
+		return ""
+	}
+	return e.handlers.base
+}
+
+// serveHandlers serves the test's handlers where the containers reach
+// them: on the app network's gateway address, which is an address of the
+// Docker host (the test runs on it, or in a container sharing its network
+// namespace). Nothing is pulled: a container of the wxpushd image on the
+// app network probes the listener (wxpushd -healthcheck URL) before the
+// deployment starts, and the probe's answer and time are reported.
+func (e *containerEnv) serveHandlers(ctx context.Context, labels map[string]string) error {
+	ictx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	res, err := e.cli.NetworkInspect(ictx, e.appNet.ID, client.NetworkInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("inspect the app network: %w", err)
+	}
+	var gw string
+	for _, c := range res.Network.IPAM.Config {
+		if c.Gateway.IsValid() && c.Gateway.Is4() {
+			gw = c.Gateway.String()
+			break
+		}
+	}
+	if gw == "" {
+		return fmt.Errorf("the app network %s has no IPv4 gateway", e.appNet.Name)
+	}
+	// The gateway address itself first (reachable from the app network
+	// only); any address when this process cannot bind it.
+	bound := gw
+	h, err := startHandlers(e.opts, net.JoinHostPort(gw, "0"))
+	if err != nil {
+		bound = "0.0.0.0"
+		if h, err = startHandlers(e.opts, "0.0.0.0:0"); err != nil {
+			return err
+		}
+	}
+	e.handlers = h
+	_, port, _ := net.SplitHostPort(h.ln.Addr().String())
+	h.base = "http://" + net.JoinHostPort(gw, port)
+
+	start := time.Now()
+	pctx, pcancel := context.WithTimeout(ctx, opTimeout)
+	defer pcancel()
+	probe, err := testcontainers.GenericContainer(pctx, testcontainers.GenericContainerRequest{Started: true, ContainerRequest: testcontainers.ContainerRequest{
+		Image:      images.wxpushd,
+		Cmd:        []string{"-healthcheck", h.base + pathHandlersProbe},
+		Labels:     labels,
+		Networks:   []string{e.appNet.Name},
+		WaitingFor: wait.ForExit().WithExitTimeout(30 * time.Second),
+	}})
+	if probe != nil {
+		defer func() { _ = probe.Terminate(context.Background()) }()
+	}
+	if err != nil {
+		return fmt.Errorf("probe container: %w", err)
+	}
+	st, err := probe.State(pctx)
+	if err != nil {
+		return fmt.Errorf("probe container state: %w", err)
+	}
+	took := time.Since(start)
+	from, at := h.probed()
+	if st.ExitCode != 0 || from == "" {
+		logs := ""
+		if rc, err := probe.Logs(pctx); err == nil {
+			b, _ := io.ReadAll(rc)
+			rc.Close()
+			logs = strings.TrimSpace(string(b))
+		}
+		return fmt.Errorf("a container on the app network cannot reach %s (listening on %s): probe exit %d %q", h.base, bound, st.ExitCode, logs)
+	}
+	e.reach = fmt.Sprintf("app network gateway %s (Docker API), listener on %s:%s; a wxpushd -healthcheck container on the app network got 200 from %s%s (request from %s %s after its start; container run %s)",
+		gw, bound, port, h.base, pathHandlersProbe, from, at.Sub(start).Round(time.Millisecond), took.Round(time.Millisecond))
+	return nil
+}
 
 func (e *containerEnv) ServiceURL(i int) string {
 	e.mu.Lock()
@@ -496,6 +612,7 @@ func (e *containerEnv) close(t testing.TB) {
 			}
 		}
 	}
+	e.handlers.close()
 	for _, n := range []*testcontainers.DockerNetwork{e.appNet, e.dataNet} {
 		if n != nil {
 			if err := n.Remove(ctx); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"testing"
@@ -30,6 +31,12 @@ type Env interface {
 	App() mockwx.App
 	// APIKey is a bearer key the service accepts.
 	APIKey() string
+	// HandlersURL is the base URL at which the deployment reaches the
+	// test's own handlers (Options.EventWebhook at PathEventWebhook,
+	// Options.ProbeCallback at PathProbeCallback), and Reach says how it
+	// was established and measured; both empty when the options gave none.
+	HandlersURL() string
+	Reach() string
 
 	// Kill stops instance i as kill -9 would: no drain, no hand-back.
 	Kill(ctx context.Context, i int) error
@@ -84,7 +91,45 @@ type Options struct {
 	// API key (0: none), with burst InboundBurst (0: one second's worth).
 	InboundPerKey float64
 	InboundBurst  int
+
+	// Replies are the default app's passive reply rules (wxpushd's
+	// replies; WXPUSH_REPLIES in containers); they need CallbackMode.
+	Replies []Reply
+	// EventWebhook, when set, is served by the backend on a listener of
+	// the test process that the service reaches (in containers: the app
+	// network's gateway address); its URL becomes the default app's
+	// event_webhook_url, signed with EventWebhookSecret (at least 16
+	// characters). It needs CallbackMode.
+	EventWebhook       http.Handler
+	EventWebhookSecret string
+	// ProbeCallback, when set, is served the same way and is the callback
+	// URL of a second mock app, ProbeAppID (safe mode, its own
+	// credentials, listed by Mock().Apps), that the service does not know:
+	// a stand-in for another program answering WeChat's pushes.
+	ProbeCallback http.Handler
 }
+
+// Reply is one passive reply rule, as in wxpushd's replies: On an event
+// (optionally with its EventKey) or a Keyword of a text message (Match
+// "exact" or "prefix"), answered with Text.
+type Reply struct {
+	On       string `json:"on,omitempty"`
+	EventKey string `json:"event_key,omitempty"`
+	Keyword  string `json:"keyword,omitempty"`
+	Match    string `json:"match,omitempty"`
+	Text     string `json:"text"`
+}
+
+// Paths of the test's handlers under HandlersURL.
+const (
+	PathEventWebhook  = "/event-webhook"
+	PathProbeCallback = "/probe-callback"
+	pathHandlersProbe = "/healthz" // answers 200: the reachability probe
+)
+
+// ProbeAppID is the appid of the mock's second app when
+// Options.ProbeCallback is set.
+const ProbeAppID = "wxc0f0be0000000001"
 
 // Service settings every backend gives wxpushd, so retries are fast.
 const (
@@ -95,6 +140,11 @@ const (
 	// storeCheckEvery is how often each instance checks that Redis kept
 	// its data (the store-reset alarm).
 	storeCheckEvery = 200 * time.Millisecond
+	// Webhook deliveries (status and event webhooks): one delivery's
+	// timeout and the retry backoff bounds.
+	webhookTimeout     = 2 * time.Second
+	webhookBackoffBase = 50 * time.Millisecond
+	webhookBackoffCap  = 500 * time.Millisecond
 )
 
 func (o Options) withDefaults() Options {

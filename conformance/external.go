@@ -36,6 +36,9 @@ func newExternal(t testing.TB, opts Options) Env {
 	if opts.TokenExpiresIn != 0 || opts.TokenMode != "stable" || opts.RateLimit != 0 || opts.DedupWindow != 0 || opts.ReadTimeout != 0 || opts.InboundPerKey != 0 {
 		t.Skipf("external deployment: this suite needs a deployment configured with %+v (token lifetime, token mode, rate limit, dedup window, read timeout, inbound limit); run it in-process or in containers", opts)
 	}
+	if opts.needsConfiguredService() {
+		t.Skipf("external deployment: this suite needs the service configured with the test's own replies, event webhook receiver or probe callback; run it in-process or in containers")
+	}
 	e := &external{urls: urls, admin: mockwx.NewClient(mockURL, os.Getenv(EnvMockToken), nil), apiKey: key}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -59,6 +62,8 @@ func (e *external) ServiceURL(i int) string                 { return e.urls[i%le
 func (e *external) Mock() *mockwx.Client                    { return e.admin }
 func (e *external) App() mockwx.App                         { return e.app }
 func (e *external) APIKey() string                          { return e.apiKey }
+func (e *external) HandlersURL() string                     { return "" }
+func (e *external) Reach() string                           { return "" }
 func (e *external) Kill(context.Context, int) error         { return ErrUnsupported }
 func (e *external) Stop(context.Context, int) error         { return ErrUnsupported }
 func (e *external) Start(context.Context, int) error        { return ErrUnsupported }

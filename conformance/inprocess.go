@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -42,6 +43,7 @@ type inProcess struct {
 	app      mockwx.App
 	cbHTTP   *http.Server
 	rr       atomic.Uint64
+	handlers *testHandlers // nil: the options gave none
 
 	mu        sync.Mutex
 	redisDown bool
@@ -103,8 +105,15 @@ func newInProcess(t testing.TB, opts Options) Env {
 	e.cbHTTP = &http.Server{Handler: http.HandlerFunc(e.forwardCallback), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = e.cbHTTP.Serve(cbLn) }()
 
+	if opts.servesHandlers() {
+		if e.handlers, err = startHandlers(opts, "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		e.handlers.base = "http://" + e.handlers.ln.Addr().String()
+	}
+
 	e.app = mockApp(opts, "http://"+cbLn.Addr().String())
-	e.mock, err = mockwx.New(mockwx.Config{NoDemoApp: true, Apps: []mockwx.App{e.app}, Settings: mockSettings(opts)},
+	e.mock, err = mockwx.New(mockwx.Config{NoDemoApp: true, Apps: mockApps(opts, e.app, e.HandlersURL()), Settings: mockSettings(opts)},
 		mockwx.Options{Seed: opts.Seed})
 	if err != nil {
 		t.Fatalf("mockwx: %v", err)
@@ -184,6 +193,18 @@ func (e *inProcess) serviceConfig(in *inproc) wxpushd.Config {
 		cfg.Apps[0].EncodingAESKey = wechat.Secret(e.app.EncodingAESKey)
 		cfg.Apps[0].CallbackMode = wechat.Mode(o.CallbackMode)
 	}
+	cfg.WebhookTimeout, cfg.WebhookBackoffBase, cfg.WebhookBackoffCap = webhookTimeout, webhookBackoffBase, webhookBackoffCap
+	if o.EventWebhook != nil {
+		cfg.Apps[0].EventWebhookURL = e.HandlersURL() + PathEventWebhook
+		cfg.Apps[0].EventWebhookSecret = wechat.Secret(o.EventWebhookSecret)
+	}
+	if r := repliesJSON(o); r != "" {
+		// The field's type is internal to the service: filled as
+		// WXPUSH_REPLIES is.
+		if err := json.Unmarshal([]byte(r), &cfg.Apps[0].Replies); err != nil {
+			panic(err)
+		}
+	}
 	return cfg
 }
 
@@ -194,6 +215,20 @@ func (e *inProcess) Mock() *mockwx.Client {
 }
 func (e *inProcess) App() mockwx.App { return e.app }
 func (e *inProcess) APIKey() string  { return e.apiKey }
+
+func (e *inProcess) HandlersURL() string {
+	if e.handlers == nil {
+		return ""
+	}
+	return e.handlers.base
+}
+
+func (e *inProcess) Reach() string {
+	if e.handlers == nil {
+		return ""
+	}
+	return "loopback " + e.handlers.base
+}
 
 func (e *inProcess) ServiceURL(i int) string {
 	e.mu.Lock()
@@ -419,6 +454,7 @@ func (e *inProcess) close(t testing.TB) {
 	if e.cbHTTP != nil {
 		_ = e.cbHTTP.Close()
 	}
+	e.handlers.close()
 	if e.mini != nil {
 		e.mini.Close()
 	} else if e.rdb != nil {
