@@ -209,11 +209,14 @@ func (s *Store) NotFollowing(ctx context.Context, app, openid string) (bool, err
 }
 
 // markNotFollowingScript records a 43004 answer. KEYS: follower. ARGV: at
-// (unix seconds). A state set by a push with a later CreateTime stands.
-// Returns 1 when the state changed.
+// (unix seconds). A state set by a push with a later CreateTime stands, and
+// so does a follow in the same second (CreateTime has one-second
+// resolution, and a tie goes to following: a send withheld from a follower
+// is lost, one to a non-follower costs a 43004). Returns 1 when the state
+// changed.
 var markNotFollowingScript = redis.NewScript(`
 local f = redis.call('HMGET', KEYS[1], 'ts', 'following')
-if f[1] and tonumber(ARGV[1]) < tonumber(f[1]) then return 0 end
+if f[1] and (tonumber(ARGV[1]) < tonumber(f[1]) or (tonumber(ARGV[1]) == tonumber(f[1]) and f[2] == '1')) then return 0 end
 if f[2] ~= '0' then redis.call('HSET', KEYS[1], 'since', ARGV[1]) end
 redis.call('HSET', KEYS[1], 'following', '0', 'ts', ARGV[1], 'source', 'errcode')
 return 1

@@ -120,6 +120,12 @@ func TestFollowerOrdering(t *testing.T) {
 		{"subscribe clears 43004", []step{{"43004", 300}, {store.FollowSubscribe, 400}}, true, 400, store.SourceEvent},
 		{"older subscribe does not clear 43004", []step{{"43004", 300}, {store.FollowSubscribe, 250}}, false, 300, store.SourceErrcode},
 		{"43004 older than a subscribe loses", []step{{store.FollowSubscribe, 400}, {"43004", 300}}, true, 400, store.SourceEvent},
+		// Ties (CreateTime has one-second resolution) go to following: a
+		// send withheld from a follower is lost, one to a non-follower costs
+		// one 43004.
+		{"resubscribe in the same second", []step{{store.FollowUnsubscribe, 100}, {store.FollowSubscribe, 100}}, true, 100, store.SourceEvent},
+		{"43004 in the second of a subscribe loses", []step{{store.FollowUnsubscribe, 350}, {store.FollowSubscribe, 400}, {"43004", 400}}, true, 400, store.SourceEvent},
+		{"subscribe in the second of a 43004 wins", []step{{"43004", 300}, {store.FollowSubscribe, 300}}, true, 300, store.SourceEvent},
 		{"since is when the state began", []step{{store.FollowSubscribe, 100}, {store.FollowSubscribe, 150}}, true, 100, store.SourceEvent},
 	}
 	for _, tt := range tests {
