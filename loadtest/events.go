@@ -58,7 +58,6 @@ type userSim struct {
 	refollow  map[string]string    // mock id of each re-subscribe: appid/openid
 	errors    int
 	firstErr  string
-	rejected  int // events the mock refused (409 and the like)
 	skipped   int // due events for which no user was free (spacing)
 	refollows bool
 }
