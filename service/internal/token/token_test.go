@@ -555,7 +555,10 @@ func TestSendStormNoRefreshLoop(t *testing.T) {
 				bound := 1 + perRefresh*(int64(math.Ceil(float64(storm)/float64(minInterval)))+2)
 				calls := tokenCalls(mock, mode)
 				t.Logf("%s: %d sends answered 40001, %d sent, %d token calls (bound %d)", mode, invalid.Load(), sent.Load(), calls, bound)
-				assert.GreaterOrEqual(t, invalid.Load(), int64(16), "the storm answered 40001 at least 16 times")
+				// The storm must have been felt; how many sends it caught
+				// depends on the machine's load (senders wait for the
+				// refresh), so only its presence is a precondition.
+				assert.Positive(t, invalid.Load(), "the storm answered 40001")
 				assert.LessOrEqual(t, calls, bound, "token calls at the mock")
 				assert.GreaterOrEqual(t, calls, int64(2), "the storm caused refreshes")
 				for i, ok := range lastOK {
