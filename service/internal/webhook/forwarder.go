@@ -1,15 +1,10 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"fmt"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -64,8 +59,7 @@ type ForwarderOptions struct {
 type Forwarder struct {
 	o      ForwarderOptions
 	apps   map[string]*apps.App
-	randMu sync.Mutex
-	rand   *rand.Rand
+	jitter *jitter
 }
 
 // NewForwarder checks opts and returns a Forwarder; Run starts it.
@@ -105,7 +99,7 @@ func NewForwarder(opts ForwarderOptions) (*Forwarder, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
-	return &Forwarder{o: opts, apps: apps.Index(opts.Apps), rand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x667764))}, nil
+	return &Forwarder{o: opts, apps: apps.Index(opts.Apps), jitter: newJitter(0x667764)}, nil
 }
 
 // Run forwards pushes until ctx is done; deliveries under way finish
@@ -220,10 +214,7 @@ func (f *Forwarder) drain(ctx context.Context, tok store.InboundToken) {
 			}
 			continue
 		}
-		f.randMu.Lock()
-		jitter := f.rand.Float64()
-		f.randMu.Unlock()
-		r, rerr := f.o.Inbox.RetryInbound(ctx, tok, p.ID, f.o.Now(), f.o.BackoffBase, f.o.BackoffCap, f.o.MaxAttempts, jitter)
+		r, rerr := f.o.Inbox.RetryInbound(ctx, tok, p.ID, f.o.Now(), f.o.BackoffBase, f.o.BackoffCap, f.o.MaxAttempts, f.jitter.next())
 		switch {
 		case errors.Is(rerr, store.ErrMoved):
 			return
@@ -255,29 +246,8 @@ func (f *Forwarder) post(ctx context.Context, p *store.InboundPush) error {
 	if !ok || !app.EventWebhook.Enabled() {
 		return errNoWebhook
 	}
-	ts := strconv.FormatInt(f.o.Now().Unix(), 10)
-	ctx, cancel := context.WithTimeout(ctx, f.o.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, app.EventWebhook.URL, bytes.NewReader(p.Payload))
-	if err != nil {
-		return fmt.Errorf("event webhook request: %w", redactURL(err))
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "wxpushd-webhook")
-	req.Header.Set(service.HeaderWebhookTimestamp, ts)
-	req.Header.Set(service.HeaderWebhookSignature, Sign(app.EventWebhook.Secret, ts, p.Payload))
-	req.Header.Set(service.HeaderWebhookDeliveryID, p.ID)
-	req.Header.Set(service.HeaderWebhookEventType, headerType(p.Type))
-	resp, err := f.o.Client.Do(req)
-	if err != nil {
-		return fmt.Errorf("event webhook: %w", redactURL(err))
-	}
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-	_ = resp.Body.Close()
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("event webhook: receiver answered HTTP %d", resp.StatusCode)
-	}
-	return nil
+	return send(ctx, f.o.Client, f.o.Timeout, f.o.Now(), "event webhook", app.EventWebhook, p.Payload,
+		service.HeaderWebhookDeliveryID, p.ID, service.HeaderWebhookEventType, headerType(p.Type))
 }
 
 // headerType is a push type fit for a header: WeChat's types are short

@@ -74,8 +74,7 @@ type Options struct {
 type Dispatcher struct {
 	o      Options
 	apps   map[string]*apps.App
-	randMu sync.Mutex
-	rand   *rand.Rand
+	jitter *jitter
 }
 
 // New returns a Dispatcher; Run starts it.
@@ -111,7 +110,7 @@ func New(opts Options) (*Dispatcher, error) {
 	if opts.Metrics == nil {
 		opts.Metrics = metrics.New()
 	}
-	return &Dispatcher{o: opts, apps: apps.Index(opts.Apps), rand: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x77686b))}, nil
+	return &Dispatcher{o: opts, apps: apps.Index(opts.Apps), jitter: newJitter(0x77686b)}, nil
 }
 
 // Run delivers due events until ctx is done; deliveries under way finish
@@ -182,10 +181,7 @@ func (d *Dispatcher) deliver(ctx context.Context, id string) {
 		log.Debug("status webhook delivered", "app", msg.App, "status", msg.Status)
 		return
 	}
-	d.randMu.Lock()
-	jitter := d.rand.Float64()
-	d.randMu.Unlock()
-	n, gaveUp, rerr := d.o.Outbox.RetryEvent(ctx, id, d.o.Now(), d.o.BackoffBase, d.o.BackoffCap, d.o.MaxAttempts, jitter)
+	n, gaveUp, rerr := d.o.Outbox.RetryEvent(ctx, id, d.o.Now(), d.o.BackoffBase, d.o.BackoffCap, d.o.MaxAttempts, d.jitter.next())
 	switch {
 	case rerr != nil:
 		log.Warn("status webhook failed and cannot be rescheduled; retried after the lease", "err", err, "reschedule_err", rerr)
@@ -206,29 +202,54 @@ func (d *Dispatcher) post(ctx context.Context, t apps.Webhook, msg *service.Mess
 	if err := enc.Encode(service.StatusEvent{Event: service.EventMessageStatus, Message: *msg}); err != nil {
 		return err
 	}
-	body := buf.Bytes()
-	ts := strconv.FormatInt(d.o.Now().Unix(), 10)
-	ctx, cancel := context.WithTimeout(ctx, d.o.Timeout)
+	return send(ctx, d.o.Client, d.o.Timeout, d.o.Now(), "webhook", t, buf.Bytes(), service.HeaderWebhookMessageID, msg.ID)
+}
+
+// send posts body to the webhook t, signed at now, with the header pairs
+// in extra, bounded by timeout; nil means the receiver answered 2xx. what
+// names the webhook in errors, which never carry its URL.
+func send(ctx context.Context, client *http.Client, timeout time.Duration, now time.Time, what string, t apps.Webhook, body []byte, extra ...string) error {
+	ts := strconv.FormatInt(now.Unix(), 10)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("webhook request: %w", err)
+		return fmt.Errorf("%s request: %w", what, redactURL(err))
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "wxpushd-webhook")
 	req.Header.Set(service.HeaderWebhookTimestamp, ts)
 	req.Header.Set(service.HeaderWebhookSignature, Sign(t.Secret, ts, body))
-	req.Header.Set(service.HeaderWebhookMessageID, msg.ID)
-	resp, err := d.o.Client.Do(req)
+	for i := 0; i+1 < len(extra); i += 2 {
+		req.Header.Set(extra[i], extra[i+1])
+	}
+	resp, err := client.Do(req)
 	if err != nil {
-		return fmt.Errorf("webhook: %w", redactURL(err))
+		return fmt.Errorf("%s: %w", what, redactURL(err))
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	_ = resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("webhook: receiver answered HTTP %d", resp.StatusCode)
+		return fmt.Errorf("%s: receiver answered HTTP %d", what, resp.StatusCode)
 	}
 	return nil
+}
+
+// jitter is a source of backoff jitter safe for concurrent use.
+type jitter struct {
+	mu sync.Mutex
+	r  *rand.Rand
+}
+
+func newJitter(stream uint64) *jitter {
+	return &jitter{r: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), stream))}
+}
+
+// next returns a number in [0, 1).
+func (j *jitter) next() float64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.r.Float64()
 }
 
 // redactURL drops the URL from a client error (it may carry credentials
