@@ -245,27 +245,41 @@ var errUnknownApp = errors.New("unknown appid")
 
 // --- template send ----------------------------------------------------------
 
-func (s *Server) handleTemplateSend(w http.ResponseWriter, r *http.Request) {
-	s.stats.sendCalls.Add(1)
+// tokenPost is the start of every token-checked POST with a JSON body: it
+// answers 43002 to another method, the token's errcode to a bad token and
+// 44002 to an empty body, and otherwise returns the app and the body (up
+// to one byte over maxRequestBody, which the caller refuses). ok is false
+// when it answered, or the client went away.
+func (s *Server) tokenPost(w http.ResponseWriter, r *http.Request) (app *appState, body []byte, ok bool) {
 	if r.Method != http.MethodPost {
 		writeWeChat(w, s.errResponse(wechat.CodeRequirePost, ""))
-		return
+		return nil, nil, false
 	}
 	app, code := s.checkToken(r)
 	if code != 0 {
 		writeWeChat(w, s.errResponse(code, ""))
-		return
+		return nil, nil, false
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
 	if err != nil {
-		return // the client went away
+		return nil, nil, false // the client went away
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		writeWeChat(w, s.errResponse(wechat.CodeEmptyPostData, ""))
+		return nil, nil, false
+	}
+	return app, body, true
+}
+
+func (s *Server) handleTemplateSend(w http.ResponseWriter, r *http.Request) {
+	s.stats.sendCalls.Add(1)
+	app, body, ok := s.tokenPost(w, r)
+	if !ok {
+		return
 	}
 	receivedAt := s.now()
 	var msg wechat.TemplateMessage
 	switch {
-	case len(bytes.TrimSpace(body)) == 0:
-		writeWeChat(w, s.errResponse(wechat.CodeEmptyPostData, ""))
-		return
 	case len(body) > maxRequestBody || decodeJSON(body, &msg) != nil:
 		resp := s.errResponse(wechat.CodeDataFormatError, "")
 		s.record(receivedAt, app.AppID, &msg, nil, 0, resp.ErrCode, false)

@@ -1,10 +1,8 @@
 package mockwx
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -252,26 +250,13 @@ func exampleValue(f Field) string {
 // (simulated messages, follows, QR scans and clicks). Each call with a
 // well-formed body is recorded in the ledger with api "custom_send".
 func (s *Server) handleCustomSend(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		writeWeChat(w, s.errResponse(wechat.CodeRequirePost, ""))
-		return
-	}
-	app, code := s.checkToken(r)
-	if code != 0 {
-		writeWeChat(w, s.errResponse(code, ""))
-		return
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody+1))
-	if err != nil {
+	app, body, ok := s.tokenPost(w, r)
+	if !ok {
 		return
 	}
 	receivedAt := s.now()
 	var msg customMessage
-	switch {
-	case len(bytes.TrimSpace(body)) == 0:
-		writeWeChat(w, s.errResponse(wechat.CodeEmptyPostData, ""))
-		return
-	case len(body) > maxRequestBody || decodeJSON(body, &msg) != nil:
+	if len(body) > maxRequestBody || decodeJSON(body, &msg) != nil {
 		writeWeChat(w, s.errResponse(wechat.CodeDataFormatError, ""))
 		return
 	}
@@ -289,7 +274,7 @@ func (s *Server) handleCustomSend(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	code = s.customSendCode(app, &msg, receivedAt)
+	code := s.customSendCode(app, &msg, receivedAt)
 	record(code)
 	if code != 0 {
 		s.breakResponse(w, r, d, s.errResponse(code, ""))
