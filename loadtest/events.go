@@ -447,17 +447,7 @@ func (u *userSim) fill(ev *Events, recs map[string]mockwx.EventRecord, recv *eve
 		}
 	}
 	for _, f := range ev.ByType {
-		ev.Pushed += f.Pushed
-		ev.Acked += f.Acked
-		ev.Replied += f.Replied
-		ev.ReplyInvalid += f.ReplyInvalid
-		ev.Failed += f.Failed
-		ev.Pending += f.Pending
-		ev.RepliesWrong += f.RepliesWrong
-		ev.ForwardedOnce += f.ForwardedOnce
-		ev.ForwardedTwice += f.ForwardedTwice
-		ev.Lost += f.Lost
-		ev.Retried += f.Retried
+		ev.add(*f)
 	}
 	if recv != nil {
 		recv.mu.Lock()

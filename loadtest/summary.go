@@ -100,26 +100,8 @@ type Accept struct {
 type Events struct {
 	// Enabled: the scenario has load.users.
 	Enabled bool `json:"enabled"`
-	Pushed  int  `json:"pushed"`
-	// Acked: answered success or empty; Replied: a valid passive reply;
-	// ReplyInvalid: an answer WeChat would show the user as an error;
-	// Failed: no answer after WeChat's tries; Pending: none yet.
-	Acked        int `json:"acked"`
-	Replied      int `json:"replied"`
-	ReplyInvalid int `json:"reply_invalid"`
-	Failed       int `json:"failed"`
-	Pending      int `json:"pending"`
-	// RepliesWrong counts answered pushes whose reply is not the one the
-	// app's rules call for (missing, unexpected or another text).
-	RepliesWrong int `json:"replies_wrong"`
-	// Retried counts pushes the mock had to send more than once.
-	Retried int `json:"retried"`
-	// ForwardedOnce, ForwardedTwice and Lost: acknowledged pushes that
-	// reached the event webhook with one delivery id, with more than one,
-	// or never.
-	ForwardedOnce  int `json:"forwarded_once"`
-	ForwardedTwice int `json:"forwarded_twice"`
-	Lost           int `json:"lost"`
+	// EventTypeFigures are the totals over every type.
+	EventTypeFigures
 	// Skipped counts due events for which no user was free (one push per
 	// user every 2 s); PushErrors events the mock did not take.
 	Skipped        int    `json:"skipped"`
@@ -142,19 +124,43 @@ type Events struct {
 	SendsAfterRefollow     int `json:"sends_after_refollow"`
 }
 
-// EventTypeFigures are the Events figures of one event type.
+// EventTypeFigures are the Events figures of one event type (or of all).
 type EventTypeFigures struct {
-	Pushed         int `json:"pushed"`
-	Acked          int `json:"acked"`
-	Replied        int `json:"replied"`
-	ReplyInvalid   int `json:"reply_invalid"`
-	Failed         int `json:"failed"`
-	Pending        int `json:"pending"`
-	RepliesWrong   int `json:"replies_wrong"`
-	Retried        int `json:"retried"`
+	Pushed int `json:"pushed"`
+	// Acked: answered success or empty; Replied: a valid passive reply;
+	// ReplyInvalid: an answer WeChat would show the user as an error;
+	// Failed: no answer after WeChat's tries; Pending: none yet.
+	Acked        int `json:"acked"`
+	Replied      int `json:"replied"`
+	ReplyInvalid int `json:"reply_invalid"`
+	Failed       int `json:"failed"`
+	Pending      int `json:"pending"`
+	// RepliesWrong counts answered pushes whose reply is not the one the
+	// app's rules call for (missing, unexpected or another text).
+	RepliesWrong int `json:"replies_wrong"`
+	// Retried counts pushes the mock had to send more than once.
+	Retried int `json:"retried"`
+	// ForwardedOnce, ForwardedTwice and Lost: acknowledged pushes that
+	// reached the event webhook with one delivery id, with more than one,
+	// or never.
 	ForwardedOnce  int `json:"forwarded_once"`
 	ForwardedTwice int `json:"forwarded_twice"`
 	Lost           int `json:"lost"`
+}
+
+// add adds o's figures to f.
+func (f *EventTypeFigures) add(o EventTypeFigures) {
+	f.Pushed += o.Pushed
+	f.Acked += o.Acked
+	f.Replied += o.Replied
+	f.ReplyInvalid += o.ReplyInvalid
+	f.Failed += o.Failed
+	f.Pending += o.Pending
+	f.RepliesWrong += o.RepliesWrong
+	f.Retried += o.Retried
+	f.ForwardedOnce += o.ForwardedOnce
+	f.ForwardedTwice += o.ForwardedTwice
+	f.Lost += o.Lost
 }
 
 // EventWebhook is what wxload's event webhook receiver saw.
