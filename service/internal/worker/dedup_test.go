@@ -320,21 +320,29 @@ func (s *clockedSender) SendTemplate(context.Context, wechat.Secret, *wechat.Tem
 	return 4242, nil
 }
 
+// oneMessage stores message "m", accepted at t0, and reads it for consumer
+// "a".
+func oneMessage(t *testing.T, t0 time.Time) (*store.Store, []store.Entry) {
+	t.Helper()
+	r := redistest.New(t)
+	q := store.New(r.Client, store.Options{Prefix: r.Prefix})
+	require.NoError(t, q.EnsureGroup(t.Context()))
+	_, err := q.Enqueue(t.Context(), []store.NewMessage{{ID: "m", App: "default", AcceptedAt: t0,
+		Request: service.SendRequest{App: "default", ToUser: "oU", TemplateID: "tpl", Data: map[string]service.DataValue{"thing1": {Value: "v"}}}}})
+	require.NoError(t, err)
+	entries, err := q.Read(t.Context(), "a", 1, time.Second)
+	require.NoError(t, err)
+	return q, entries
+}
+
 // TestStalledAttemptSendsNothingPastTheWindow: worker A counts its attempt
 // and stalls before its send (in the token fetch); worker B takes the
 // message over after the visibility timeout and sends it; A wakes up past
 // WeChat's dedup window of B's send and must not send again.
 func TestStalledAttemptSendsNothingPastTheWindow(t *testing.T) {
-	r := redistest.New(t)
-	q := store.New(r.Client, store.Options{Prefix: r.Prefix})
 	ctx := t.Context()
-	require.NoError(t, q.EnsureGroup(ctx))
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	_, err := q.Enqueue(ctx, []store.NewMessage{{ID: "m", App: "default", AcceptedAt: t0,
-		Request: service.SendRequest{App: "default", ToUser: "oU", TemplateID: "tpl", Data: map[string]service.DataValue{"thing1": {Value: "v"}}}}})
-	require.NoError(t, err)
-	entries, err := q.Read(ctx, "a", 1, time.Second)
-	require.NoError(t, err)
+	q, entries := oneMessage(t, t0)
 	clock := &fakeClock{t: t0}
 	sender := &clockedSender{clock: clock}
 	stall := stallTokens{make(chan struct{}), make(chan struct{})}
@@ -375,16 +383,9 @@ func (s slowSender) SendTemplate(ctx context.Context, _ wechat.Secret, _ *wechat
 // timeout). A resend begun 100 ms before the window closes whose answer
 // takes 400 ms is sent, not cut off into failed/unconfirmed.
 func TestResendBegunInTimeMayFinish(t *testing.T) {
-	r := redistest.New(t)
-	q := store.New(r.Client, store.Options{Prefix: r.Prefix})
 	ctx := t.Context()
-	require.NoError(t, q.EnsureGroup(ctx))
 	t0 := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	_, err := q.Enqueue(ctx, []store.NewMessage{{ID: "m", App: "default", AcceptedAt: t0,
-		Request: service.SendRequest{App: "default", ToUser: "oU", TemplateID: "tpl", Data: map[string]service.DataValue{"thing1": {Value: "v"}}}}})
-	require.NoError(t, err)
-	entries, err := q.Read(ctx, "a", 1, time.Second)
-	require.NoError(t, err)
+	q, entries := oneMessage(t, t0)
 	clock := &fakeClock{t: t0}
 	m := metrics.New()
 	first := &scriptedSender{errs: []error{&wechat.CallError{API: wechat.APITemplateSend, Kind: wechat.CallTimeout, Err: context.DeadlineExceeded}}}
