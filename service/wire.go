@@ -122,6 +122,17 @@ type Message struct {
 	// sent it ("success", "failed:user block"...), once a report arrived:
 	// for a failure with reason "failed" it is the only detail.
 	DeliveryStatus string `json:"delivery_status,omitempty"`
+	// RequestID is the X-Request-Id of the request that accepted the
+	// message (generated when it had none); TraceParent its W3C
+	// traceparent, when valid.
+	RequestID   string `json:"request_id,omitempty"`
+	TraceParent string `json:"traceparent,omitempty"`
+	// Redrives counts the times an operator put the message back in the
+	// queue after it failed.
+	Redrives int `json:"redrives,omitempty"`
+	// History is the message's timeline, oldest first (GET
+	// /v1/messages/{id} only; search leaves it out).
+	History []HistoryEvent `json:"history,omitempty"`
 }
 
 // SendError is the last error WeChat (or the network) gave for a message.
