@@ -152,3 +152,22 @@ type Counts struct {
 	Failed    map[string]int64 `json:"failed,omitempty"` // by reason
 	Redriven  int64            `json:"redriven,omitempty"`
 }
+
+// QueueState is the queue part of Overview.
+type QueueState struct {
+	Backlog int64 `json:"backlog"` // queued, not yet taken by a worker
+	Pending int64 `json:"pending"` // taken by a worker, not yet settled
+	Delayed int64 `json:"delayed"` // waiting for a retry time
+	Waiting int64 `json:"waiting"` // held back by an app's pause or rate limit
+	// OldestAgeSeconds is the age of the oldest queued entry.
+	OldestAgeSeconds float64 `json:"oldest_age_seconds"`
+}
+
+// Overview is the body of GET /v1/overview: how the service is doing now.
+type Overview struct {
+	// Minutes are the per-minute counters of the last 24 hours, oldest
+	// first, one per minute (minutes without traffic are zero).
+	Minutes []Counts    `json:"minutes"`
+	Queue   QueueState  `json:"queue"`
+	Apps    []AppStatus `json:"apps"`
+}
