@@ -13,7 +13,21 @@ var (
 	ErrNotFound = errors.New("store: message not found")
 	// ErrUnavailable wraps every failure to reach Redis: the API answers 503.
 	ErrUnavailable = errors.New("store: redis unavailable")
+	// ErrNotFailed: a redrive of a message that has not failed (409
+	// not_failed).
+	ErrNotFailed = errors.New("store: only a failed message can be redriven")
+	// ErrForceRequired: a redrive without force of a message whose
+	// failure reason needs it (service.NeedsForce; 409 force_required).
+	ErrForceRequired = errors.New("store: this failure can be redriven only with force")
 )
+
+// QueryError is a search filter or cursor the store cannot use (400
+// naming Field).
+type QueryError struct {
+	Field, Message string
+}
+
+func (e *QueryError) Error() string { return "store: " + e.Field + ": " + e.Message }
 
 // NewMessage is a validated, normalized message to enqueue.
 type NewMessage struct {
@@ -28,6 +42,9 @@ type NewMessage struct {
 	IdempotencyKey string
 	RequestHash    string // hex SHA-256 of the canonical request
 	AcceptedAt     time.Time
+	// RequestID is the X-Request-Id of the accepting request; TraceParent
+	// its W3C traceparent (empty when absent or invalid).
+	RequestID, TraceParent string
 }
 
 // Outcome is what Enqueue did with one message.
