@@ -746,3 +746,29 @@ func TestSecretUnavailable(t *testing.T) {
 		assert.Nil(t, cookieNamed(resp, CookieName))
 	}
 }
+
+// TestPlainHTTPNotice: the sign-in page warns that a Secure cookie does
+// not survive plain HTTP, except on loopback or behind TLS.
+func TestPlainHTTPNotice(t *testing.T) {
+	h := newHarness(t, []wechat.Secret{testKey}, testSecret())
+	for _, tt := range []struct {
+		host, proto string
+		warn        bool
+	}{
+		{"console.test", "", true},
+		{"console.test", "https", false},
+		{"127.0.0.1:8080", "", false},
+		{"[::1]:8080", "", false},
+		{"localhost:8080", "", false},
+		{"10.0.0.5:8080", "", true},
+	} {
+		r := httptest.NewRequestWithContext(t.Context(), http.MethodGet, "http://"+tt.host+"/console/login", nil)
+		if tt.proto != "" {
+			r.Header.Set("X-Forwarded-Proto", tt.proto)
+		}
+		rec := httptest.NewRecorder()
+		h.engine.ServeHTTP(rec, r)
+		require.Equal(t, http.StatusOK, rec.Code, tt.host)
+		assert.Equal(t, tt.warn, strings.Contains(rec.Body.String(), `id="plain-http"`), "%s %s", tt.host, tt.proto)
+	}
+}

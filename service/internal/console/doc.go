@@ -18,4 +18,8 @@
 // cross-site POSTs are refused by their Origin and Sec-Fetch-Site
 // headers. Without API keys (InsecureNoAuth) the console is open, with an
 // anonymous session that still binds the CSRF tokens.
+//
+// The cookies are Secure, so browsers keep them only over HTTPS (or on
+// localhost): serve the console behind TLS. The sign-in page says so when
+// it was reached over plain HTTP.
 package console

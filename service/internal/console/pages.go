@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"html/template"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -74,6 +75,27 @@ func fmtTimePtr(t *time.Time) string {
 type loginData struct {
 	Next  string
 	Error string
+	// PlainHTTP: the browser will not keep the Secure session cookie.
+	PlainHTTP bool
+}
+
+// plainHTTP reports whether the browser reached the console over plain
+// HTTP on a host other than loopback, where it drops Secure cookies: the
+// sign-in would not last.
+func plainHTTP(r *http.Request) bool {
+	if r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https") {
+		return false
+	}
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsLoopback()
 }
 
 // loginPage shows the sign-in form, or goes on to the console when the
@@ -93,7 +115,7 @@ func (con *Console) loginPage(c *gin.Context) {
 		return
 	}
 	con.takeFlash(c, secret)
-	con.render(c, http.StatusOK, "login", view{Title: "Sign in", Data: loginData{Next: next}})
+	con.render(c, http.StatusOK, "login", view{Title: "Sign in", Data: loginData{Next: next, PlainHTTP: plainHTTP(c.Request)}})
 }
 
 // login checks the API key of the sign-in form and starts a session.
@@ -110,7 +132,7 @@ func (con *Console) login(c *gin.Context) {
 	idx := keyIndex(con.keys, c.PostForm("api_key"))
 	if idx < 0 {
 		con.log.InfoContext(c.Request.Context(), "console: sign-in refused", "request_id", requestID(c))
-		con.render(c, http.StatusUnauthorized, "login", view{Title: "Sign in", Data: loginData{Next: next, Error: "That is not an API key of this service."}})
+		con.render(c, http.StatusUnauthorized, "login", view{Title: "Sign in", Data: loginData{Next: next, Error: "That is not an API key of this service.", PlainHTTP: plainHTTP(c.Request)}})
 		return
 	}
 	now := con.now()

@@ -66,9 +66,14 @@ func newSession(secret []byte, fp string, now time.Time, ttl time.Duration) (val
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:]) // never fails (crypto/rand crashes the program instead)
 	expires = now.Add(ttl).Truncate(time.Second)
-	parts := []string{"v1", b64.EncodeToString(nonce[:]), strconv.FormatInt(expires.Unix(), 10), fp}
+	return sessionValue(secret, nonce[:], expires, fp), expires
+}
+
+// sessionValue is the signed cookie value of a session.
+func sessionValue(secret, nonce []byte, expires time.Time, fp string) string {
+	parts := []string{"v1", b64.EncodeToString(nonce), strconv.FormatInt(expires.Unix(), 10), fp}
 	mac := sign(secret, "wxpush-console-session", parts...)
-	return strings.Join(parts, ".") + "." + b64.EncodeToString(mac), expires
+	return strings.Join(parts, ".") + "." + b64.EncodeToString(mac)
 }
 
 // verifySession reports whether value is a session cookie signed with
