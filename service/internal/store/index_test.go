@@ -295,7 +295,7 @@ func TestHistoryOfAnEarlyReport(t *testing.T) {
 	assert.True(t, m.History[2].At.Equal(t0.Add(time.Second)), "the report's own time: %v", m.History[2].At)
 	page, err := s.Search(ctx, service.MessageQuery{Status: service.StatusDelivered})
 	require.NoError(t, err)
-	assert.Equal(t, []string{id}, ids(page), "an early report moves the message to its bucket")
+	assert.Equal(t, []string{id}, ids(page), "an early report puts the message in its status index")
 }
 
 func TestHistoryIsBounded(t *testing.T) {
@@ -359,11 +359,13 @@ func TestTrimIndexes(t *testing.T) {
 	ctx := t.Context()
 	old := enqueueOp(t, s, opMsg{"shop", "oUserT-000000001", "tpl", "", time.Now().Add(-15 * 24 * time.Hour)})
 	recent := enqueueOp(t, s, opMsg{"shop", "oUserT-000000002", "tpl", "", time.Now().Add(-time.Hour)})
+	fail(t, s, old, service.ReasonAttemptsExhausted, time.Now())
+	fail(t, s, recent, service.ReasonAttemptsExhausted, time.Now())
 	require.NoError(t, s.TrimIndexes(ctx, time.Now()))
 	all, err := s.Client().ZRange(ctx, s.Prefix()+"ix:all", 0, -1).Result()
 	require.NoError(t, err)
 	assert.Equal(t, []string{recent}, all, "twice the 7-day retention after its acceptance, %s is dropped", old)
-	pending, err := s.Client().ZRange(ctx, s.Prefix()+"ix:st:pending", 0, -1).Result()
+	failed, err := s.Client().ZRange(ctx, s.Prefix()+"ix:st:failed", 0, -1).Result()
 	require.NoError(t, err)
-	assert.Equal(t, []string{recent}, pending)
+	assert.Equal(t, []string{recent}, failed)
 }
