@@ -21,11 +21,11 @@ import (
 // range is a range of ids. The scripts that write a record keep them:
 //   - ix:all holds every message; ix:to:<touser> a user's messages;
 //     ix:req:<request id> the messages one request accepted (enqueue);
-//   - ix:st:<status> holds the messages whose status is final, by status:
-//     sent, delivered, failed (settle, delivery reports, redrive). The
-//     others (queued, sending, retrying) are not indexed by status: they
-//     are the newest messages, found first in ix:all, and an attempt, the
-//     commonest step, moves nothing.
+//   - ix:st:failed holds the failed messages (settle, delivery reports,
+//     redrive): the dead letters, few among many. The other statuses are
+//     not indexed: a search for them reads ix:all, where they are most of
+//     the messages (delivered, sent) or the newest ones (queued, sending,
+//     retrying), and a send, the commonest step, moves nothing.
 //
 // A message's history is a list (hist:<id>) of JSON events, and the
 // per-minute counters are hashes (cnt:<unix minute>) with the fields
@@ -46,9 +46,9 @@ func (k keys) counts(t time.Time) string {
 }
 
 // statusKeys are the status indexes' keys in the order the scripts take
-// them: sent, delivered, failed.
+// them: failed.
 func (k keys) statusKeys() []string {
-	return []string{k.ixStatus("sent"), k.ixStatus("delivered"), k.ixStatus("failed")}
+	return []string{k.ixStatus("failed")}
 }
 
 // countsTTL is how long a minute's counters are kept: the console charts
@@ -61,9 +61,7 @@ const countsTTL = 25 * time.Hour
 // history.
 const statusLua = `
 local function bucket(base, status)
-  if status == 'sent' then return KEYS[base] end
-  if status == 'delivered' then return KEYS[base + 1] end
-  if status == 'failed' then return KEYS[base + 2] end
+  if status == 'failed' then return KEYS[base] end
   return nil
 end
 local function move(base, id, from, to)
@@ -184,7 +182,7 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 		key = s.keys.ixReq(q.RequestID)
 	case q.ToUser != "":
 		key = s.keys.ixTo(q.ToUser)
-	case q.Status.Terminal():
+	case q.Status == service.StatusFailed:
 		key = s.keys.ixStatus(string(q.Status))
 	}
 	page := &service.MessagePage{Messages: []service.Message{}}

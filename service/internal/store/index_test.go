@@ -295,7 +295,7 @@ func TestHistoryOfAnEarlyReport(t *testing.T) {
 	assert.True(t, m.History[2].At.Equal(t0.Add(time.Second)), "the report's own time: %v", m.History[2].At)
 	page, err := s.Search(ctx, service.MessageQuery{Status: service.StatusDelivered})
 	require.NoError(t, err)
-	assert.Equal(t, []string{id}, ids(page), "an early report puts the message in its status index")
+	assert.Equal(t, []string{id}, ids(page), "an early report makes it delivered for search too")
 }
 
 func TestHistoryIsBounded(t *testing.T) {

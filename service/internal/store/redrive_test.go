@@ -108,6 +108,9 @@ func TestRedriveOfAReportedFailureGetsANewClientMsgID(t *testing.T) {
 	settleNext(t, s, id, store.Settlement{Kind: store.SettleSent, MsgID: 4242, Called: true}, t0.Add(time.Second))
 	_, err := s.ApplyDelivery(ctx, store.DeliveryReport{App: "shop", MsgID: 4242, Status: "failed:system failed", Reason: service.ReasonSystemFailed, OpenID: "oUserF-000000001", ReceivedAt: t0.Add(2 * time.Second)}, 0)
 	require.NoError(t, err)
+	dead, err := s.Search(ctx, service.MessageQuery{Status: service.StatusFailed})
+	require.NoError(t, err)
+	assert.Equal(t, []string{id}, ids(dead), "a failure by delivery report is a dead letter")
 
 	m, err := s.Redrive(ctx, id, false, "r", time.Now())
 	require.NoError(t, err)
