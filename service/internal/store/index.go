@@ -51,14 +51,10 @@ func (k keys) statusKeys() []string {
 	return []string{k.ixStatus("failed")}
 }
 
-// countsTTL is how long a minute's counters are kept: the console charts
-// 24 hours.
-const countsTTL = 25 * time.Hour
-
 // statusLua maps a status to its index's key (KEYS from base on, in the
 // order of statusKeys; nil for a status that is not indexed), moves a
-// member between indexes, counts in a minute's counters and appends to a
-// history.
+// member between indexes, counts in a minute's counters (kept 25 hours:
+// the overview charts 24) and appends to a history.
 const statusLua = `
 local function bucket(base, status)
   if status == 'failed' then return KEYS[base] end
