@@ -257,11 +257,11 @@ func reportEntries(msgs []redis.XMessage) []ReportEntry {
 }
 
 // applyDeliveryScript applies a report to the message its msgid names.
-// It keeps the message's history, its status bucket and the minute's
+// It keeps the message's history, its status index and the minute's
 // counters (index.go).
 // KEYS: msgidx, early (the report's openid's slot), msg (the record the
 // caller read from msgidx; any key when the index was empty), outbox,
-// hist, counts, then the status buckets (statusKeys).
+// hist, counts, then the status indexes (statusKeys).
 // ARGV: expectedID, result ("delivered" or "failed"), reason, status,
 // atMs, earlyTTLSec, retentionSec, events (the app's EventPolicy), nowMs,
 // openid (the report's FromUserName), history event.

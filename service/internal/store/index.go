@@ -21,9 +21,11 @@ import (
 // range is a range of ids. The scripts that write a record keep them:
 //   - ix:all holds every message; ix:to:<touser> a user's messages;
 //     ix:req:<request id> the messages one request accepted (enqueue);
-//   - ix:st:<bucket> holds the messages by status: pending (queued,
-//     sending, retrying: one bucket, so that an attempt moves nothing),
-//     sent, delivered, failed (settle, delivery reports, redrive).
+//   - ix:st:failed holds the failed messages (settle, delivery reports,
+//     redrive): the dead letters, few among many. The other statuses are
+//     not indexed: a search for them reads ix:all, where they are most of
+//     the messages (delivered, sent) or the newest ones (queued, sending,
+//     retrying), and a send, the commonest step, moves nothing.
 //
 // A message's history is a list (hist:<id>) of JSON events, and the
 // per-minute counters are hashes (cnt:<unix minute>) with the fields
@@ -43,39 +45,26 @@ func (k keys) counts(t time.Time) string {
 	return k.prefix + "cnt:" + strconv.FormatInt(t.Unix()/60, 10)
 }
 
-// statusKeys are the status buckets' keys in the order the scripts take
-// them: pending, sent, delivered, failed.
+// statusKeys are the status indexes' keys in the order the scripts take
+// them: failed.
 func (k keys) statusKeys() []string {
-	return []string{k.ixStatus("pending"), k.ixStatus("sent"), k.ixStatus("delivered"), k.ixStatus("failed")}
+	return []string{k.ixStatus("failed")}
 }
 
-// bucketOf is the status bucket a status is indexed under.
-func bucketOf(s service.Status) string {
-	switch s {
-	case service.StatusSent, service.StatusDelivered, service.StatusFailed:
-		return string(s)
-	}
-	return "pending"
-}
-
-// countsTTL is how long a minute's counters are kept: the console charts
-// 24 hours.
-const countsTTL = 25 * time.Hour
-
-// statusLua maps a status to its bucket's key (KEYS from base on, in the
-// order of statusKeys) and moves a member between buckets.
+// statusLua maps a status to its index's key (KEYS from base on, in the
+// order of statusKeys; nil for a status that is not indexed), moves a
+// member between indexes, counts in a minute's counters (kept 25 hours:
+// the overview charts 24) and appends to a history.
 const statusLua = `
 local function bucket(base, status)
-  if status == 'sent' then return KEYS[base + 1] end
-  if status == 'delivered' then return KEYS[base + 2] end
-  if status == 'failed' then return KEYS[base + 3] end
-  return KEYS[base]
+  if status == 'failed' then return KEYS[base] end
+  return nil
 end
 local function move(base, id, from, to)
   local a, b = bucket(base, from), bucket(base, to)
   if a ~= b then
-    redis.call('ZREM', a, id)
-    redis.call('ZADD', b, 0, id)
+    if a then redis.call('ZREM', a, id) end
+    if b then redis.call('ZADD', b, 0, id) end
   end
 end
 local function count(key, field, n)
@@ -189,8 +178,8 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 		key = s.keys.ixReq(q.RequestID)
 	case q.ToUser != "":
 		key = s.keys.ixTo(q.ToUser)
-	case q.Status != "":
-		key = s.keys.ixStatus(bucketOf(q.Status))
+	case q.Status == service.StatusFailed:
+		key = s.keys.ixStatus(string(q.Status))
 	}
 	page := &service.MessagePage{Messages: []service.Message{}}
 	scanned := 0

@@ -27,7 +27,7 @@ var forceReasons = func() string {
 
 // redriveScript puts a failed message back in the queue: status queued,
 // attempts 0, its failure fields cleared, a new stream entry, the redrive
-// in its history and counters, and its status bucket moved. A message that
+// in its history and counters, and out of the failed index. A message that
 // WeChat had accepted (it has a msgid: a delivery report failed it) gets a
 // new client_msg_id (its id and the redrive's number) and loses its msgid
 // index entry, so that WeChat's dedup does not swallow the resend and a
@@ -36,7 +36,7 @@ var forceReasons = func() string {
 // too, so the guard lets the resend go (the operator accepts that the user
 // may get it twice).
 // KEYS: msg, stream, msgidx (of the msgid the caller read), hist, counts,
-// then the status buckets (statusKeys).
+// then the status indexes (statusKeys).
 // ARGV: nowMs, force (0/1), retentionSec, requestID, forceReasons,
 // expected msgid ("" none), id.
 // Returns {n, reason}: n > 0 the redrive's number; 0 gone; -1 not failed

@@ -630,12 +630,12 @@ func (st Settlement) event(now time.Time) *service.HistoryEvent {
 // again), so this outcome is stale and the script changes nothing, not
 // even the acknowledgement, which now belongs to the new owner.
 // It keeps the operator's indexes, counters and the message's history
-// (index.go): the attempt's event (ARGV[18]), the status buckets from
+// (index.go): the attempt's event (ARGV[18]), the status indexes from
 // KEYS[12] on, the minute's counters (KEYS[11]).
 // Returns {recorded (0 stale, 1), the early report applied ("delivered",
 // "failed" or ""), its failure reason}.
 // KEYS: msg, stream, delayed, dlq, msgidx, early, wait, quota, outbox,
-// hist, counts, then the status buckets (statusKeys).
+// hist, counts, then the status indexes (statusKeys).
 // ARGV: group, streamID, kind, nowMs, msgid, dueMs, reason, hasErr, errcode,
 // errmsg, retentionSec, refund, id, quotaTTLSec, events, attempt,
 // ambiguousMs, history event.

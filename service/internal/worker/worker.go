@@ -968,7 +968,11 @@ func logOutcome(log *slog.Logger, st store.Settlement, res store.Settled) {
 // message WeChat had accepted: see store.Record.ClientMsgID).
 func toWeChat(rec *store.Record) *wechat.TemplateMessage {
 	r := rec.Request
-	m := &wechat.TemplateMessage{ToUser: r.ToUser, TemplateID: r.TemplateID, URL: r.URL, ClientMsgID: rec.ClientMsgID, Data: make(map[string]wechat.DataItem, len(r.Data))}
+	cmid := rec.ClientMsgID
+	if cmid == "" {
+		cmid = rec.ID
+	}
+	m := &wechat.TemplateMessage{ToUser: r.ToUser, TemplateID: r.TemplateID, URL: r.URL, ClientMsgID: cmid, Data: make(map[string]wechat.DataItem, len(r.Data))}
 	if r.MiniProgram != nil {
 		m.MiniProgram = &wechat.MiniProgram{AppID: r.MiniProgram.AppID, PagePath: r.MiniProgram.PagePath}
 	}
