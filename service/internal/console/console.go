@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -219,6 +220,7 @@ const (
 	ctxSecret  = "console.secret"
 	ctxSession = "console.session"
 	ctxFlash   = "console.flash"
+	ctxReqID   = "console.request_id" // when the API's middleware set none
 )
 
 // loadSecret fetches the HMAC secret into the context, or answers 503.
@@ -262,7 +264,7 @@ func (con *Console) session(c *gin.Context) {
 		con.errorPage(c, http.StatusForbidden, "Your session has ended: sign in again.")
 		return
 	}
-	c.Redirect(http.StatusSeeOther, Path+"/login?next="+urlQueryEscape(c.Request.URL.RequestURI()))
+	c.Redirect(http.StatusSeeOther, Path+"/login?next="+url.QueryEscape(c.Request.URL.RequestURI()))
 	c.Abort()
 }
 
@@ -328,13 +330,13 @@ func requestID(c *gin.Context) string {
 	if id := c.Writer.Header().Get(service.HeaderRequestID); id != "" {
 		return id
 	}
-	if id := c.GetString("console.request_id"); id != "" {
+	if id := c.GetString(ctxReqID); id != "" {
 		return id
 	}
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	id := hex.EncodeToString(b[:])
-	c.Set("console.request_id", id)
+	c.Set(ctxReqID, id)
 	return id
 }
 

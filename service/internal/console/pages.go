@@ -16,8 +16,6 @@ import (
 	"github.com/wxpush/wxpush/service/internal/store"
 )
 
-var urlQueryEscape = url.QueryEscape
-
 // parseTemplates parses each page with the layout.
 func (con *Console) parseTemplates() error {
 	funcs := template.FuncMap{
@@ -188,14 +186,18 @@ func (con *Console) overview(c *gin.Context) {
 	con.render(c, http.StatusOK, "overview", view{Title: "Overview", Nav: "overview", Refresh: con.refresh, Data: d})
 }
 
-// Statuses and failure reasons the search form offers.
-var (
-	statuses = []service.Status{service.StatusQueued, service.StatusSending, service.StatusRetrying, service.StatusSent, service.StatusDelivered, service.StatusFailed}
-	reasons  = []string{
+// statuses are the statuses the search form offers.
+func statuses() []service.Status {
+	return []service.Status{service.StatusQueued, service.StatusSending, service.StatusRetrying, service.StatusSent, service.StatusDelivered, service.StatusFailed}
+}
+
+// reasons are the failure reasons the search and dead letters forms offer.
+func reasons() []string {
+	return []string{
 		service.ReasonPermanentErrcode, service.ReasonAttemptsExhausted, service.ReasonUnconfirmed, service.ReasonNotFollowing,
 		service.ReasonUserBlock, service.ReasonSystemFailed, service.ReasonFreqLimit, service.ReasonDeliveryFailed, service.ReasonUnknownApp,
 	}
-)
+}
 
 // searchForm is the search form as the operator filled it in, with an
 // error per field.
@@ -281,7 +283,7 @@ type searchData struct {
 // matching messages.
 func (con *Console) search(c *gin.Context) {
 	q, f := parseSearch(c)
-	d := searchData{Form: f, Statuses: statuses, Reasons: reasons}
+	d := searchData{Form: f, Statuses: statuses(), Reasons: reasons()}
 	con.runSearch(c, q, &d, Path+"/messages")
 	con.render(c, statusOf(d), "search", view{Title: "Search", Nav: "search", Data: d})
 }
@@ -291,7 +293,7 @@ func (con *Console) deadLetters(c *gin.Context) {
 	q, f := parseSearch(c)
 	f = searchForm{App: f.App, Reason: f.Reason, Cursor: f.Cursor, Errors: map[string]string{}}
 	q = service.MessageQuery{App: q.App, Status: service.StatusFailed, Reason: q.Reason, Cursor: q.Cursor}
-	d := searchData{Form: f, Reasons: reasons}
+	d := searchData{Form: f, Reasons: reasons()}
 	con.runSearch(c, q, &d, Path+"/deadletters")
 	con.render(c, statusOf(d), "deadletters", view{Title: "Dead letters", Nav: "deadletters", Data: d})
 }
