@@ -369,3 +369,37 @@ func TestTrimIndexes(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{recent}, failed)
 }
+
+func TestSearchAUserAcrossDays(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	var want []string
+	for d := 6; d >= 0; d-- {
+		for i := range 3 {
+			at := time.Now().Add(-time.Duration(d)*24*time.Hour - time.Duration(i)*time.Minute)
+			want = append(want, enqueueOp(t, s, opMsg{"shop", "oUserD-000000001", "tpl", "req-days", at}))
+			enqueueOp(t, s, opMsg{"shop", "oUserD-0000000011", "tpl", "req-days-1", at}) // a longer id with the same start
+		}
+	}
+	slices.Sort(want)
+	slices.Reverse(want)
+	for _, q := range []service.MessageQuery{{ToUser: "oUserD-000000001", Limit: 4}, {RequestID: "req-days", Limit: 4}} {
+		var got []string
+		for pages := 0; ; pages++ {
+			require.Less(t, pages, 20)
+			page, err := s.Search(ctx, q)
+			require.NoError(t, err)
+			got = append(got, ids(page)...)
+			if page.NextCursor == "" {
+				break
+			}
+			q.Cursor = page.NextCursor
+		}
+		assert.Equal(t, want, got, "%+v: seven days of messages, newest first, pages crossing the days", q)
+	}
+	day := time.Now().UTC().Format("20060102")
+	ttl, err := s.Client().TTL(ctx, s.Prefix()+"ix:to:"+day).Result()
+	require.NoError(t, err)
+	assert.Greater(t, ttl, 14*24*time.Hour, "a day's sets outlive every record they name")
+	assert.Less(t, ttl, 16*24*time.Hour)
+}
