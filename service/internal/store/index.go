@@ -140,11 +140,6 @@ func (s *Store) TrimIndexes(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// searchScan bounds how many index members one Search examines: a
-// selective filter on a large index returns a short page with a cursor
-// rather than scanning without end.
-const searchScan = 5000
-
 // ValidStatus reports whether s is a message status.
 func ValidStatus(s service.Status) bool {
 	switch s {
@@ -217,8 +212,8 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 	}
 	page := &service.MessagePage{Messages: []service.Message{}}
 	scanned := 0
-	for scanned < searchScan {
-		chunk := min(max(2*(q.Limit-len(page.Messages)), 64), searchScan-scanned)
+	for scanned < s.opts.SearchScan {
+		chunk := min(max(2*(q.Limit-len(page.Messages)), 64), s.opts.SearchScan-scanned)
 		ids, err := sc.next(ctx, s.rdb, chunk)
 		if err != nil {
 			return nil, unavailable("search", err)

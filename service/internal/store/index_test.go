@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/redistest"
 	"github.com/wxpush/wxpush/service/internal/store"
 )
 
@@ -181,12 +182,13 @@ func TestSearchPagesWhileMessagesArrive(t *testing.T) {
 }
 
 func TestSearchScansABoundedNumberPerPage(t *testing.T) {
-	s, _ := newStore(t)
+	r := redistest.New(t)
+	s := store.New(r.Client, store.Options{Prefix: r.Prefix, SearchScan: 500})
 	t0 := time.Now().Add(-time.Hour)
 	match := enqueueOp(t, s, opMsg{"shop", "oUserS-000000001", "rare", "", t0})
-	for i := 1; i <= 6000; i += 500 {
-		msgs := make([]store.NewMessage, 0, 500)
-		for j := range 500 {
+	for i := 1; i <= 600; i += 100 {
+		msgs := make([]store.NewMessage, 0, 100)
+		for j := range 100 {
 			at := t0.Add(time.Duration(i+j) * time.Millisecond)
 			msgs = append(msgs, store.NewMessage{ID: store.NewID(at), App: "shop", RequestHash: "h", AcceptedAt: at,
 				Request: service.SendRequest{App: "shop", ToUser: "oUserS-000000001", TemplateID: "common", Data: map[string]service.DataValue{"k": {Value: "v"}}}})
@@ -208,7 +210,7 @@ func TestSearchScansABoundedNumberPerPage(t *testing.T) {
 		q.Cursor = page.NextCursor
 	}
 	assert.Equal(t, []string{match}, found)
-	assert.Equal(t, 2, pages, "6,001 messages to scan: a first page stops at the scan bound with a cursor")
+	assert.Equal(t, 2, pages, "601 messages to scan, 500 a page: the first page stops at the bound with a cursor")
 }
 
 func TestSearchRefusesBadFilters(t *testing.T) {
