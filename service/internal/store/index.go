@@ -19,8 +19,12 @@ import (
 // scores are all 0, so they order by member: the message id, which starts
 // with its acceptance time (NewID), so the sets order by time and a time
 // range is a range of ids. The scripts that write a record keep them:
-//   - ix:all holds every message; ix:to:<touser> a user's messages;
-//     ix:req:<request id> the messages one request accepted (enqueue);
+//   - ix:all holds every message (enqueue); a day's ix:to:<yyyymmdd>
+//     and ix:req:<yyyymmdd> hold the messages accepted that day (UTC) as
+//     "<touser> <id>" and "<request id> <id>", so that a user's or a
+//     request's messages are a range of members: no key per user or per
+//     request to create and expire on the hot path, and a day's sets
+//     expire whole, twice the retention after the day;
 //   - ix:st:failed holds the failed messages (settle, delivery reports,
 //     redrive): the dead letters, few among many. The other statuses are
 //     not indexed: a search for them reads ix:all, where they are most of
@@ -32,13 +36,30 @@ import (
 // accepted, sent, delivered, redriven and failed:<reason>. The per-user
 // and per-request sets, the history and the counters expire; ix:all and
 // ix:st:* are trimmed by TrimIndexes. A member whose record has expired is
-// skipped by Search.
+// skipped by Search. (Openids and request ids hold no space, so a member's
+// prefix up to its space names exactly one user or request.)
 
 func (k keys) ixAll() string                 { return k.prefix + "ix:all" }
-func (k keys) ixTo(touser string) string     { return k.prefix + "ix:to:" + touser }
-func (k keys) ixReq(requestID string) string { return k.prefix + "ix:req:" + requestID }
+func (k keys) ixDay(what, day string) string { return k.prefix + "ix:" + what + ":" + day }
 func (k keys) ixStatus(bucket string) string { return k.prefix + "ix:st:" + bucket }
-func (k keys) hist(id string) string         { return k.prefix + "hist:" + id }
+
+// indexDay is the UTC day (yyyymmdd) whose sets index a message: the day
+// of its id's time (its acceptance), or of at for an id that is not a
+// NewID.
+func (s *Store) indexDay(id string, at time.Time) string {
+	if t, ok := idTime(id); ok {
+		at = t
+	}
+	return at.UTC().Format("20060102")
+}
+
+// dayExpiry is when a day's sets expire (unix s): twice the retention
+// after the day ends, when every record they name is long gone.
+func (s *Store) dayExpiry(day string) int64 {
+	d, _ := time.Parse("20060102", day)
+	return d.Add(24*time.Hour + 2*s.opts.Retention).Unix()
+}
+func (k keys) hist(id string) string { return k.prefix + "hist:" + id }
 
 // counts is the per-minute counter hash of the minute t falls in.
 func (k keys) counts(t time.Time) string {
@@ -119,11 +140,6 @@ func (s *Store) TrimIndexes(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// searchScan bounds how many index members one Search examines: a
-// selective filter on a large index returns a short page with a cursor
-// rather than scanning without end.
-const searchScan = 5000
-
 // ValidStatus reports whether s is a message status.
 func ValidStatus(s service.Status) bool {
 	switch s {
@@ -156,38 +172,54 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
 		return nil, &QueryError{Field: "until", Message: "must be after since"}
 	}
-	hi := "+"
+	sc := scan{hi: "", lo: ""}
 	if q.Cursor != "" {
 		if _, ok := idTime(q.Cursor); !ok {
 			return nil, &QueryError{Field: "cursor", Message: "not a cursor this service gave"}
 		}
-		hi = "(" + q.Cursor
+		sc.hi = q.Cursor
 	}
 	if !q.Until.IsZero() {
-		if u := idFloor(q.Until); hi == "+" || u < hi[1:] {
-			hi = "(" + u
+		if u := idFloor(q.Until); sc.hi == "" || u < sc.hi {
+			sc.hi = u
 		}
 	}
-	lo := "-"
 	if !q.Since.IsZero() {
-		lo = "[" + idFloor(q.Since)
+		sc.lo = idFloor(q.Since)
 	}
-	key := s.keys.ixAll()
 	switch {
-	case q.RequestID != "":
-		key = s.keys.ixReq(q.RequestID)
-	case q.ToUser != "":
-		key = s.keys.ixTo(q.ToUser)
+	case q.RequestID != "" || q.ToUser != "":
+		// The day sets of the days the range spans, newest first.
+		what, prefix := "to", q.ToUser
+		if q.RequestID != "" {
+			what, prefix = "req", q.RequestID
+		}
+		sc.prefix = prefix + " "
+		newest, oldest := time.Now().Add(24*time.Hour), time.Now().Add(-2*s.opts.Retention-24*time.Hour)
+		if t, ok := idTime(sc.hi); ok && t.Before(newest) {
+			newest = t
+		}
+		if t, ok := idTime(sc.lo); ok && t.After(oldest) {
+			oldest = t
+		}
+		for d := newest.UTC().Truncate(24 * time.Hour); !d.Before(oldest.UTC().Truncate(24 * time.Hour)); d = d.Add(-24 * time.Hour) {
+			sc.keys = append(sc.keys, s.keys.ixDay(what, d.Format("20060102")))
+		}
 	case q.Status == service.StatusFailed:
-		key = s.keys.ixStatus(string(q.Status))
+		sc.keys = []string{s.keys.ixStatus(string(q.Status))}
+	default:
+		sc.keys = []string{s.keys.ixAll()}
 	}
 	page := &service.MessagePage{Messages: []service.Message{}}
 	scanned := 0
-	for scanned < searchScan {
-		chunk := min(max(2*(q.Limit-len(page.Messages)), 64), searchScan-scanned)
-		ids, err := s.rdb.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: hi, Min: lo, Count: int64(chunk)}).Result()
+	for scanned < s.opts.SearchScan {
+		chunk := min(max(2*(q.Limit-len(page.Messages)), 64), s.opts.SearchScan-scanned)
+		ids, err := sc.next(ctx, s.rdb, chunk)
 		if err != nil {
 			return nil, unavailable("search", err)
+		}
+		if len(ids) == 0 {
+			return page, nil // every index is exhausted
 		}
 		recs, err := s.loadMany(ctx, ids)
 		if err != nil {
@@ -195,7 +227,6 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 		}
 		for i, id := range ids {
 			scanned++
-			hi = "(" + id
 			if r := recs[i]; r != nil && matches(&r.Message, q) {
 				page.Messages = append(page.Messages, r.Message)
 				if len(page.Messages) == q.Limit {
@@ -204,12 +235,54 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 				}
 			}
 		}
-		if len(ids) < chunk {
-			return page, nil // the index is exhausted
-		}
 	}
-	page.NextCursor = hi[1:]
+	page.NextCursor = sc.hi
 	return page, nil
+}
+
+// scan reads message ids, newest first, from a list of sorted sets read
+// one after the other (newest set first), whose members are prefix and an
+// id; hi (exclusive) and lo (inclusive) bound the ids ("" for none), and
+// hi moves down as ids are read.
+type scan struct {
+	keys   []string
+	prefix string
+	hi, lo string
+}
+
+// next returns up to count more ids; none when every set is exhausted.
+func (sc *scan) next(ctx context.Context, rdb redis.UniversalClient, count int) ([]string, error) {
+	for len(sc.keys) > 0 {
+		max, min := "+", "-"
+		if sc.prefix != "" {
+			// Openids and request ids hold no space and "!" follows " ":
+			// the prefix's members are exactly [prefix, prefix-with-"!").
+			max, min = "("+sc.prefix[:len(sc.prefix)-1]+"!", "["+sc.prefix
+		}
+		if sc.hi != "" {
+			max = "(" + sc.prefix + sc.hi
+		}
+		if sc.lo != "" {
+			min = "[" + sc.prefix + sc.lo
+		}
+		members, err := rdb.ZRevRangeByLex(ctx, sc.keys[0], &redis.ZRangeBy{Max: max, Min: min, Count: int64(count)}).Result()
+		if err != nil {
+			return nil, err
+		}
+		if len(members) < count {
+			sc.keys = sc.keys[1:] // this set is exhausted: the next (older) one follows
+		}
+		if len(members) == 0 {
+			continue
+		}
+		ids := make([]string, len(members))
+		for i, m := range members {
+			ids[i] = strings.TrimPrefix(m, sc.prefix)
+		}
+		sc.hi = ids[len(ids)-1]
+		return ids, nil
+	}
+	return nil, nil
 }
 
 // matches reports whether m satisfies every filter of q.

@@ -179,3 +179,37 @@ func TestRedriveBulk(t *testing.T) {
 	require.ErrorAs(t, err, &qe)
 	assert.Equal(t, "limit", qe.Field)
 }
+
+// TestConcurrentRedrivesQueueOnce: many operators (or one impatient
+// script) redrive the same failed message at once: one redrive wins, the
+// others are told it is no longer failed, and the queue holds one entry.
+func TestConcurrentRedrivesQueueOnce(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	id := enqueueOp(t, s, opMsg{"shop", "oUserC-000000042", "tpl", "", time.Now().Add(-time.Hour)})
+	fail(t, s, id, service.ReasonAttemptsExhausted, time.Now())
+	const n = 16
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := s.Redrive(ctx, id, true, "r", time.Now())
+			errs <- err
+		}()
+	}
+	won := 0
+	for range n {
+		err := <-errs
+		if err == nil {
+			won++
+			continue
+		}
+		require.ErrorIs(t, err, store.ErrNotFailed)
+	}
+	assert.Equal(t, 1, won)
+	entries, err := s.Read(ctx, "w", 10, 10*time.Millisecond)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "one queue entry: the message is sent once")
+	m, err := s.Get(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, 1, m.Redrives)
+}

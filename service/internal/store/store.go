@@ -41,6 +41,10 @@ type Options struct {
 	// QuotaDayTTL is how long an app's daily send counter is kept
 	// (default 48 h).
 	QuotaDayTTL time.Duration
+	// SearchScan bounds how many index entries one Search page examines
+	// (default 5000): a selective filter on a large index answers a short
+	// page with a cursor rather than scanning without end.
+	SearchScan int
 	// WriteTimeout bounds one coalesced enqueue write, which may serve
 	// many requests (default 3 s): with a Redis that does not answer,
 	// every request in it fails within this bound, not the client's.
@@ -88,6 +92,9 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 3 * time.Second
+	}
+	if opts.SearchScan <= 0 {
+		opts.SearchScan = 5000
 	}
 	if opts.QuotaDayTTL <= 0 {
 		opts.QuotaDayTTL = 48 * time.Hour
