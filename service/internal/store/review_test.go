@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -148,4 +149,40 @@ func TestReviewRedriveOfAReportedFailureIsNotRefusedByAnOldAmbiguity(t *testing.
 	require.NoError(t, err)
 	assert.Equal(t, id+"-1", rec.ClientMsgID)
 	assert.Equal(t, 1, attempt, "the resend carries a new client_msg_id after a confirmed send: the old ambiguity cannot refuse it")
+}
+
+// TestReviewBulkRedriveIsBounded: a bulk redrive is to be "bounded"
+// (issue 15), and Search bounds each page's scan for that reason, but
+// RedriveBulk follows scan-bound cursors until the failed index is
+// exhausted: one call for a rare app reads every dead letter of every
+// other app (HGETALL each), with no time limit on the route. It should
+// stop at the scan bound and hand back the cursor.
+func TestReviewBulkRedriveIsBounded(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	t0 := time.Now().Add(-time.Hour)
+	rare := enqueueOp(t, s, opMsg{"rare", "oUserBulk-00001", "tpl", "", t0})
+	fail(t, s, rare, service.ReasonAttemptsExhausted, t0.Add(time.Minute))
+	// 5,500 newer dead letters of another app, as settle leaves them.
+	for i := 1; i <= 5500; i += 500 {
+		msgs := make([]store.NewMessage, 0, 500)
+		for j := range 500 {
+			at := t0.Add(time.Duration(i+j) * time.Millisecond)
+			msgs = append(msgs, store.NewMessage{ID: store.NewID(at), App: "big", RequestHash: "h", AcceptedAt: at,
+				Request: service.SendRequest{App: "big", ToUser: "oUserBulk-00002", TemplateID: "tpl", Data: map[string]service.DataValue{"k": {Value: "v"}}}})
+		}
+		_, err := s.Enqueue(ctx, msgs)
+		require.NoError(t, err)
+		pipe := s.Client().Pipeline()
+		for _, m := range msgs {
+			pipe.HSet(ctx, s.Prefix()+"msg:"+m.ID, "status", "failed", "reason", service.ReasonAttemptsExhausted)
+			pipe.ZAdd(ctx, s.Prefix()+"ix:st:failed", redis.Z{Member: m.ID})
+		}
+		_, err = pipe.Exec(ctx)
+		require.NoError(t, err)
+	}
+	res, err := s.RedriveBulk(ctx, service.BulkRedriveRequest{App: "rare", Limit: 10}, "r", time.Now())
+	require.NoError(t, err)
+	assert.NotEmpty(t, res.NextCursor, "one call scans at most one page's bound of the index, then hands back a cursor: %+v", res)
+	assert.Zero(t, res.Redriven, "the rare app's dead letter lies past the first 5,000 members scanned: %+v", res)
 }
