@@ -186,3 +186,31 @@ func TestReviewBulkRedriveIsBounded(t *testing.T) {
 	assert.NotEmpty(t, res.NextCursor, "one call scans at most one page's bound of the index, then hands back a cursor: %+v", res)
 	assert.Zero(t, res.Redriven, "the rare app's dead letter lies past the first 5,000 members scanned: %+v", res)
 }
+
+// TestReviewForceForAPermanentErrorKeepsTheDuplicateGuard: attempt 1's
+// answer was lost (it may have reached the user), attempt 2 got a
+// permanent errcode. The operator fixes the cause and forces the redrive,
+// told that force is for a failure that "cannot succeed as it is"; nothing
+// says this message may already have been delivered. The forced redrive
+// clears ambiguous_at all the same, so a resend past WeChat's dedup
+// window (same client_msg_id, expired dedup) goes out: a second copy. Only
+// a redrive of an unconfirmed failure, where the operator was told, should
+// drop the guard.
+func TestReviewForceForAPermanentErrorKeepsTheDuplicateGuard(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	t0 := time.Now().Add(-time.Hour)
+	id := enqueueOp(t, s, opMsg{"shop", "oUserPerm-00001", "tpl", "", t0})
+	settleNext(t, s, id, store.Settlement{Kind: store.SettleRetry, Due: t0, AmbiguousAt: t0, Called: true}, t0.Add(time.Second))
+	n, err := s.MoveDue(ctx, time.Now(), 10)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	fail(t, s, id, service.ReasonPermanentErrcode, t0.Add(2*time.Second))
+
+	_, err = s.Redrive(ctx, id, true, "r", time.Now())
+	require.NoError(t, err)
+	rec, attempt, err := s.Begin(ctx, id, time.Now(), store.Guard{Window: 10 * time.Minute})
+	require.NoError(t, err)
+	assert.Equal(t, id, rec.ClientMsgID, "the same client_msg_id, whose dedup window ended long ago")
+	assert.Equal(t, store.AttemptRefused, attempt, "attempt 1 may have reached the user: forcing past a permanent errcode must not silently resend it")
+}
