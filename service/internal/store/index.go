@@ -53,11 +53,11 @@ func (s *Store) indexDay(id string, at time.Time) string {
 	return at.UTC().Format("20060102")
 }
 
-// dayExpiry is when a day's sets expire (unix s): twice the retention
-// after the day ends, when every record they name is long gone.
+// dayExpiry is when a day's sets expire (unix s): a Retention after
+// trimAfter past the day's end, when every record they name is long gone.
 func (s *Store) dayExpiry(day string) int64 {
 	d, _ := time.Parse("20060102", day)
-	return d.Add(24*time.Hour + 2*s.opts.Retention).Unix()
+	return d.Add(24*time.Hour + s.trimAfter() + s.opts.Retention).Unix()
 }
 func (k keys) hist(id string) string { return k.prefix + "hist:" + id }
 
@@ -120,25 +120,60 @@ func idTime(id string) (time.Time, bool) {
 	return time.UnixMilli(int64(binary.BigEndian.Uint64(b[:8]) >> 16)).UTC(), true
 }
 
-// trimCutoff is the id below which index members are dropped: their
-// records have expired (a record lives Retention after its last update;
-// twice Retention after its acceptance is long past any update).
-func (s *Store) trimCutoff(now time.Time) string { return idFloor(now.Add(-2 * s.opts.Retention)) }
+// trimAfter is how long after its acceptance a message's index entries
+// are kept at least: a record lives Retention after its last update, and
+// almost every message is last updated within a Retention of its
+// acceptance (redrives and long pauses can stretch it; TrimIndexes checks
+// the records it would drop, and a day's sets live a Retention longer).
+func (s *Store) trimAfter() time.Duration { return 2 * s.opts.Retention }
 
-// TrimIndexes drops the members of the shared indexes (all messages, by
-// status) whose records have long expired. Every instance may run it; it
-// is cheap when there is nothing to drop.
+// TrimIndexes drops the members of the shared indexes (all messages, the
+// failed ones) accepted more than trimAfter ago whose records have
+// expired; a record still alive (redriven late, paused long) keeps its
+// entries. Every instance may run it; it is cheap when there is nothing
+// old.
 func (s *Store) TrimIndexes(ctx context.Context, now time.Time) error {
-	cut := "(" + s.trimCutoff(now)
-	pipe := s.rdb.Pipeline()
+	cut := s.trimCutoff(now)
 	for _, k := range append(s.keys.statusKeys(), s.keys.ixAll()) {
-		pipe.ZRemRangeByLex(ctx, k, "-", cut)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return unavailable("trim indexes", err)
+		lo := "-"
+		for {
+			ids, err := s.rdb.ZRangeByLex(ctx, k, &redis.ZRangeBy{Min: lo, Max: "(" + cut, Count: 500}).Result()
+			if err != nil {
+				return unavailable("trim indexes", err)
+			}
+			if len(ids) == 0 {
+				break
+			}
+			pipe := s.rdb.Pipeline()
+			exists := make([]*redis.IntCmd, len(ids))
+			for i, id := range ids {
+				exists[i] = pipe.Exists(ctx, s.keys.msg(id))
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return unavailable("trim indexes", err)
+			}
+			var gone []any
+			for i, id := range ids {
+				if exists[i].Val() == 0 {
+					gone = append(gone, id)
+				}
+			}
+			if len(gone) > 0 {
+				if err := s.rdb.ZRem(ctx, k, gone...).Err(); err != nil {
+					return unavailable("trim indexes", err)
+				}
+			}
+			if len(ids) < 500 {
+				break
+			}
+			lo = "(" + ids[len(ids)-1]
+		}
 	}
 	return nil
 }
+
+// trimCutoff is the id below which index members may be dropped.
+func (s *Store) trimCutoff(now time.Time) string { return idFloor(now.Add(-s.trimAfter())) }
 
 // ValidStatus reports whether s is a message status.
 func ValidStatus(s service.Status) bool {
@@ -195,7 +230,7 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 			what, prefix = "req", q.RequestID
 		}
 		sc.prefix = prefix + " "
-		newest, oldest := time.Now().Add(24*time.Hour), time.Now().Add(-2*s.opts.Retention-24*time.Hour)
+		newest, oldest := time.Now().Add(24*time.Hour), time.Now().Add(-s.trimAfter()-s.opts.Retention-24*time.Hour)
 		if t, ok := idTime(sc.hi); ok && t.Before(newest) {
 			newest = t
 		}
@@ -294,11 +329,21 @@ func matches(m *service.Message, q service.MessageQuery) bool {
 		q.Reason != "" && m.Reason != q.Reason,
 		q.TemplateID != "" && m.TemplateID != q.TemplateID,
 		q.RequestID != "" && m.RequestID != q.RequestID,
-		!q.Since.IsZero() && m.CreatedAt.Before(q.Since),
-		!q.Until.IsZero() && !m.CreatedAt.Before(q.Until):
+		!q.Since.IsZero() && acceptedAt(m).Before(q.Since),
+		!q.Until.IsZero() && !acceptedAt(m).Before(q.Until):
 		return false
 	}
 	return true
+}
+
+// acceptedAt is the time since and until compare: the one the message's id
+// carries (the indexes' order; the API makes the id just after it takes
+// created_at), or created_at for an id that is not a NewID.
+func acceptedAt(m *service.Message) time.Time {
+	if t, ok := idTime(m.ID); ok {
+		return t
+	}
+	return m.CreatedAt
 }
 
 // loadMany reads records in one pipeline; a missing or undecodable one is

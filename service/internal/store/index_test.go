@@ -264,7 +264,7 @@ func TestHistoryIsTheMessagesTimeline(t *testing.T) {
 	assert.Equal(t, "system error", h[1].Error)
 	require.NotNil(t, h[1].LatencyMS)
 	assert.InDelta(t, 1.5, *h[1].LatencyMS, 0.001)
-	assert.True(t, h[1].At.Equal(t0.Add(time.Second)))
+	assert.True(t, h[1].At.Equal(t0.Add(time.Second-1500*time.Microsecond)), "an attempt is dated when its send began: %v", h[1].At)
 
 	assert.Equal(t, service.OutcomeSent, h[2].Outcome)
 	assert.Equal(t, 2, h[2].Attempt)
@@ -363,6 +363,7 @@ func TestTrimIndexes(t *testing.T) {
 	recent := enqueueOp(t, s, opMsg{"shop", "oUserT-000000002", "tpl", "", time.Now().Add(-time.Hour)})
 	fail(t, s, old, service.ReasonAttemptsExhausted, time.Now())
 	fail(t, s, recent, service.ReasonAttemptsExhausted, time.Now())
+	require.NoError(t, s.Client().Del(ctx, s.Prefix()+"msg:"+old).Err()) // its record expired
 	require.NoError(t, s.TrimIndexes(ctx, time.Now()))
 	all, err := s.Client().ZRange(ctx, s.Prefix()+"ix:all", 0, -1).Result()
 	require.NoError(t, err)
@@ -402,6 +403,6 @@ func TestSearchAUserAcrossDays(t *testing.T) {
 	day := time.Now().UTC().Format("20060102")
 	ttl, err := s.Client().TTL(ctx, s.Prefix()+"ix:to:"+day).Result()
 	require.NoError(t, err)
-	assert.Greater(t, ttl, 14*24*time.Hour, "a day's sets outlive every record they name")
-	assert.Less(t, ttl, 16*24*time.Hour)
+	assert.Greater(t, ttl, 21*24*time.Hour, "a day's sets outlive every record they name")
+	assert.Less(t, ttl, 23*24*time.Hour)
 }

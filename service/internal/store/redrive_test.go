@@ -50,9 +50,13 @@ func TestRedriveRules(t *testing.T) {
 		// The second run counts its own attempts from 1.
 		rec, attempt, err := s.Begin(ctx, id, time.Now(), store.Guard{})
 		require.NoError(t, err)
-		assert.Equal(t, 1, attempt)
+		assert.Equal(t, 2, attempt, "the attempt numbers that fence settlements never go back")
+		assert.Equal(t, 1, rec.AttemptBase, "this run counts from the redrive")
 		assert.Equal(t, id, rec.ClientMsgID, "never sent: the same client_msg_id, so WeChat's dedup still covers an earlier attempt")
-		require.NoError(t, settleErr(s.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: "shop", ToUser: rec.ToUser, MsgID: 9, Attempt: 1}, time.Now())))
+		require.NoError(t, settleErr(s.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: "shop", ToUser: rec.ToUser, MsgID: 9, Attempt: attempt}, time.Now())))
+		m, err = s.Get(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, 1, m.Attempts, "one attempt in this run")
 	})
 
 	for _, reason := range []string{service.ReasonUnconfirmed, service.ReasonNotFollowing, service.ReasonPermanentErrcode, service.ReasonUserBlock} {
@@ -95,9 +99,9 @@ func TestForcedRedriveOfAnUnconfirmedMessageLetsTheGuardResend(t *testing.T) {
 	settleNext(t, s, id, store.Settlement{Kind: store.SettleFail, Reason: service.ReasonUnconfirmed, AmbiguousAt: t0, Called: true}, t0.Add(time.Second))
 	_, err := s.Redrive(ctx, id, true, "r", time.Now())
 	require.NoError(t, err)
-	_, attempt, err := s.Begin(ctx, id, time.Now(), store.Guard{Window: 10 * time.Minute})
+	rec, attempt, err := s.Begin(ctx, id, time.Now(), store.Guard{Window: 10 * time.Minute})
 	require.NoError(t, err)
-	assert.Equal(t, 1, attempt, "the operator's force clears the unknown attempt: the resend may begin")
+	assert.Equal(t, 1, attempt-rec.AttemptBase, "the operator's force clears the unknown attempt: the resend may begin")
 }
 
 func TestRedriveOfAReportedFailureGetsANewClientMsgID(t *testing.T) {

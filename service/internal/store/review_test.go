@@ -148,7 +148,7 @@ func TestReviewRedriveOfAReportedFailureIsNotRefusedByAnOldAmbiguity(t *testing.
 	rec, attempt, err := s.Begin(ctx, id, time.Now(), store.Guard{Window: 10 * time.Minute})
 	require.NoError(t, err)
 	assert.Equal(t, id+"-1", rec.ClientMsgID)
-	assert.Equal(t, 1, attempt, "the resend carries a new client_msg_id after a confirmed send: the old ambiguity cannot refuse it")
+	assert.Equal(t, 1, attempt-rec.AttemptBase, "the resend carries a new client_msg_id after a confirmed send: the old ambiguity cannot refuse it")
 }
 
 // TestReviewBulkRedriveIsBounded: a bulk redrive is to be "bounded"
