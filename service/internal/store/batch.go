@@ -132,6 +132,7 @@ func (s *Store) leadBatches(c *coalescer) {
 var batchScript = redis.NewScript(`
 local out = {}
 local created = 0
+local dated = {} -- the day sets whose expiry this call has set
 local k, a = 4, 3
 while a <= #ARGV do
   local keyed, id, hash, now, req, rid, tp, to, exp = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5], ARGV[a+6], ARGV[a+7], ARGV[a+8]
@@ -169,10 +170,16 @@ while a <= #ARGV do
     redis.call('XADD', KEYS[1], '*', 'id', id)
     redis.call('ZADD', KEYS[2], 0, id)
     redis.call('ZADD', tok, 0, to .. ' ' .. id)
-    redis.call('EXPIREAT', tok, exp)
+    if not dated[tok] then
+      redis.call('EXPIREAT', tok, exp)
+      dated[tok] = true
+    end
     if rid ~= '' then
       redis.call('ZADD', rk, 0, rid .. ' ' .. id)
-      redis.call('EXPIREAT', rk, exp)
+      if not dated[rk] then
+        redis.call('EXPIREAT', rk, exp)
+        dated[rk] = true
+      end
     end
     created = created + 1
     out[#out+1] = 1
