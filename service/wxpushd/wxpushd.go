@@ -312,6 +312,7 @@ func (s *Server) build(opts Options) error {
 	if err != nil {
 		return err
 	}
+	admin := &appAdmin{apps: apps.Index(list), store: s.store, tokens: s.tokens, now: time.Now}
 	s.handler, err = httpapi.New(httpapi.Options{
 		Queue: s.store, Apps: names, APIKeys: cfg.APIKeys, InsecureNoAuth: cfg.InsecureNoAuth,
 		NewID: func() string { return store.NewID(time.Now()) }, Now: time.Now, Logger: s.log, Metrics: s.metrics,
@@ -321,7 +322,8 @@ func (s *Server) build(opts Options) error {
 			PerKey: store.RequestLimit{PerSecond: cfg.RateLimitPerKey, Burst: cfg.RateBurstPerKey},
 			Global: store.RequestLimit{PerSecond: cfg.RateLimitGlobal, Burst: cfg.RateBurstGlobal},
 		},
-		Admin: &appAdmin{apps: apps.Index(list), store: s.store, tokens: s.tokens, now: time.Now}, Warnings: s.epoch.warnings,
+		Admin: admin, Warnings: s.epoch.warnings,
+		Operator: &operator{Store: s.store, admin: admin, names: names, now: time.Now},
 	})
 	return err
 }
@@ -400,6 +402,12 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(epochDone)
 		s.epoch.run(workCtx)
 	}()
+	// Every instance trims the search indexes (the same work: idempotent).
+	trimDone := make(chan struct{})
+	go func() {
+		defer close(trimDone)
+		trimIndexes(workCtx, s.store, s.log)
+	}()
 	// Status webhooks are delivered by every instance as well.
 	hooksDone := make(chan struct{})
 	go func() {
@@ -445,6 +453,7 @@ func (s *Server) Run(ctx context.Context) error {
 	<-hooksDone   // bounded by one delivery's timeout
 	<-eventsDone  // bounded by one delivery's timeout
 	<-epochDone   // bounded by one check's timeout
+	<-trimDone    // bounded by one trim's timeout
 	s.mu.Lock()
 	killed := s.killed
 	s.mu.Unlock()

@@ -101,15 +101,20 @@ func (r *Receiver) apply(ctx context.Context, entries []store.ReportEntry) {
 		}
 		done = append(done, e.StreamID)
 		r.o.Metrics.DeliveryReports.WithLabelValues(rep.App, string(res.Outcome)).Inc()
+		attrs := []any{"id", res.MessageID, "app", rep.App, "request_id", res.RequestID, "msgid", rep.MsgID}
 		switch res.Outcome {
+		case store.DeliveryDelivered:
+			r.o.Logger.Info("message delivered", attrs...)
 		case store.DeliveryFailed:
 			r.o.Metrics.Failed.WithLabelValues(rep.App, rep.Reason).Inc()
+			r.o.Logger.Warn("message failed: its delivery report says so", append(attrs, "reason", rep.Reason, "status", rep.Status)...)
 		case store.DeliveryForged:
-			r.o.Logger.Warn("delivery report refused: it names another user than the message's touser", "app", rep.App, "msgid", rep.MsgID, "id", res.MessageID)
+			r.o.Logger.Warn("delivery report refused: it names another user than the message's touser", attrs...)
 		case store.DeliveryGone, store.DeliveryNotSent:
-			r.o.Logger.Info("delivery report for a message that is not waiting for one", "app", rep.App, "msgid", rep.MsgID, "outcome", res.Outcome, "id", res.MessageID)
+			r.o.Logger.Info("delivery report for a message that is not waiting for one", append(attrs, "outcome", res.Outcome)...)
+		default:
+			r.o.Logger.Debug("delivery report applied", append(attrs, "outcome", res.Outcome, "status", rep.Status)...)
 		}
-		r.o.Logger.Debug("delivery report applied", "app", rep.App, "msgid", rep.MsgID, "id", res.MessageID, "outcome", res.Outcome, "status", rep.Status)
 	}
 	if err := r.o.Store.AckReports(actx, done...); err != nil {
 		// Applying is idempotent: a report acknowledged late is applied

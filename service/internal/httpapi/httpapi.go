@@ -91,6 +91,9 @@ type Options struct {
 	Limits store.RequestLimits
 	// Admin serves the /v1/apps routes; nil: they answer 404.
 	Admin AppAdmin
+	// Operator serves search, dead letters, redrive and the overview; nil:
+	// they answer 404.
+	Operator Operator
 	// Warnings, when set, returns conditions an operator must see that do
 	// not make the instance unready (a store reset): GET /readyz lists
 	// them in its body under "warnings" and keeps its status code.
@@ -114,6 +117,7 @@ type api struct {
 	maxBody      int64
 	storeTimeout time.Duration
 	admin        AppAdmin
+	operator     Operator
 	warnings     func() []string
 	limiter      Limiter
 	limits       store.RequestLimits
@@ -143,6 +147,7 @@ func New(opts Options) (http.Handler, error) {
 		maxBody:      opts.MaxBody,
 		storeTimeout: cmp.Or(opts.StoreTimeout, DefaultStoreTimeout),
 		admin:        opts.Admin,
+		operator:     opts.Operator,
 		warnings:     opts.Warnings,
 		limiter:      opts.Limiter,
 		limits:       opts.Limits,
@@ -192,6 +197,13 @@ func New(opts Options) (http.Handler, error) {
 	v1.POST("/messages", a.send)
 	v1.POST("/messages/batch", a.batch)
 	v1.GET("/messages/:id", a.get)
+	if a.operator != nil {
+		v1.GET("/messages", a.search)
+		v1.POST("/messages/:id/redrive", a.redrive)
+		v1.GET("/deadletters", a.deadLetters)
+		v1.POST("/deadletters/redrive", a.redriveBulk)
+		v1.GET("/overview", a.overview)
+	}
 	if a.admin != nil {
 		v1.GET("/apps", a.listApps)
 		v1.GET("/apps/:app", a.appStatus)

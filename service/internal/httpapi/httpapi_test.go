@@ -156,8 +156,11 @@ func TestSendAccepted(t *testing.T) {
 	wantJSON, _ := canonical(wantReq)
 	want := []store.NewMessage{{
 		ID: "msg-1", App: "default", Request: wantReq, RequestJSON: wantJSON, IdempotencyKey: "order 42/A",
-		RequestHash: RequestHash(wantReq), AcceptedAt: fixedNow(),
+		RequestHash: RequestHash(wantReq), AcceptedAt: fixedNow(), RequestID: rec.Header().Get(service.HeaderRequestID),
 	}}
+	if want[0].RequestID == "" {
+		t.Errorf("no %s on the answer", service.HeaderRequestID)
+	}
 	if !strings.Contains(string(wantJSON), "&x=<y>") {
 		t.Errorf("canonical JSON %s HTML-escapes", wantJSON)
 	}

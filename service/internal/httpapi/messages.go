@@ -30,10 +30,12 @@ func idempotencyHeader(c *gin.Context) (string, *service.Error) {
 	return vals[0], nil
 }
 
-// newMessage builds the store's message for a validated request.
-func (a *api) newMessage(req service.SendRequest, key string, at time.Time) store.NewMessage {
+// newMessage builds the store's message for a validated request of c.
+func (a *api) newMessage(c *gin.Context, req service.SendRequest, key string, at time.Time) store.NewMessage {
 	body, hash := canonical(req)
 	return store.NewMessage{
+		RequestID:      requestIDOf(c),
+		TraceParent:    traceParentOf(c),
 		ID:             a.newID(),
 		App:            req.App,
 		Request:        req,
@@ -76,13 +78,16 @@ func (a *api) enqueue(c *gin.Context, msgs []store.NewMessage) ([]store.EnqueueR
 	return res, true
 }
 
-// count records an accepted or replayed message.
-func (a *api) count(app string, o store.Outcome) {
-	switch o {
+// count records an accepted or replayed message, and logs the acceptance
+// (never the message's content) with the request's id, which every later
+// log line about the message carries too.
+func (a *api) count(c *gin.Context, req *service.SendRequest, r store.EnqueueResult) {
+	switch r.Outcome {
 	case store.Created:
-		a.obs.accepted(app).Inc()
+		a.obs.accepted(req.App).Inc()
+		a.log.InfoContext(c.Request.Context(), "message accepted", "request_id", requestIDOf(c), "id", r.ID, "app", req.App, "template_id", req.TemplateID)
 	case store.Replayed:
-		a.obs.replayed(app).Inc()
+		a.obs.replayed(req.App).Inc()
 	}
 }
 
@@ -111,12 +116,12 @@ func (a *api) send(c *gin.Context) {
 		a.abort(c, http.StatusBadRequest, e)
 		return
 	}
-	res, ok := a.enqueue(c, []store.NewMessage{a.newMessage(req, key, a.now())})
+	res, ok := a.enqueue(c, []store.NewMessage{a.newMessage(c, req, key, a.now())})
 	if !ok {
 		return
 	}
 	r := res[0]
-	a.count(req.App, r.Outcome)
+	a.count(c, &req, r)
 	switch r.Outcome {
 	case store.Conflict:
 		a.abort(c, http.StatusConflict, conflictError(service.HeaderIdempotencyKey))
@@ -178,7 +183,7 @@ func (a *api) batch(c *gin.Context) {
 			resp.Rejected++
 			continue
 		}
-		msgs = append(msgs, a.newMessage(item.SendRequest, item.IdempotencyKey, now))
+		msgs = append(msgs, a.newMessage(c, item.SendRequest, item.IdempotencyKey, now))
 		index = append(index, i)
 	}
 
@@ -189,7 +194,7 @@ func (a *api) batch(c *gin.Context) {
 		}
 		for j, r := range res {
 			i := index[j]
-			a.count(msgs[j].App, r.Outcome)
+			a.count(c, &msgs[j].Request, r)
 			if r.Outcome == store.Conflict {
 				resp.Results[i].StatusCode = http.StatusConflict
 				resp.Results[i].Error = conflictError(prefixField("messages["+strconv.Itoa(i)+"]", "idempotency_key"))

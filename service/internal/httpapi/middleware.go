@@ -52,6 +52,36 @@ func validRequestID(id string) bool {
 	return true
 }
 
+// traceParentOf returns the request's W3C traceparent header when it is
+// valid (version 00 form: 2-32-16-2 lower-case hex digits, neither id all
+// zeros, version not ff), else "".
+func traceParentOf(c *gin.Context) string {
+	v := c.GetHeader(service.HeaderTraceParent)
+	if validTraceParent(v) {
+		return v
+	}
+	return ""
+}
+
+// validTraceParent reports whether v is a W3C traceparent this service
+// keeps: exactly the four fields of version 00 (a later version's longer
+// form is not kept, as this service cannot check it).
+func validTraceParent(v string) bool {
+	if len(v) != 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		if i == 2 || i == 35 || i == 52 {
+			continue
+		}
+		if !(v[i] >= '0' && v[i] <= '9' || v[i] >= 'a' && v[i] <= 'f') {
+			return false
+		}
+	}
+	zero := func(s string) bool { return strings.Trim(s, "0") == "" }
+	return v[:2] != "ff" && !zero(v[3:35]) && !zero(v[36:52])
+}
+
 // requestIDOf returns the request id set by requestID.
 func requestIDOf(c *gin.Context) string {
 	return c.GetString(requestIDKey)

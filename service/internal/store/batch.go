@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -117,18 +118,23 @@ func (s *Store) leadBatches(c *coalescer) {
 }
 
 // batchScript stores a batch of messages in one atomic step. For each
-// message it writes the record and the stream entry; a message with an
-// idempotency key is first checked against it (replay or conflict) and the
-// key is set with it. KEYS: stream, then per message its record key and,
-// when keyed, its idempotency key. ARGV: retentionSec, idemTTLms, then per
-// message: keyed (0/1), id, hash, nowMs, request JSON. Returns a flat list
-// of {outcome, id} pairs in order: 1 created, 2 replayed, 3 conflict.
+// message it writes the record, the stream entry and the index entries
+// (all, its user's, its request's: see index.go); a message with
+// an idempotency key is first checked against it (replay or conflict) and
+// the key is set with it. The created messages count in the minute's
+// counters. KEYS: stream, ix:all, counts, then per message
+// its record key, when keyed its idempotency key, its user's index, and
+// when it has a request id its request's index. ARGV: retentionSec,
+// idemTTLms, trim cutoff (an id), then per message: keyed (0/1), id, hash,
+// nowMs, request JSON, request id, traceparent. Returns a flat list of
+// {outcome, id} pairs in order: 1 created, 2 replayed, 3 conflict.
 var batchScript = redis.NewScript(`
 local out = {}
-local k, a = 2, 3
+local created = 0
+local k, a = 4, 4
 while a <= #ARGV do
-  local keyed, id, hash, now, req = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4]
-  a = a + 5
+  local keyed, id, hash, now, req, rid, tp = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5], ARGV[a+6]
+  a = a + 7
   local msg = KEYS[k]
   k = k + 1
   local done = false
@@ -150,13 +156,36 @@ while a <= #ARGV do
       redis.call('SET', idem, hash .. ' ' .. id, 'PX', ARGV[2])
     end
   end
+  local to = KEYS[k]
+  k = k + 1
+  local rk = nil
+  if rid ~= '' then
+    rk = KEYS[k]
+    k = k + 1
+  end
   if not done then
-    redis.call('HSET', msg, 'req', req, 'status', 'queued', 'created_at', now)
+    if tp ~= '' then
+      redis.call('HSET', msg, 'req', req, 'status', 'queued', 'created_at', now, 'request_id', rid, 'traceparent', tp)
+    else
+      redis.call('HSET', msg, 'req', req, 'status', 'queued', 'created_at', now, 'request_id', rid)
+    end
     redis.call('EXPIRE', msg, ARGV[1])
     redis.call('XADD', KEYS[1], '*', 'id', id)
+    redis.call('ZADD', KEYS[2], 0, id)
+    redis.call('ZADD', to, 0, id)
+    redis.call('ZREMRANGEBYLEX', to, '-', '(' .. ARGV[3])
+    redis.call('EXPIRE', to, ARGV[1])
+    if rk then
+      redis.call('ZADD', rk, 0, id)
+      redis.call('EXPIRE', rk, ARGV[1])
+    end
+    created = created + 1
     out[#out+1] = 1
     out[#out+1] = id
   end
+end
+if created > 0 and redis.call('HINCRBY', KEYS[3], 'accepted', created) == created then
+  redis.call('EXPIRE', KEYS[3], 90000)
 end
 return out
 `)
@@ -165,8 +194,9 @@ return out
 // fills in each call's results. One command means one reply: Script.Run's
 // fallback from EVALSHA to EVAL on NOSCRIPT cannot apply anything twice.
 func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
-	keys := []string{s.keys.stream}
-	args := []any{int64(s.opts.Retention.Seconds()), s.opts.IdempotencyTTL.Milliseconds()}
+	now := time.Now()
+	keys := []string{s.keys.stream, s.keys.ixAll(), s.keys.counts(now)}
+	args := []any{int64(s.opts.Retention.Seconds()), s.opts.IdempotencyTTL.Milliseconds(), s.trimCutoff(now)}
 	var written []*enqueueCall
 	for _, call := range calls {
 		var ks []string
@@ -187,7 +217,11 @@ func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
 				keyed = "1"
 				ks = append(ks, s.keys.idem(m.IdempotencyKey))
 			}
-			as = append(as, keyed, m.ID, m.RequestHash, m.AcceptedAt.UnixMilli(), req)
+			ks = append(ks, s.keys.ixTo(m.Request.ToUser))
+			if m.RequestID != "" {
+				ks = append(ks, s.keys.ixReq(m.RequestID))
+			}
+			as = append(as, keyed, m.ID, m.RequestHash, m.AcceptedAt.UnixMilli(), req, m.RequestID, m.TraceParent)
 		}
 		if call.err == nil {
 			keys, args = append(keys, ks...), append(args, as...)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/wxpush/wxpush/service"
 )
 
 // Delivery reports: WeChat's TEMPLATESENDJOBFINISH callbacks.
@@ -76,6 +78,9 @@ const (
 type DeliveryResult struct {
 	Outcome   DeliveryOutcome
 	MessageID string
+	// RequestID is the X-Request-Id that accepted the message, for the
+	// log line about the report.
+	RequestID string
 }
 
 // early is where a report for msgid that names openid waits for its send
@@ -252,39 +257,47 @@ func reportEntries(msgs []redis.XMessage) []ReportEntry {
 }
 
 // applyDeliveryScript applies a report to the message its msgid names.
+// It keeps the message's history, its status index and the minute's
+// counters (index.go).
 // KEYS: msgidx, early (the report's openid's slot), msg (the record the
-// caller read from msgidx; any key when the index was empty), outbox.
+// caller read from msgidx; any key when the index was empty), outbox,
+// hist, counts, then the status indexes (statusKeys).
 // ARGV: expectedID, result ("delivered" or "failed"), reason, status,
 // atMs, earlyTTLSec, retentionSec, events (the app's EventPolicy), nowMs,
-// openid (the report's FromUserName).
-// Returns an outcome, or "moved" when the index no longer names expectedID
-// (the caller reads it again). A report whose openid is not the message's
+// openid (the report's FromUserName), history event.
+// Returns {an outcome, or "moved" when the index no longer names
+// expectedID (the caller reads it again); the message's request id}. A report whose openid is not the message's
 // touser is "forged" and changes nothing.
-var applyDeliveryScript = redis.NewScript(`
+var applyDeliveryScript = redis.NewScript(statusLua + `
 local id = redis.call('GET', KEYS[1])
 if not id then
   if redis.call('EXISTS', KEYS[2]) == 0 then
     redis.call('HSET', KEYS[2], 'result', ARGV[2], 'reason', ARGV[3], 'status', ARGV[4], 'at', ARGV[5])
     redis.call('EXPIRE', KEYS[2], ARGV[6])
   end
-  return 'parked'
+  return {'parked', ''}
 end
-if id ~= ARGV[1] then return 'moved' end
-local rec = redis.call('HMGET', KEYS[3], 'status', 'req')
+if id ~= ARGV[1] then return {'moved', ''} end
+local rec = redis.call('HMGET', KEYS[3], 'status', 'req', 'request_id')
 local status = rec[1]
-if not status then return 'gone' end
+if not status then return {'gone', ''} end
+local rid = rec[3] or ''
 local ok, req = pcall(cjson.decode, rec[2] or '')
-if not ok or type(req) ~= 'table' or req['touser'] ~= ARGV[10] then return 'forged' end
-if status == 'delivered' or status == 'failed' then return 'final' end
-if status ~= 'sent' then return 'not_sent' end
+if not ok or type(req) ~= 'table' or req['touser'] ~= ARGV[10] then return {'forged', rid} end
+if status == 'delivered' or status == 'failed' then return {'final', rid} end
+if status ~= 'sent' then return {'not_sent', rid} end
 if ARGV[2] == 'delivered' then
   redis.call('HSET', KEYS[3], 'status', 'delivered', 'delivered_at', ARGV[5], 'delivery_status', ARGV[4], 'updated_at', ARGV[5])
+  count(KEYS[6], 'delivered', 1)
 else
   redis.call('HSET', KEYS[3], 'status', 'failed', 'reason', ARGV[3], 'delivery_status', ARGV[4], 'updated_at', ARGV[5])
+  count(KEYS[6], 'failed:' .. ARGV[3], 1)
 end
+move(7, ARGV[1], 'sent', ARGV[2])
+remember(KEYS[5], ARGV[11], ARGV[7])
 redis.call('EXPIRE', KEYS[3], ARGV[7])
 if ARGV[8] ~= '0' then redis.call('ZADD', KEYS[4], 'NX', ARGV[9], ARGV[1]) end
-return ARGV[2]
+return {ARGV[2], rid}
 `)
 
 // ApplyDelivery applies a report: a message in status sent becomes
@@ -314,21 +327,31 @@ func (s *Store) ApplyDelivery(ctx context.Context, rep DeliveryReport, earlyTTL 
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return DeliveryResult{}, unavailable("apply delivery", err)
 		}
-		out, err := applyDeliveryScript.Run(ctx, s.rdb, []string{idx, early, s.keys.msg(id), s.keys.outbox()},
+		now := time.Now()
+		ev := &service.HistoryEvent{At: rep.ReceivedAt.UTC(), Type: service.HistoryDeliveryReport, Status: rep.Status, Outcome: result, MsgID: rep.MsgID}
+		if !rep.Delivered {
+			ev.Reason = rep.Reason
+		}
+		keys := append([]string{idx, early, s.keys.msg(id), s.keys.outbox(), s.keys.hist(id), s.keys.counts(now)}, s.keys.statusKeys()...)
+		vals, err := applyDeliveryScript.Run(ctx, s.rdb, keys,
 			id, result, rep.Reason, rep.Status, rep.ReceivedAt.UnixMilli(),
 			max(int64(earlyTTL.Seconds()), 1), int64(s.opts.Retention.Seconds()),
-			s.events(rep.App), time.Now().UnixMilli(), rep.OpenID,
-		).Text()
+			s.events(rep.App), now.UnixMilli(), rep.OpenID, historyJSON(ev),
+		).StringSlice()
+		if err == nil && len(vals) != 2 {
+			err = fmt.Errorf("unexpected reply of %d values", len(vals))
+		}
 		if err != nil {
 			return DeliveryResult{}, unavailable("apply delivery", err)
 		}
+		out := vals[0]
 		switch out {
 		case "moved":
 			continue
 		case string(DeliveryParked):
 			return DeliveryResult{Outcome: DeliveryParked}, nil
 		}
-		return DeliveryResult{Outcome: DeliveryOutcome(out), MessageID: id}, nil
+		return DeliveryResult{Outcome: DeliveryOutcome(out), MessageID: id, RequestID: vals[1]}, nil
 	}
 	return DeliveryResult{}, fmt.Errorf("store: apply delivery: msgid %d of app %s: index keeps changing", rep.MsgID, rep.App)
 }

@@ -139,6 +139,11 @@ type Record struct {
 	AmbiguousAt time.Time
 	// AttemptAt is when its latest attempt began; zero: none yet.
 	AttemptAt time.Time
+	// ClientMsgID is the client_msg_id its sends carry: its id, or after a
+	// redrive of a message WeChat had accepted (and then failed in its
+	// delivery report), its id and the redrive's number, so that WeChat's
+	// dedup does not swallow the resend.
+	ClientMsgID string
 }
 
 // Unconfirmed returns when the message's earliest attempt with an unknown
@@ -159,10 +164,13 @@ func (r *Record) Unconfirmed() time.Time {
 	return t
 }
 
-// Get returns the public view of a message.
+// Get returns the public view of a message, with its history.
 func (s *Store) Get(ctx context.Context, id string) (*service.Message, error) {
 	r, err := s.Load(ctx, id)
 	if err != nil {
+		return nil, err
+	}
+	if r.History, err = s.history(ctx, r); err != nil {
 		return nil, err
 	}
 	return &r.Message, nil
@@ -212,6 +220,11 @@ func decodeRecord(id string, h map[string]string) (*Record, error) {
 	}
 	r.SentAt, r.DeliveredAt = optional("sent_at"), optional("delivered_at")
 	r.AmbiguousAt, r.AttemptAt = ms("ambiguous_at"), ms("attempt_at")
+	r.RequestID, r.TraceParent = h["request_id"], h["traceparent"]
+	r.Redrives, _ = strconv.Atoi(h["redrives"])
+	if r.ClientMsgID = h["cmid"]; r.ClientMsgID == "" {
+		r.ClientMsgID = id
+	}
 	return r, nil
 }
 
@@ -552,6 +565,53 @@ type Settlement struct {
 	// that its outcome is unknown (WeChat may have sent the message): the
 	// record keeps the earliest such time (see Guard).
 	AmbiguousAt time.Time
+	// Called says that the attempt called WeChat (the history records an
+	// attempt, with Latency, the time its sends took); without it a
+	// failure is recorded as one without an attempt, and a retry or park
+	// as a wait.
+	Called  bool
+	Latency time.Duration
+	// Instance names the settling instance in the history.
+	Instance string
+	// PauseReason is the app's pause that parks the message (SettlePark),
+	// for the history.
+	PauseReason string
+}
+
+// event is the history event st records; nil for none.
+func (st Settlement) event(now time.Time) *service.HistoryEvent {
+	ev := &service.HistoryEvent{At: now.UTC(), Instance: st.Instance}
+	switch {
+	case st.Kind == SettleDrop:
+		return nil
+	case st.Called:
+		ev.Type, ev.Attempt = service.HistoryAttempt, st.Attempt
+		ms := float64(st.Latency.Microseconds()) / 1000
+		ev.LatencyMS = &ms
+		switch st.Kind {
+		case SettleSent:
+			ev.Outcome, ev.MsgID = service.OutcomeSent, st.MsgID
+		case SettleRetry:
+			ev.Outcome = service.OutcomeRetry
+		case SettlePark:
+			ev.Outcome, ev.Reason = service.OutcomePaused, st.PauseReason
+		case SettleFail:
+			ev.Outcome, ev.Reason = service.OutcomeFailed, st.Reason
+		}
+	case st.Kind == SettleFail:
+		ev.Type, ev.Reason = service.HistoryFailed, st.Reason
+	case st.Kind == SettlePark:
+		ev.Type, ev.Reason = service.HistoryPaused, st.PauseReason
+	case st.Kind == SettleRetry && st.HasErr:
+		ev.Type, ev.Outcome = service.HistoryAttempt, service.OutcomeRetry
+	default:
+		return nil
+	}
+	if st.HasErr && ev.Outcome != service.OutcomeSent {
+		code := st.ErrCode
+		ev.ErrCode, ev.Error = &code, st.ErrMsg
+	}
+	return ev
 }
 
 // settleScript records an outcome and acknowledges the stream entry in one
@@ -569,13 +629,17 @@ type Settlement struct {
 // since (it was reclaimed after the visibility timeout and attempted
 // again), so this outcome is stale and the script changes nothing, not
 // even the acknowledgement, which now belongs to the new owner.
+// It keeps the operator's indexes, counters and the message's history
+// (index.go): the attempt's event (ARGV[18]), the status indexes from
+// KEYS[12] on, the minute's counters (KEYS[11]).
 // Returns {recorded (0 stale, 1), the early report applied ("delivered",
 // "failed" or ""), its failure reason}.
-// KEYS: msg, stream, delayed, dlq, msgidx, early, wait, quota, outbox.
+// KEYS: msg, stream, delayed, dlq, msgidx, early, wait, quota, outbox,
+// hist, counts, then the status indexes (statusKeys).
 // ARGV: group, streamID, kind, nowMs, msgid, dueMs, reason, hasErr, errcode,
 // errmsg, retentionSec, refund, id, quotaTTLSec, events, attempt,
-// ambiguousMs.
-var settleScript = redis.NewScript(`
+// ambiguousMs, history event.
+var settleScript = redis.NewScript(statusLua + `
 if ARGV[16] ~= '0' and ARGV[3] ~= 'drop' then
   local attempts = redis.call('HGET', KEYS[1], 'attempts')
   if attempts and attempts ~= ARGV[16] then return {0, '', ''} end
@@ -586,6 +650,7 @@ if exists and ARGV[3] ~= 'drop' then
   local status = redis.call('HGET', KEYS[1], 'status')
   if status ~= 'sent' and status ~= 'delivered' and status ~= 'failed' then
     local final = false
+    local id = ARGV[13]
     redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
     if ARGV[8] == '1' then
       redis.call('HSET', KEYS[1], 'last_errcode', ARGV[9], 'last_errmsg', ARGV[10])
@@ -594,8 +659,11 @@ if exists and ARGV[3] ~= 'drop' then
       local amb = redis.call('HGET', KEYS[1], 'ambiguous_at')
       if not amb or tonumber(ARGV[17]) < tonumber(amb) then redis.call('HSET', KEYS[1], 'ambiguous_at', ARGV[17]) end
     end
+    remember(KEYS[10], ARGV[18], ARGV[11])
     if ARGV[3] == 'sent' then
       redis.call('HSET', KEYS[1], 'status', 'sent', 'msgid', ARGV[5], 'sent_at', ARGV[4])
+      move(12, id, status, 'sent')
+      count(KEYS[11], 'sent', 1)
       redis.call('SET', KEYS[5], ARGV[13], 'EX', ARGV[11])
       redis.call('INCR', KEYS[8])
       redis.call('EXPIRE', KEYS[8], ARGV[14])
@@ -611,7 +679,14 @@ if exists and ARGV[3] ~= 'drop' then
       elseif ARGV[15] == '2' then
         final = true
       end
-      if early[1] then redis.call('DEL', KEYS[6]) end
+      if early[1] then
+        redis.call('DEL', KEYS[6])
+        move(12, id, 'sent', applied)
+        if applied == 'delivered' then count(KEYS[11], 'delivered', 1) else count(KEYS[11], 'failed:' .. appliedReason, 1) end
+        local ev = {t = tonumber(early[4]), type = 'delivery_report', status = early[3], outcome = applied}
+        if appliedReason ~= '' then ev['reason'] = appliedReason end
+        remember(KEYS[10], cjson.encode(ev), ARGV[11])
+      end
     elseif ARGV[3] == 'retry' then
       redis.call('HSET', KEYS[1], 'status', 'retrying')
       if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
@@ -624,6 +699,8 @@ if exists and ARGV[3] ~= 'drop' then
       redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', ARGV[7])
       if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
       redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100000', '*', 'id', ARGV[13], 'reason', ARGV[7], 'errcode', ARGV[9], 'errmsg', ARGV[10])
+      move(12, id, status, 'failed')
+      count(KEYS[11], 'failed:' .. ARGV[7], 1)
       final = true
     end
     if final and ARGV[15] ~= '0' then
@@ -660,12 +737,12 @@ func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Tim
 	if st.Kind == SettlePark {
 		due = dueScore(e)
 	}
-	vals, err := settleScript.Run(ctx, s.rdb,
-		[]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID, st.ToUser),
-			s.keys.app(st.App, "wait"), s.keys.quota(st.App, day), s.keys.outbox()},
+	keys := append([]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID, st.ToUser),
+		s.keys.app(st.App, "wait"), s.keys.quota(st.App, day), s.keys.outbox(), s.keys.hist(e.MessageID), s.keys.counts(now)}, s.keys.statusKeys()...)
+	vals, err := settleScript.Run(ctx, s.rdb, keys,
 		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, due, st.Reason,
 		b2s(st.HasErr), st.ErrCode, st.ErrMsg, int64(s.opts.Retention.Seconds()), b2s(st.Refund), e.MessageID,
-		int64(s.opts.QuotaDayTTL.Seconds()), s.events(st.App), st.Attempt, msArg(st.AmbiguousAt),
+		int64(s.opts.QuotaDayTTL.Seconds()), s.events(st.App), st.Attempt, msArg(st.AmbiguousAt), historyJSON(st.event(now)),
 	).Slice()
 	if err == nil && len(vals) != 3 {
 		err = fmt.Errorf("unexpected reply of %d values", len(vals))

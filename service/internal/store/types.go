@@ -62,3 +62,13 @@ type EnqueueResult struct {
 	Outcome Outcome
 	ID      string // the new message, or the original one on Replayed
 }
+
+// errorsIsAny reports whether err is any of targets.
+func errorsIsAny(err error, targets ...error) bool {
+	for _, t := range targets {
+		if errors.Is(err, t) {
+			return true
+		}
+	}
+	return false
+}

@@ -166,6 +166,9 @@ func (d *Dispatcher) deliver(ctx context.Context, id string) {
 		log.Warn("status webhook: cannot load the message; retried after the lease", "err", err)
 		return
 	}
+	// The event carries the message as GET shows it, less its timeline.
+	msg.History = nil
+	log = log.With("app", msg.App, "request_id", msg.RequestID)
 	app, ok := d.apps[msg.App]
 	if !ok || !app.StatusWebhook.Enabled() {
 		d.o.Metrics.Webhooks.WithLabelValues(msg.App, "dropped").Inc()
@@ -178,7 +181,7 @@ func (d *Dispatcher) deliver(ctx context.Context, id string) {
 		if aerr := d.o.Outbox.AckEvent(ctx, id); aerr != nil {
 			log.Warn("status webhook delivered but not acknowledged; it may be delivered again", "err", aerr)
 		}
-		log.Debug("status webhook delivered", "app", msg.App, "status", msg.Status)
+		log.Debug("status webhook delivered", "status", msg.Status)
 		return
 	}
 	n, gaveUp, rerr := d.o.Outbox.RetryEvent(ctx, id, d.o.Now(), d.o.BackoffBase, d.o.BackoffCap, d.o.MaxAttempts, d.jitter.next())
@@ -187,10 +190,10 @@ func (d *Dispatcher) deliver(ctx context.Context, id string) {
 		log.Warn("status webhook failed and cannot be rescheduled; retried after the lease", "err", err, "reschedule_err", rerr)
 	case gaveUp:
 		d.o.Metrics.Webhooks.WithLabelValues(msg.App, "gave_up").Inc()
-		log.Error("status webhook: giving up after repeated failures", "app", msg.App, "attempts", n, "err", err)
+		log.Error("status webhook: giving up after repeated failures", "attempts", n, "err", err)
 	default:
 		d.o.Metrics.Webhooks.WithLabelValues(msg.App, "retry").Inc()
-		log.Info("status webhook failed; will retry", "app", msg.App, "attempt", n, "err", err)
+		log.Info("status webhook failed; will retry", "attempt", n, "err", err)
 	}
 }
 

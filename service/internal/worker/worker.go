@@ -424,8 +424,8 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		log.Warn("cannot load message; leaving it to be reclaimed", "err", err)
 		return
 	case attempt == store.AttemptRefused:
-		log = log.With("app", rec.App)
-		st := w.unconfirmed(log, rec, store.Settlement{App: rec.App, Attempt: rec.Attempts})
+		log = log.With("app", rec.App, "request_id", rec.RequestID)
+		st := w.unconfirmed(log, rec, store.Settlement{App: rec.App, Attempt: rec.Attempts, Instance: w.o.Consumer})
 		if res, ok := w.settle(ctx, log, e, st); ok {
 			w.observe(rec, st, res)
 		}
@@ -434,7 +434,7 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		w.settle(ctx, log, e, store.Settlement{Kind: store.SettleDrop, App: rec.App})
 		return
 	}
-	log = log.With("app", rec.App)
+	log = log.With("app", rec.App, "request_id", rec.RequestID)
 	rt := w.app(rec.App)
 	// A message that may have reached the user already is resent inside
 	// WeChat's dedup window even while its app is paused (see hold): held
@@ -451,11 +451,12 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		// entry unacknowledged; it is reclaimed after the visibility timeout.
 		return
 	}
-	st.App, st.ToUser = rec.App, rec.ToUser
+	st.App, st.ToUser, st.Instance = rec.App, rec.ToUser, w.o.Consumer
 	res, ok := w.settle(ctx, log, e, st)
 	if !ok {
 		return
 	}
+	logOutcome(log, st, res)
 	w.observe(rec, st, res)
 	if e.Probe && st.Kind == store.SettleSent {
 		w.resume(ctx, log, rt, "probe send accepted")
@@ -574,7 +575,13 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 		return st, true
 	}
 	msg := toWeChat(rec)
-	msgid, err := w.send(ctx, rec, tok, msg)
+	var spent time.Duration // the time this attempt's sends took, for the history
+	sendTimed := func(tok wechat.Secret) (int64, error) {
+		t0 := time.Now()
+		defer func() { spent += time.Since(t0) }()
+		return w.send(ctx, rec, tok, msg)
+	}
+	msgid, err := sendTimed(tok)
 	var tokenErr error // the rejected first attempt, kept as last_error if the retry succeeds
 	if wechat.TokenInvalid(err) {
 		tokenErr = err
@@ -598,7 +605,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 				return store.Settlement{Kind: store.SettleDrop}, true
 			default:
 				attempt = n
-				msgid, err = w.send(ctx, rec, tok, msg)
+				msgid, err = sendTimed(tok)
 			}
 		}
 	}
@@ -625,7 +632,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 	if st.Kind == store.SettleSent && tokenErr != nil {
 		st.HasErr, st.ErrCode, st.ErrMsg = true, wechat.Code(tokenErr), tokenErr.Error()
 	}
-	st.Attempt = attempt
+	st.Attempt, st.Called, st.Latency = attempt, true, spent
 	return st, true
 }
 
@@ -785,7 +792,6 @@ func (w *Worker) decide(log *slog.Logger, rec *store.Record, rt *appRuntime, e s
 	errSt := store.Settlement{HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}
 	if class == wechat.ClassPermanentMessage {
 		errSt.Kind, errSt.Reason = store.SettleFail, service.ReasonPermanentErrcode
-		log.Info("message failed permanently", "errcode", errSt.ErrCode, "err", err)
 		return errSt, nil
 	}
 	if p := w.pauseFor(rt, err, now); p != nil {
@@ -835,6 +841,9 @@ func (w *Worker) retryLater(log *slog.Logger, rec *store.Record, attempt int, er
 //     unconfirmed rather than wait for nothing.
 func (w *Worker) hold(log *slog.Logger, rec *store.Record, st store.Settlement, p *store.Pause, delay time.Duration) store.Settlement {
 	now := w.o.Now()
+	if p != nil {
+		st.PauseReason = p.Reason
+	}
 	if rec.AmbiguousAt.IsZero() {
 		if p != nil {
 			st.Kind = store.SettlePark
@@ -923,11 +932,47 @@ func (w *Worker) observe(rec *store.Record, st store.Settlement, res store.Settl
 	}
 }
 
+// logOutcome writes the one log line of a recorded attempt's outcome:
+// sent, retried, waiting for a pause, or failed (WARN). The logger carries
+// the message's id, app and request id.
+func logOutcome(log *slog.Logger, st store.Settlement, res store.Settled) {
+	attrs := []any{"attempt", st.Attempt}
+	if st.Called {
+		attrs = append(attrs, "latency_ms", float64(st.Latency.Microseconds())/1000)
+	}
+	if st.HasErr && st.Kind != store.SettleSent {
+		attrs = append(attrs, "errcode", st.ErrCode, "err", st.ErrMsg)
+	}
+	switch st.Kind {
+	case store.SettleSent:
+		attrs = append(attrs, "msgid", st.MsgID)
+		switch res.Early {
+		case store.DeliveryDelivered:
+			log.Info("message sent and delivered (its delivery report came first)", attrs...)
+		case store.DeliveryFailed:
+			log.Warn("message sent, and failed by its delivery report (which came first)", append(attrs, "reason", res.EarlyReason)...)
+		default:
+			log.Info("message sent", attrs...)
+		}
+	case store.SettleRetry:
+		log.Info("attempt did not send the message; it is retried", append(attrs, "due", st.Due)...)
+	case store.SettlePark:
+		log.Info("message waits for its app's pause", append(attrs, "pause", st.PauseReason)...)
+	case store.SettleFail:
+		log.Warn("message failed", append(attrs, "reason", st.Reason)...)
+	}
+}
+
 // toWeChat builds the WeChat request. client_msg_id is the message id, the
-// same on every attempt.
+// same on every attempt (with the redrive's number after a redrive of a
+// message WeChat had accepted: see store.Record.ClientMsgID).
 func toWeChat(rec *store.Record) *wechat.TemplateMessage {
 	r := rec.Request
-	m := &wechat.TemplateMessage{ToUser: r.ToUser, TemplateID: r.TemplateID, URL: r.URL, ClientMsgID: rec.ID, Data: make(map[string]wechat.DataItem, len(r.Data))}
+	cmid := rec.ClientMsgID
+	if cmid == "" {
+		cmid = rec.ID
+	}
+	m := &wechat.TemplateMessage{ToUser: r.ToUser, TemplateID: r.TemplateID, URL: r.URL, ClientMsgID: cmid, Data: make(map[string]wechat.DataItem, len(r.Data))}
 	if r.MiniProgram != nil {
 		m.MiniProgram = &wechat.MiniProgram{AppID: r.MiniProgram.AppID, PagePath: r.MiniProgram.PagePath}
 	}
