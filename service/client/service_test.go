@@ -96,7 +96,9 @@ func TestAgainstTheService(t *testing.T) {
 	assert.Equal(t, service.HeaderIdempotencyKey, e.API.Field)
 	assert.Equal(t, "client-test-1", e.RequestID)
 
-	m := await(t, c, acc.ID, func(m *service.Message) bool { return m.Status == service.StatusSent || m.Status == service.StatusDelivered })
+	m := await(t, c, acc.ID, func(m *service.Message) bool {
+		return m.Status == service.StatusSent || m.Status == service.StatusDelivered
+	})
 	assert.Equal(t, "client-test-1", m.RequestID)
 	assert.NotEmpty(t, m.History)
 
