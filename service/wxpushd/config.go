@@ -125,7 +125,9 @@ type Config struct {
 	// knows do not follow the account instead of failing their messages
 	// as not_following.
 	NoFollowerCheck bool
-	LogLevel        string // debug, info, warn, error
+	// NoConsole (--console=false) turns the web console at /console off.
+	NoConsole bool
+	LogLevel  string // debug, info, warn, error
 
 	// StoreCheckInterval is how often the instance checks that Redis kept
 	// its data (the store epoch); it also checks on every new connection
@@ -172,6 +174,7 @@ const (
 	EnvEventWebhookSecret = "WXPUSH_EVENT_WEBHOOK_SECRET"
 	EnvReplies            = "WXPUSH_REPLIES"
 	EnvFollowerCheck      = "WXPUSH_FOLLOWER_CHECK"
+	EnvConsole            = "WXPUSH_CONSOLE"
 )
 
 // appEnvUsage ends -h: the settings read from the environment only.
@@ -222,6 +225,15 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	fs.StringVar(&keys, "api-keys", env(EnvAPIKeys, ""), "comma-separated bearer API keys (env WXPUSH_API_KEYS)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the API without authentication (development only)")
 	fs.BoolVar(&c.NoWorkers, "no-workers", false, "serve the API only, without sending (other instances send)")
+	consoleOn := true
+	if v := getenv(EnvConsole); v != "" {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return Config{}, fmt.Errorf("%w: %s %q: must be true or false", ErrUsage, EnvConsole, clipName(v))
+		}
+		consoleOn = on
+	}
+	fs.BoolVar(&consoleOn, "console", consoleOn, "serve the web console at /console (sign-in with an API key); -console=false turns it off (env "+EnvConsole+")")
 	fs.StringVar(&configPath, "config", env(EnvConfig, ""), "YAML file with apps (env WXPUSH_CONFIG)")
 	fs.StringVar(&mode, "token-mode", env("WXPUSH_TOKEN_MODE", string(token.ModeStable)), "stable (/cgi-bin/stable_token) or classic (/cgi-bin/token) (env WXPUSH_TOKEN_MODE)")
 	intVar := func(p *int, name, envName string, def int, usage string) {
@@ -289,6 +301,7 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 		return Config{}, fmt.Errorf("%w: unexpected arguments %q", ErrUsage, fs.Args())
 	}
 	c.TokenMode = token.Mode(mode)
+	c.NoConsole = !consoleOn
 	switch followerCheck {
 	case "on":
 	case "off":

@@ -338,3 +338,45 @@ func TestLoadConfigInboundSettings(t *testing.T) {
 		})
 	}
 }
+
+// TestLoadConfigConsole: the web console is on by default; -console=false
+// or WXPUSH_CONSOLE=false turns it off, the flag wins over the variable,
+// a variable that is not a bool is a usage error, and -h lists both.
+func TestLoadConfigConsole(t *testing.T) {
+	base := map[string]string{EnvAPIKeys: "a-long-enough-api-key-01", EnvAppID: "wx0123456789abcdef", EnvAppSecret: "s"}
+	with := func(k, v string) map[string]string {
+		m := maps.Clone(base)
+		m[k] = v
+		return m
+	}
+	for _, tt := range []struct {
+		name string
+		args []string
+		env  map[string]string
+		off  bool
+	}{
+		{"default on", nil, base, false},
+		{"flag off", []string{"-console=false"}, base, true},
+		{"env off", nil, with(EnvConsole, "false"), true},
+		{"env 0", nil, with(EnvConsole, "0"), true},
+		{"env on", nil, with(EnvConsole, "true"), false},
+		{"flag wins over env", []string{"-console"}, with(EnvConsole, "false"), false},
+		{"flag off wins over env on", []string{"-console=false"}, with(EnvConsole, "true"), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := LoadConfig(tt.args, envOf(tt.env), &bytes.Buffer{})
+			require.NoError(t, err)
+			assert.Equal(t, tt.off, cfg.NoConsole, "args %q env %s=%q", tt.args, EnvConsole, tt.env[EnvConsole])
+		})
+	}
+	_, err := LoadConfig(nil, envOf(with(EnvConsole, "maybe")), &bytes.Buffer{})
+	require.Error(t, err)
+	assert.ErrorIs(t, err, ErrUsage)
+	assert.Contains(t, err.Error(), EnvConsole)
+
+	var help bytes.Buffer
+	_, err = LoadConfig([]string{"-h"}, envOf(nil), &help)
+	require.Error(t, err)
+	assert.Contains(t, help.String(), "-console")
+	assert.Contains(t, help.String(), EnvConsole)
+}

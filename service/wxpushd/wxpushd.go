@@ -313,17 +313,27 @@ func (s *Server) build(opts Options) error {
 		return err
 	}
 	admin := &appAdmin{apps: apps.Index(list), store: s.store, tokens: s.tokens, now: time.Now}
+	op := &operator{Store: s.store, admin: admin, names: names, now: time.Now}
+	con, err := s.newConsole(op)
+	if err != nil {
+		return err
+	}
 	s.handler, err = httpapi.New(httpapi.Options{
 		Queue: s.store, Apps: names, APIKeys: cfg.APIKeys, InsecureNoAuth: cfg.InsecureNoAuth,
 		NewID: func() string { return store.NewID(time.Now()) }, Now: time.Now, Logger: s.log, Metrics: s.metrics,
-		Extra:   func(r *gin.Engine) { s.reports.Register(r) },
+		Extra: func(r *gin.Engine) {
+			s.reports.Register(r)
+			if con != nil {
+				con.Register(r)
+			}
+		},
 		Limiter: s.store,
 		Limits: store.RequestLimits{
 			PerKey: store.RequestLimit{PerSecond: cfg.RateLimitPerKey, Burst: cfg.RateBurstPerKey},
 			Global: store.RequestLimit{PerSecond: cfg.RateLimitGlobal, Burst: cfg.RateBurstGlobal},
 		},
 		Admin: admin, Warnings: s.epoch.warnings,
-		Operator: &operator{Store: s.store, admin: admin, names: names, now: time.Now},
+		Operator: op,
 	})
 	return err
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -221,9 +222,9 @@ func answerOperatorStatus(err error) (int, *service.Error) {
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, &service.Error{Code: service.CodeNotFound, Message: "no message with that id"}
 	case errors.Is(err, store.ErrNotFailed):
-		return http.StatusConflict, &service.Error{Code: service.CodeNotFailed, Message: "only a failed message can be redriven: " + err.Error()}
+		return http.StatusConflict, &service.Error{Code: service.CodeNotFailed, Message: strings.TrimPrefix(err.Error(), "store: ")}
 	case errors.Is(err, store.ErrForceRequired):
-		return http.StatusConflict, &service.Error{Code: service.CodeForceRequired, Message: err.Error() +
+		return http.StatusConflict, &service.Error{Code: service.CodeForceRequired, Message: strings.TrimPrefix(err.Error(), "store: ") +
 			`: a resend may reach the user twice (unconfirmed) or cannot succeed as it is; send {"force": true} to redrive it anyway`, Field: "force"}
 	}
 	return 0, nil

@@ -119,22 +119,23 @@ func (s *Store) leadBatches(c *coalescer) {
 
 // batchScript stores a batch of messages in one atomic step. For each
 // message it writes the record, the stream entry and the index entries
-// (all, its user's, its request's: see index.go); a message with
+// (all messages; by user and by request, in its day's sets: see index.go);
+// a message with
 // an idempotency key is first checked against it (replay or conflict) and
 // the key is set with it. The created messages count in the minute's
-// counters. KEYS: stream, ix:all, counts, then per message
-// its record key, when keyed its idempotency key, its user's index, and
-// when it has a request id its request's index. ARGV: retentionSec,
-// idemTTLms, trim cutoff (an id), then per message: keyed (0/1), id, hash,
-// nowMs, request JSON, request id, traceparent. Returns a flat list of
+// counters. KEYS: stream, ix:all, counts, then per message its record key,
+// when keyed its idempotency key, its day's user index and request index.
+// ARGV: retentionSec, idemTTLms, then per message: keyed (0/1), id, hash,
+// nowMs, request JSON, request id, traceparent, touser, the day indexes'
+// expiry (unix s). Returns a flat list of
 // {outcome, id} pairs in order: 1 created, 2 replayed, 3 conflict.
 var batchScript = redis.NewScript(`
 local out = {}
 local created = 0
-local k, a = 4, 4
+local k, a = 4, 3
 while a <= #ARGV do
-  local keyed, id, hash, now, req, rid, tp = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5], ARGV[a+6]
-  a = a + 7
+  local keyed, id, hash, now, req, rid, tp, to, exp = ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5], ARGV[a+6], ARGV[a+7], ARGV[a+8]
+  a = a + 9
   local msg = KEYS[k]
   k = k + 1
   local done = false
@@ -156,13 +157,8 @@ while a <= #ARGV do
       redis.call('SET', idem, hash .. ' ' .. id, 'PX', ARGV[2])
     end
   end
-  local to = KEYS[k]
-  k = k + 1
-  local rk = nil
-  if rid ~= '' then
-    rk = KEYS[k]
-    k = k + 1
-  end
+  local tok, rk = KEYS[k], KEYS[k + 1]
+  k = k + 2
   if not done then
     if tp ~= '' then
       redis.call('HSET', msg, 'req', req, 'status', 'queued', 'created_at', now, 'request_id', rid, 'traceparent', tp)
@@ -172,12 +168,11 @@ while a <= #ARGV do
     redis.call('EXPIRE', msg, ARGV[1])
     redis.call('XADD', KEYS[1], '*', 'id', id)
     redis.call('ZADD', KEYS[2], 0, id)
-    redis.call('ZADD', to, 0, id)
-    redis.call('ZREMRANGEBYLEX', to, '-', '(' .. ARGV[3])
-    redis.call('EXPIRE', to, ARGV[1])
-    if rk then
-      redis.call('ZADD', rk, 0, id)
-      redis.call('EXPIRE', rk, ARGV[1])
+    redis.call('ZADD', tok, 0, to .. ' ' .. id)
+    redis.call('EXPIREAT', tok, exp)
+    if rid ~= '' then
+      redis.call('ZADD', rk, 0, rid .. ' ' .. id)
+      redis.call('EXPIREAT', rk, exp)
     end
     created = created + 1
     out[#out+1] = 1
@@ -196,7 +191,7 @@ return out
 func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
 	now := time.Now()
 	keys := []string{s.keys.stream, s.keys.ixAll(), s.keys.counts(now)}
-	args := []any{int64(s.opts.Retention.Seconds()), s.opts.IdempotencyTTL.Milliseconds(), s.trimCutoff(now)}
+	args := []any{int64(s.opts.Retention.Seconds()), s.opts.IdempotencyTTL.Milliseconds()}
 	var written []*enqueueCall
 	for _, call := range calls {
 		var ks []string
@@ -217,11 +212,9 @@ func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
 				keyed = "1"
 				ks = append(ks, s.keys.idem(m.IdempotencyKey))
 			}
-			ks = append(ks, s.keys.ixTo(m.Request.ToUser))
-			if m.RequestID != "" {
-				ks = append(ks, s.keys.ixReq(m.RequestID))
-			}
-			as = append(as, keyed, m.ID, m.RequestHash, m.AcceptedAt.UnixMilli(), req, m.RequestID, m.TraceParent)
+			day := s.indexDay(m.ID, m.AcceptedAt)
+			ks = append(ks, s.keys.ixDay("to", day), s.keys.ixDay("req", day))
+			as = append(as, keyed, m.ID, m.RequestHash, m.AcceptedAt.UnixMilli(), req, m.RequestID, m.TraceParent, m.Request.ToUser, s.dayExpiry(day))
 		}
 		if call.err == nil {
 			keys, args = append(keys, ks...), append(args, as...)

@@ -19,26 +19,47 @@ import (
 // scores are all 0, so they order by member: the message id, which starts
 // with its acceptance time (NewID), so the sets order by time and a time
 // range is a range of ids. The scripts that write a record keep them:
-//   - ix:all holds every message; ix:to:<touser> a user's messages;
-//     ix:req:<request id> the messages one request accepted (enqueue);
-//   - ix:st:<status> holds the messages whose status is final, by status:
-//     sent, delivered, failed (settle, delivery reports, redrive). The
-//     others (queued, sending, retrying) are not indexed by status: they
-//     are the newest messages, found first in ix:all, and an attempt, the
-//     commonest step, moves nothing.
+//   - ix:all holds every message (enqueue); a day's ix:to:<yyyymmdd>
+//     and ix:req:<yyyymmdd> hold the messages accepted that day (UTC) as
+//     "<touser> <id>" and "<request id> <id>", so that a user's or a
+//     request's messages are a range of members: no key per user or per
+//     request to create and expire on the hot path, and a day's sets
+//     expire whole, twice the retention after the day;
+//   - ix:st:failed holds the failed messages (settle, delivery reports,
+//     redrive): the dead letters, few among many. The other statuses are
+//     not indexed: a search for them reads ix:all, where they are most of
+//     the messages (delivered, sent) or the newest ones (queued, sending,
+//     retrying), and a send, the commonest step, moves nothing.
 //
 // A message's history is a list (hist:<id>) of JSON events, and the
 // per-minute counters are hashes (cnt:<unix minute>) with the fields
 // accepted, sent, delivered, redriven and failed:<reason>. The per-user
 // and per-request sets, the history and the counters expire; ix:all and
 // ix:st:* are trimmed by TrimIndexes. A member whose record has expired is
-// skipped by Search.
+// skipped by Search. (Openids and request ids hold no space, so a member's
+// prefix up to its space names exactly one user or request.)
 
 func (k keys) ixAll() string                 { return k.prefix + "ix:all" }
-func (k keys) ixTo(touser string) string     { return k.prefix + "ix:to:" + touser }
-func (k keys) ixReq(requestID string) string { return k.prefix + "ix:req:" + requestID }
+func (k keys) ixDay(what, day string) string { return k.prefix + "ix:" + what + ":" + day }
 func (k keys) ixStatus(bucket string) string { return k.prefix + "ix:st:" + bucket }
-func (k keys) hist(id string) string         { return k.prefix + "hist:" + id }
+
+// indexDay is the UTC day (yyyymmdd) whose sets index a message: the day
+// of its id's time (its acceptance), or of at for an id that is not a
+// NewID.
+func (s *Store) indexDay(id string, at time.Time) string {
+	if t, ok := idTime(id); ok {
+		at = t
+	}
+	return at.UTC().Format("20060102")
+}
+
+// dayExpiry is when a day's sets expire (unix s): a Retention after
+// trimAfter past the day's end, when every record they name is long gone.
+func (s *Store) dayExpiry(day string) int64 {
+	d, _ := time.Parse("20060102", day)
+	return d.Add(24*time.Hour + s.trimAfter() + s.opts.Retention).Unix()
+}
+func (k keys) hist(id string) string { return k.prefix + "hist:" + id }
 
 // counts is the per-minute counter hash of the minute t falls in.
 func (k keys) counts(t time.Time) string {
@@ -46,24 +67,18 @@ func (k keys) counts(t time.Time) string {
 }
 
 // statusKeys are the status indexes' keys in the order the scripts take
-// them: sent, delivered, failed.
+// them: failed.
 func (k keys) statusKeys() []string {
-	return []string{k.ixStatus("sent"), k.ixStatus("delivered"), k.ixStatus("failed")}
+	return []string{k.ixStatus("failed")}
 }
-
-// countsTTL is how long a minute's counters are kept: the console charts
-// 24 hours.
-const countsTTL = 25 * time.Hour
 
 // statusLua maps a status to its index's key (KEYS from base on, in the
 // order of statusKeys; nil for a status that is not indexed), moves a
-// member between indexes, counts in a minute's counters and appends to a
-// history.
+// member between indexes, counts in a minute's counters (kept 25 hours:
+// the overview charts 24) and appends to a history.
 const statusLua = `
 local function bucket(base, status)
-  if status == 'sent' then return KEYS[base] end
-  if status == 'delivered' then return KEYS[base + 1] end
-  if status == 'failed' then return KEYS[base + 2] end
+  if status == 'failed' then return KEYS[base] end
   return nil
 end
 local function move(base, id, from, to)
@@ -105,30 +120,60 @@ func idTime(id string) (time.Time, bool) {
 	return time.UnixMilli(int64(binary.BigEndian.Uint64(b[:8]) >> 16)).UTC(), true
 }
 
-// trimCutoff is the id below which index members are dropped: their
-// records have expired (a record lives Retention after its last update;
-// twice Retention after its acceptance is long past any update).
-func (s *Store) trimCutoff(now time.Time) string { return idFloor(now.Add(-2 * s.opts.Retention)) }
+// trimAfter is how long after its acceptance a message's index entries
+// are kept at least: a record lives Retention after its last update, and
+// almost every message is last updated within a Retention of its
+// acceptance (redrives and long pauses can stretch it; TrimIndexes checks
+// the records it would drop, and a day's sets live a Retention longer).
+func (s *Store) trimAfter() time.Duration { return 2 * s.opts.Retention }
 
-// TrimIndexes drops the members of the shared indexes (all messages, by
-// status) whose records have long expired. Every instance may run it; it
-// is cheap when there is nothing to drop.
+// TrimIndexes drops the members of the shared indexes (all messages, the
+// failed ones) accepted more than trimAfter ago whose records have
+// expired; a record still alive (redriven late, paused long) keeps its
+// entries. Every instance may run it; it is cheap when there is nothing
+// old.
 func (s *Store) TrimIndexes(ctx context.Context, now time.Time) error {
-	cut := "(" + s.trimCutoff(now)
-	pipe := s.rdb.Pipeline()
+	cut := s.trimCutoff(now)
 	for _, k := range append(s.keys.statusKeys(), s.keys.ixAll()) {
-		pipe.ZRemRangeByLex(ctx, k, "-", cut)
-	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return unavailable("trim indexes", err)
+		lo := "-"
+		for {
+			ids, err := s.rdb.ZRangeByLex(ctx, k, &redis.ZRangeBy{Min: lo, Max: "(" + cut, Count: 500}).Result()
+			if err != nil {
+				return unavailable("trim indexes", err)
+			}
+			if len(ids) == 0 {
+				break
+			}
+			pipe := s.rdb.Pipeline()
+			exists := make([]*redis.IntCmd, len(ids))
+			for i, id := range ids {
+				exists[i] = pipe.Exists(ctx, s.keys.msg(id))
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return unavailable("trim indexes", err)
+			}
+			var gone []any
+			for i, id := range ids {
+				if exists[i].Val() == 0 {
+					gone = append(gone, id)
+				}
+			}
+			if len(gone) > 0 {
+				if err := s.rdb.ZRem(ctx, k, gone...).Err(); err != nil {
+					return unavailable("trim indexes", err)
+				}
+			}
+			if len(ids) < 500 {
+				break
+			}
+			lo = "(" + ids[len(ids)-1]
+		}
 	}
 	return nil
 }
 
-// searchScan bounds how many index members one Search examines: a
-// selective filter on a large index returns a short page with a cursor
-// rather than scanning without end.
-const searchScan = 5000
+// trimCutoff is the id below which index members may be dropped.
+func (s *Store) trimCutoff(now time.Time) string { return idFloor(now.Add(-s.trimAfter())) }
 
 // ValidStatus reports whether s is a message status.
 func ValidStatus(s service.Status) bool {
@@ -162,38 +207,54 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
 		return nil, &QueryError{Field: "until", Message: "must be after since"}
 	}
-	hi := "+"
+	sc := scan{hi: "", lo: ""}
 	if q.Cursor != "" {
 		if _, ok := idTime(q.Cursor); !ok {
 			return nil, &QueryError{Field: "cursor", Message: "not a cursor this service gave"}
 		}
-		hi = "(" + q.Cursor
+		sc.hi = q.Cursor
 	}
 	if !q.Until.IsZero() {
-		if u := idFloor(q.Until); hi == "+" || u < hi[1:] {
-			hi = "(" + u
+		if u := idFloor(q.Until); sc.hi == "" || u < sc.hi {
+			sc.hi = u
 		}
 	}
-	lo := "-"
 	if !q.Since.IsZero() {
-		lo = "[" + idFloor(q.Since)
+		sc.lo = idFloor(q.Since)
 	}
-	key := s.keys.ixAll()
 	switch {
-	case q.RequestID != "":
-		key = s.keys.ixReq(q.RequestID)
-	case q.ToUser != "":
-		key = s.keys.ixTo(q.ToUser)
-	case q.Status.Terminal():
-		key = s.keys.ixStatus(string(q.Status))
+	case q.RequestID != "" || q.ToUser != "":
+		// The day sets of the days the range spans, newest first.
+		what, prefix := "to", q.ToUser
+		if q.RequestID != "" {
+			what, prefix = "req", q.RequestID
+		}
+		sc.prefix = prefix + " "
+		newest, oldest := time.Now().Add(24*time.Hour), time.Now().Add(-s.trimAfter()-s.opts.Retention-24*time.Hour)
+		if t, ok := idTime(sc.hi); ok && t.Before(newest) {
+			newest = t
+		}
+		if t, ok := idTime(sc.lo); ok && t.After(oldest) {
+			oldest = t
+		}
+		for d := newest.UTC().Truncate(24 * time.Hour); !d.Before(oldest.UTC().Truncate(24 * time.Hour)); d = d.Add(-24 * time.Hour) {
+			sc.keys = append(sc.keys, s.keys.ixDay(what, d.Format("20060102")))
+		}
+	case q.Status == service.StatusFailed:
+		sc.keys = []string{s.keys.ixStatus(string(q.Status))}
+	default:
+		sc.keys = []string{s.keys.ixAll()}
 	}
 	page := &service.MessagePage{Messages: []service.Message{}}
 	scanned := 0
-	for scanned < searchScan {
-		chunk := min(max(2*(q.Limit-len(page.Messages)), 64), searchScan-scanned)
-		ids, err := s.rdb.ZRevRangeByLex(ctx, key, &redis.ZRangeBy{Max: hi, Min: lo, Count: int64(chunk)}).Result()
+	for scanned < s.opts.SearchScan {
+		chunk := min(max(2*(q.Limit-len(page.Messages)), 64), s.opts.SearchScan-scanned)
+		ids, err := sc.next(ctx, s.rdb, chunk)
 		if err != nil {
 			return nil, unavailable("search", err)
+		}
+		if len(ids) == 0 {
+			return page, nil // every index is exhausted
 		}
 		recs, err := s.loadMany(ctx, ids)
 		if err != nil {
@@ -201,7 +262,6 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 		}
 		for i, id := range ids {
 			scanned++
-			hi = "(" + id
 			if r := recs[i]; r != nil && matches(&r.Message, q) {
 				page.Messages = append(page.Messages, r.Message)
 				if len(page.Messages) == q.Limit {
@@ -210,12 +270,54 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 				}
 			}
 		}
-		if len(ids) < chunk {
-			return page, nil // the index is exhausted
-		}
 	}
-	page.NextCursor = hi[1:]
+	page.NextCursor = sc.hi
 	return page, nil
+}
+
+// scan reads message ids, newest first, from a list of sorted sets read
+// one after the other (newest set first), whose members are prefix and an
+// id; hi (exclusive) and lo (inclusive) bound the ids ("" for none), and
+// hi moves down as ids are read.
+type scan struct {
+	keys   []string
+	prefix string
+	hi, lo string
+}
+
+// next returns up to count more ids; none when every set is exhausted.
+func (sc *scan) next(ctx context.Context, rdb redis.UniversalClient, count int) ([]string, error) {
+	for len(sc.keys) > 0 {
+		max, min := "+", "-"
+		if sc.prefix != "" {
+			// Openids and request ids hold no space and "!" follows " ":
+			// the prefix's members are exactly [prefix, prefix-with-"!").
+			max, min = "("+sc.prefix[:len(sc.prefix)-1]+"!", "["+sc.prefix
+		}
+		if sc.hi != "" {
+			max = "(" + sc.prefix + sc.hi
+		}
+		if sc.lo != "" {
+			min = "[" + sc.prefix + sc.lo
+		}
+		members, err := rdb.ZRevRangeByLex(ctx, sc.keys[0], &redis.ZRangeBy{Max: max, Min: min, Count: int64(count)}).Result()
+		if err != nil {
+			return nil, err
+		}
+		if len(members) < count {
+			sc.keys = sc.keys[1:] // this set is exhausted: the next (older) one follows
+		}
+		if len(members) == 0 {
+			continue
+		}
+		ids := make([]string, len(members))
+		for i, m := range members {
+			ids[i] = strings.TrimPrefix(m, sc.prefix)
+		}
+		sc.hi = ids[len(ids)-1]
+		return ids, nil
+	}
+	return nil, nil
 }
 
 // matches reports whether m satisfies every filter of q.
@@ -227,11 +329,21 @@ func matches(m *service.Message, q service.MessageQuery) bool {
 		q.Reason != "" && m.Reason != q.Reason,
 		q.TemplateID != "" && m.TemplateID != q.TemplateID,
 		q.RequestID != "" && m.RequestID != q.RequestID,
-		!q.Since.IsZero() && m.CreatedAt.Before(q.Since),
-		!q.Until.IsZero() && !m.CreatedAt.Before(q.Until):
+		!q.Since.IsZero() && acceptedAt(m).Before(q.Since),
+		!q.Until.IsZero() && !acceptedAt(m).Before(q.Until):
 		return false
 	}
 	return true
+}
+
+// acceptedAt is the time since and until compare: the one the message's id
+// carries (the indexes' order; the API makes the id just after it takes
+// created_at), or created_at for an id that is not a NewID.
+func acceptedAt(m *service.Message) time.Time {
+	if t, ok := idTime(m.ID); ok {
+		return t
+	}
+	return m.CreatedAt
 }
 
 // loadMany reads records in one pipeline; a missing or undecodable one is

@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/internal/redistest"
 	"github.com/wxpush/wxpush/service/internal/store"
 )
 
@@ -181,12 +182,13 @@ func TestSearchPagesWhileMessagesArrive(t *testing.T) {
 }
 
 func TestSearchScansABoundedNumberPerPage(t *testing.T) {
-	s, _ := newStore(t)
+	r := redistest.New(t)
+	s := store.New(r.Client, store.Options{Prefix: r.Prefix, SearchScan: 500})
 	t0 := time.Now().Add(-time.Hour)
 	match := enqueueOp(t, s, opMsg{"shop", "oUserS-000000001", "rare", "", t0})
-	for i := 1; i <= 6000; i += 500 {
-		msgs := make([]store.NewMessage, 0, 500)
-		for j := range 500 {
+	for i := 1; i <= 600; i += 100 {
+		msgs := make([]store.NewMessage, 0, 100)
+		for j := range 100 {
 			at := t0.Add(time.Duration(i+j) * time.Millisecond)
 			msgs = append(msgs, store.NewMessage{ID: store.NewID(at), App: "shop", RequestHash: "h", AcceptedAt: at,
 				Request: service.SendRequest{App: "shop", ToUser: "oUserS-000000001", TemplateID: "common", Data: map[string]service.DataValue{"k": {Value: "v"}}}})
@@ -208,7 +210,7 @@ func TestSearchScansABoundedNumberPerPage(t *testing.T) {
 		q.Cursor = page.NextCursor
 	}
 	assert.Equal(t, []string{match}, found)
-	assert.Equal(t, 2, pages, "6,001 messages to scan: a first page stops at the scan bound with a cursor")
+	assert.Equal(t, 2, pages, "601 messages to scan, 500 a page: the first page stops at the bound with a cursor")
 }
 
 func TestSearchRefusesBadFilters(t *testing.T) {
@@ -262,7 +264,7 @@ func TestHistoryIsTheMessagesTimeline(t *testing.T) {
 	assert.Equal(t, "system error", h[1].Error)
 	require.NotNil(t, h[1].LatencyMS)
 	assert.InDelta(t, 1.5, *h[1].LatencyMS, 0.001)
-	assert.True(t, h[1].At.Equal(t0.Add(time.Second)))
+	assert.True(t, h[1].At.Equal(t0.Add(time.Second-1500*time.Microsecond)), "an attempt is dated when its send began: %v", h[1].At)
 
 	assert.Equal(t, service.OutcomeSent, h[2].Outcome)
 	assert.Equal(t, 2, h[2].Attempt)
@@ -295,7 +297,7 @@ func TestHistoryOfAnEarlyReport(t *testing.T) {
 	assert.True(t, m.History[2].At.Equal(t0.Add(time.Second)), "the report's own time: %v", m.History[2].At)
 	page, err := s.Search(ctx, service.MessageQuery{Status: service.StatusDelivered})
 	require.NoError(t, err)
-	assert.Equal(t, []string{id}, ids(page), "an early report puts the message in its status index")
+	assert.Equal(t, []string{id}, ids(page), "an early report makes it delivered for search too")
 }
 
 func TestHistoryIsBounded(t *testing.T) {
@@ -361,6 +363,7 @@ func TestTrimIndexes(t *testing.T) {
 	recent := enqueueOp(t, s, opMsg{"shop", "oUserT-000000002", "tpl", "", time.Now().Add(-time.Hour)})
 	fail(t, s, old, service.ReasonAttemptsExhausted, time.Now())
 	fail(t, s, recent, service.ReasonAttemptsExhausted, time.Now())
+	require.NoError(t, s.Client().Del(ctx, s.Prefix()+"msg:"+old).Err()) // its record expired
 	require.NoError(t, s.TrimIndexes(ctx, time.Now()))
 	all, err := s.Client().ZRange(ctx, s.Prefix()+"ix:all", 0, -1).Result()
 	require.NoError(t, err)
@@ -368,4 +371,38 @@ func TestTrimIndexes(t *testing.T) {
 	failed, err := s.Client().ZRange(ctx, s.Prefix()+"ix:st:failed", 0, -1).Result()
 	require.NoError(t, err)
 	assert.Equal(t, []string{recent}, failed)
+}
+
+func TestSearchAUserAcrossDays(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	var want []string
+	for d := 6; d >= 0; d-- {
+		for i := range 3 {
+			at := time.Now().Add(-time.Duration(d)*24*time.Hour - time.Duration(i)*time.Minute)
+			want = append(want, enqueueOp(t, s, opMsg{"shop", "oUserD-000000001", "tpl", "req-days", at}))
+			enqueueOp(t, s, opMsg{"shop", "oUserD-0000000011", "tpl", "req-days-1", at}) // a longer id with the same start
+		}
+	}
+	slices.Sort(want)
+	slices.Reverse(want)
+	for _, q := range []service.MessageQuery{{ToUser: "oUserD-000000001", Limit: 4}, {RequestID: "req-days", Limit: 4}} {
+		var got []string
+		for pages := 0; ; pages++ {
+			require.Less(t, pages, 20)
+			page, err := s.Search(ctx, q)
+			require.NoError(t, err)
+			got = append(got, ids(page)...)
+			if page.NextCursor == "" {
+				break
+			}
+			q.Cursor = page.NextCursor
+		}
+		assert.Equal(t, want, got, "%+v: seven days of messages, newest first, pages crossing the days", q)
+	}
+	day := time.Now().UTC().Format("20060102")
+	ttl, err := s.Client().TTL(ctx, s.Prefix()+"ix:to:"+day).Result()
+	require.NoError(t, err)
+	assert.Greater(t, ttl, 21*24*time.Hour, "a day's sets outlive every record they name")
+	assert.Less(t, ttl, 23*24*time.Hour)
 }

@@ -82,8 +82,11 @@ local function active_pause()
 end
 `
 
-// admitScript. KEYS: pause, gcra, wait, stream. ARGV: group, streamID, id,
-// dueMs, slotMs, probe, intervalMs, toleranceMs, maxWaitMs, graceMs.
+// admitScript. A message held behind a pause gets a paused event in its
+// history (index.go).
+// KEYS: pause, gcra, wait, stream, hist. ARGV: group, streamID, id,
+// dueMs, slotMs, probe, intervalMs, toleranceMs, maxWaitMs, graceMs,
+// retentionSec.
 var admitScript = redis.NewScript(redisNow + activePause + `
 local function hold()
   redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
@@ -93,6 +96,9 @@ end
 if active_pause() then
   if ARGV[6] == '1' then return {'probe', '0'} end
   hold()
+  local ev = {t = math.floor(now), type = 'paused', reason = redis.call('HGET', KEYS[1], 'reason') or ''}
+  if redis.call('RPUSH', KEYS[5], cjson.encode(ev)) > 64 then redis.call('LTRIM', KEYS[5], -64, -1) end
+  redis.call('EXPIRE', KEYS[5], ARGV[11])
   return {'paused', '0'}
 end
 local slot = tonumber(ARGV[5])
@@ -132,10 +138,10 @@ return {'go', string.format('%.3f', w)}
 // grace is how late a fed message may still use its slot.
 func (s *Store) Admit(ctx context.Context, e Entry, app string, rate Rate, maxWait, grace time.Duration) (Admission, error) {
 	res, err := admitScript.Run(ctx, s.rdb,
-		[]string{s.keys.app(app, "pause"), s.keys.app(app, "gcra"), s.keys.app(app, "wait"), s.keys.stream},
+		[]string{s.keys.app(app, "pause"), s.keys.app(app, "gcra"), s.keys.app(app, "wait"), s.keys.stream, s.keys.hist(e.MessageID)},
 		s.opts.Group, e.StreamID, e.MessageID, dueScore(e), strconv.FormatFloat(e.Slot, 'f', 3, 64), b2s(e.Probe),
 		strconv.FormatFloat(rate.Interval, 'f', 6, 64), strconv.FormatFloat(rate.Tolerance, 'f', 6, 64),
-		maxWait.Milliseconds(), grace.Milliseconds(),
+		maxWait.Milliseconds(), grace.Milliseconds(), int64(s.opts.Retention.Seconds()),
 	).StringSlice()
 	if err != nil || len(res) != 2 {
 		return Admission{}, unavailable("admit", err)

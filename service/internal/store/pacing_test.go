@@ -101,6 +101,11 @@ func TestPauseAndResume(t *testing.T) {
 		adm, err := s.Admit(ctx, e, "default", store.Rate{}, time.Second, 0)
 		require.NoError(t, err)
 		assert.Equal(t, store.AdmitPaused, adm.Kind)
+		m, err := s.Get(ctx, e.MessageID)
+		require.NoError(t, err)
+		require.Len(t, m.History, 2, "accepted, then held behind the pause")
+		assert.Equal(t, service.HistoryPaused, m.History[1].Type)
+		assert.Equal(t, service.PauseAppError, m.History[1].Reason)
 	}
 	st, err := s.ReadAppState(ctx, "default", "20260101", now)
 	require.NoError(t, err)

@@ -26,15 +26,22 @@ var forceReasons = func() string {
 }()
 
 // redriveScript puts a failed message back in the queue: status queued,
-// attempts 0, its failure fields cleared, a new stream entry, the redrive
-// in its history and counters, and out of the failed index. A message that
-// WeChat had accepted (it has a msgid: a delivery report failed it) gets a
-// new client_msg_id (its id and the redrive's number) and loses its msgid
+// its attempts counted from 0 again, its failure fields cleared, a new
+// stream entry, the redrive in its history and counters, and out of the
+// failed index. The attempt counter itself never goes back (attempt_base
+// records where this run's count starts): it fences settlements, and an
+// attempt begun before the redrive must stay stale. A message that WeChat
+// had accepted (it has a msgid: a delivery report failed it) gets a new
+// client_msg_id (its id and the redrive's number) and loses its msgid
 // index entry, so that WeChat's dedup does not swallow the resend and a
-// late report for the old msgid cannot touch it. Without force, a message
-// whose reason is in ARGV[5] is refused; with force its ambiguous_at goes
-// too, so the guard lets the resend go (the operator accepts that the user
-// may get it twice).
+// late report for the old msgid cannot touch it; an earlier attempt's
+// unknown outcome no longer matters then (WeChat's accepted send settled
+// it), so ambiguous_at goes. Without force, a message whose reason is in
+// ARGV[5] is refused. Force clears ambiguous_at only for an unconfirmed
+// failure (the operator was told a resend may reach the user twice); a
+// forced redrive of another failure keeps the guard, which refuses a
+// resend past WeChat's dedup window of an attempt that may have reached
+// the user.
 // KEYS: msg, stream, msgidx (of the msgid the caller read), hist, counts,
 // then the status indexes (statusKeys).
 // ARGV: nowMs, force (0/1), retentionSec, requestID, forceReasons,
@@ -50,12 +57,13 @@ if (f[3] or '') ~= ARGV[6] then return {-3, ''} end
 local reason = f[2] or ''
 if ARGV[2] ~= '1' and string.find(ARGV[5], ',' .. reason .. ',', 1, true) then return {-2, reason} end
 local n = redis.call('HINCRBY', KEYS[1], 'redrives', 1)
-redis.call('HSET', KEYS[1], 'status', 'queued', 'attempts', 0, 'updated_at', ARGV[1])
+redis.call('HSET', KEYS[1], 'status', 'queued', 'attempt_base', redis.call('HGET', KEYS[1], 'attempts') or '0', 'updated_at', ARGV[1])
 redis.call('HDEL', KEYS[1], 'reason', 'delivery_status', 'attempt_at', 'sent_at', 'delivered_at', 'msgid')
-if ARGV[2] == '1' then redis.call('HDEL', KEYS[1], 'ambiguous_at') end
+if ARGV[2] == '1' and reason == 'unconfirmed' then redis.call('HDEL', KEYS[1], 'ambiguous_at') end
 if ARGV[6] ~= '' then
   redis.call('DEL', KEYS[3])
   redis.call('HSET', KEYS[1], 'cmid', ARGV[7] .. '-' .. n)
+  redis.call('HDEL', KEYS[1], 'ambiguous_at')
 end
 move(6, ARGV[7], 'failed', 'queued')
 redis.call('XADD', KEYS[2], '*', 'id', ARGV[7])
@@ -114,7 +122,11 @@ func (s *Store) Redrive(ctx context.Context, id string, force bool, requestID st
 
 // RedriveBulk redrives the failed messages that match req's app and
 // reason, newest first, up to its limit, and reports what it did. The
-// messages whose reason needs force are skipped without it.
+// messages whose reason needs force are skipped without it. One call
+// scans at most one search page's bound of the failed index (SearchScan):
+// when that runs out first, NextCursor says where to go on. On a Redis
+// error it returns what it did so far with the error; calling again is
+// safe (a redriven message is no longer failed).
 func (s *Store) RedriveBulk(ctx context.Context, req service.BulkRedriveRequest, requestID string, now time.Time) (*service.BulkRedriveResult, error) {
 	if req.Limit == 0 {
 		req.Limit = service.DefaultBulkRedrive
@@ -145,7 +157,9 @@ func (s *Store) RedriveBulk(ctx context.Context, req service.BulkRedriveRequest,
 			}
 		}
 		out.NextCursor = page.NextCursor
-		if page.NextCursor == "" || out.Matched >= req.Limit {
+		// A page shorter than asked with a cursor: the search stopped at
+		// its scan bound. So does this call.
+		if page.NextCursor == "" || out.Matched >= req.Limit || len(page.Messages) < min(req.Limit-(out.Matched-len(page.Messages)), service.MaxSearchLimit) {
 			return out, nil
 		}
 		page, err = s.Search(ctx, service.MessageQuery{App: req.App, Status: service.StatusFailed, Reason: req.Reason, Limit: min(req.Limit-out.Matched, service.MaxSearchLimit), Cursor: page.NextCursor})

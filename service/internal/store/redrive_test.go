@@ -50,9 +50,13 @@ func TestRedriveRules(t *testing.T) {
 		// The second run counts its own attempts from 1.
 		rec, attempt, err := s.Begin(ctx, id, time.Now(), store.Guard{})
 		require.NoError(t, err)
-		assert.Equal(t, 1, attempt)
+		assert.Equal(t, 2, attempt, "the attempt numbers that fence settlements never go back")
+		assert.Equal(t, 1, rec.AttemptBase, "this run counts from the redrive")
 		assert.Equal(t, id, rec.ClientMsgID, "never sent: the same client_msg_id, so WeChat's dedup still covers an earlier attempt")
-		require.NoError(t, settleErr(s.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: "shop", ToUser: rec.ToUser, MsgID: 9, Attempt: 1}, time.Now())))
+		require.NoError(t, settleErr(s.Settle(ctx, entries[0], store.Settlement{Kind: store.SettleSent, App: "shop", ToUser: rec.ToUser, MsgID: 9, Attempt: attempt}, time.Now())))
+		m, err = s.Get(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, 1, m.Attempts, "one attempt in this run")
 	})
 
 	for _, reason := range []string{service.ReasonUnconfirmed, service.ReasonNotFollowing, service.ReasonPermanentErrcode, service.ReasonUserBlock} {
@@ -95,9 +99,9 @@ func TestForcedRedriveOfAnUnconfirmedMessageLetsTheGuardResend(t *testing.T) {
 	settleNext(t, s, id, store.Settlement{Kind: store.SettleFail, Reason: service.ReasonUnconfirmed, AmbiguousAt: t0, Called: true}, t0.Add(time.Second))
 	_, err := s.Redrive(ctx, id, true, "r", time.Now())
 	require.NoError(t, err)
-	_, attempt, err := s.Begin(ctx, id, time.Now(), store.Guard{Window: 10 * time.Minute})
+	rec, attempt, err := s.Begin(ctx, id, time.Now(), store.Guard{Window: 10 * time.Minute})
 	require.NoError(t, err)
-	assert.Equal(t, 1, attempt, "the operator's force clears the unknown attempt: the resend may begin")
+	assert.Equal(t, 1, attempt-rec.AttemptBase, "the operator's force clears the unknown attempt: the resend may begin")
 }
 
 func TestRedriveOfAReportedFailureGetsANewClientMsgID(t *testing.T) {
@@ -108,6 +112,9 @@ func TestRedriveOfAReportedFailureGetsANewClientMsgID(t *testing.T) {
 	settleNext(t, s, id, store.Settlement{Kind: store.SettleSent, MsgID: 4242, Called: true}, t0.Add(time.Second))
 	_, err := s.ApplyDelivery(ctx, store.DeliveryReport{App: "shop", MsgID: 4242, Status: "failed:system failed", Reason: service.ReasonSystemFailed, OpenID: "oUserF-000000001", ReceivedAt: t0.Add(2 * time.Second)}, 0)
 	require.NoError(t, err)
+	dead, err := s.Search(ctx, service.MessageQuery{Status: service.StatusFailed})
+	require.NoError(t, err)
+	assert.Equal(t, []string{id}, ids(dead), "a failure by delivery report is a dead letter")
 
 	m, err := s.Redrive(ctx, id, false, "r", time.Now())
 	require.NoError(t, err)
@@ -175,4 +182,38 @@ func TestRedriveBulk(t *testing.T) {
 	var qe *store.QueryError
 	require.ErrorAs(t, err, &qe)
 	assert.Equal(t, "limit", qe.Field)
+}
+
+// TestConcurrentRedrivesQueueOnce: many operators (or one impatient
+// script) redrive the same failed message at once: one redrive wins, the
+// others are told it is no longer failed, and the queue holds one entry.
+func TestConcurrentRedrivesQueueOnce(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	id := enqueueOp(t, s, opMsg{"shop", "oUserC-000000042", "tpl", "", time.Now().Add(-time.Hour)})
+	fail(t, s, id, service.ReasonAttemptsExhausted, time.Now())
+	const n = 16
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			_, err := s.Redrive(ctx, id, true, "r", time.Now())
+			errs <- err
+		}()
+	}
+	won := 0
+	for range n {
+		err := <-errs
+		if err == nil {
+			won++
+			continue
+		}
+		require.ErrorIs(t, err, store.ErrNotFailed)
+	}
+	assert.Equal(t, 1, won)
+	entries, err := s.Read(ctx, "w", 10, 10*time.Millisecond)
+	require.NoError(t, err)
+	assert.Len(t, entries, 1, "one queue entry: the message is sent once")
+	m, err := s.Get(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, 1, m.Redrives)
 }

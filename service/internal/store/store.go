@@ -41,6 +41,10 @@ type Options struct {
 	// QuotaDayTTL is how long an app's daily send counter is kept
 	// (default 48 h).
 	QuotaDayTTL time.Duration
+	// SearchScan bounds how many index entries one Search page examines
+	// (default 5000): a selective filter on a large index answers a short
+	// page with a cursor rather than scanning without end.
+	SearchScan int
 	// WriteTimeout bounds one coalesced enqueue write, which may serve
 	// many requests (default 3 s): with a Redis that does not answer,
 	// every request in it fails within this bound, not the client's.
@@ -88,6 +92,9 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	}
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 3 * time.Second
+	}
+	if opts.SearchScan <= 0 {
+		opts.SearchScan = 5000
 	}
 	if opts.QuotaDayTTL <= 0 {
 		opts.QuotaDayTTL = 48 * time.Hour
@@ -139,6 +146,12 @@ type Record struct {
 	AmbiguousAt time.Time
 	// AttemptAt is when its latest attempt began; zero: none yet.
 	AttemptAt time.Time
+	// AttemptBase is where the attempt count of the message's current run
+	// starts: the attempts made before its latest redrive. Message.Attempts
+	// counts this run's; the attempt numbers that Begin and MarkSending
+	// give, and that fence a settlement, count them all (they never go
+	// back, so an attempt begun before a redrive stays stale).
+	AttemptBase int
 	// ClientMsgID is the client_msg_id its sends carry: its id, or after a
 	// redrive of a message WeChat had accepted (and then failed in its
 	// delivery report), its id and the redrive's number, so that WeChat's
@@ -209,6 +222,8 @@ func decodeRecord(id string, h map[string]string) (*Record, error) {
 	r.ID, r.App, r.ToUser, r.TemplateID = id, r.Request.App, r.Request.ToUser, r.Request.TemplateID
 	r.Status, r.Reason, r.DeliveryStatus = service.Status(h["status"]), h["reason"], h["delivery_status"]
 	r.Attempts, _ = strconv.Atoi(h["attempts"])
+	r.AttemptBase, _ = strconv.Atoi(h["attempt_base"])
+	r.Attempts -= r.AttemptBase
 	r.MsgID, _ = strconv.ParseInt(h["msgid"], 10, 64)
 	if code, ok := h["last_errcode"]; ok {
 		n, _ := strconv.Atoi(code)
@@ -247,6 +262,9 @@ type Entry struct {
 	// Probe marks the one message a paused app may send to see whether
 	// the cause of the pause has gone.
 	Probe bool
+	// RequestID is the message's request id, for the log line of a
+	// reclaim (Reclaim sets it; Read does not).
+	RequestID string
 }
 
 func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "NOGROUP") }
@@ -357,7 +375,22 @@ func (s *Store) Read(ctx context.Context, consumer string, count int, block time
 // more than minIdle ago and never acknowledged (their worker died).
 func (s *Store) Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]Entry, error) {
 	msgs, err := s.queue().reclaim(ctx, consumer, minIdle, count)
-	return entries(msgs), err
+	out := entries(msgs)
+	if err != nil || len(out) == 0 {
+		return out, err
+	}
+	// Reclaims are rare: one more round trip gives their log lines the
+	// messages' request ids.
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(out))
+	for i, e := range out {
+		cmds[i] = pipe.HGet(ctx, s.keys.msg(e.MessageID), "request_id")
+	}
+	_, _ = pipe.Exec(ctx) // a missing id only leaves the log line without it
+	for i := range out {
+		out[i].RequestID = cmds[i].Val()
+	}
+	return out, nil
 }
 
 // Attempt numbers that Begin and MarkSending answer instead of a count.
@@ -566,11 +599,14 @@ type Settlement struct {
 	// record keeps the earliest such time (see Guard).
 	AmbiguousAt time.Time
 	// Called says that the attempt called WeChat (the history records an
-	// attempt, with Latency, the time its sends took); without it a
-	// failure is recorded as one without an attempt, and a retry or park
-	// as a wait.
+	// attempt, at the start of its sends, with Latency, the time they
+	// took); without it a failure is recorded as one without an attempt,
+	// and a retry or park as a wait.
 	Called  bool
 	Latency time.Duration
+	// AttemptBase is the record's AttemptBase: the history numbers the
+	// attempt within the message's current run (Attempt - AttemptBase).
+	AttemptBase int
 	// Instance names the settling instance in the history.
 	Instance string
 	// PauseReason is the app's pause that parks the message (SettlePark),
@@ -585,7 +621,11 @@ func (st Settlement) event(now time.Time) *service.HistoryEvent {
 	case st.Kind == SettleDrop:
 		return nil
 	case st.Called:
-		ev.Type, ev.Attempt = service.HistoryAttempt, st.Attempt
+		// An attempt is dated when its sends began, so that a delivery
+		// report that came before the send was recorded (applied with it)
+		// follows it in time as in the list.
+		ev.At = now.Add(-st.Latency).UTC()
+		ev.Type, ev.Attempt = service.HistoryAttempt, st.Attempt-st.AttemptBase
 		ms := float64(st.Latency.Microseconds()) / 1000
 		ev.LatencyMS = &ms
 		switch st.Kind {

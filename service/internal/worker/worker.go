@@ -326,10 +326,17 @@ func (w *Worker) readLoop(ctx context.Context, jobs chan<- store.Entry) {
 func (w *Worker) release(entries []store.Entry) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	failed := 0
+	var last error
 	for _, e := range entries {
 		if err := w.q.Release(ctx, e); err != nil {
-			w.o.Logger.Warn("shutdown: could not hand back a queue entry; it will be reclaimed", "id", e.MessageID, "err", err)
+			failed, last = failed+1, err
 		}
+	}
+	if failed > 0 {
+		// Not a line about one message: those are not loaded, so their
+		// request ids are not known here.
+		w.o.Logger.Warn("shutdown: could not hand back queue entries; they will be reclaimed", "entries", failed, "err", last)
 	}
 }
 
@@ -371,7 +378,7 @@ func (w *Worker) reclaim(ctx context.Context, jobs chan<- store.Entry) {
 	}
 	for i, e := range entries {
 		w.o.Metrics.Reclaimed.Inc()
-		w.o.Logger.Info("reclaimed a message from a stopped worker", "id", e.MessageID)
+		w.o.Logger.Info("reclaimed a message from a stopped worker", "id", e.MessageID, "request_id", e.RequestID)
 		select {
 		case jobs <- e:
 		case <-ctx.Done():
@@ -425,7 +432,7 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		return
 	case attempt == store.AttemptRefused:
 		log = log.With("app", rec.App, "request_id", rec.RequestID)
-		st := w.unconfirmed(log, rec, store.Settlement{App: rec.App, Attempt: rec.Attempts, Instance: w.o.Consumer})
+		st := w.unconfirmed(log, rec, store.Settlement{App: rec.App, Attempt: rec.Attempts + rec.AttemptBase, AttemptBase: rec.AttemptBase, Instance: w.o.Consumer})
 		if res, ok := w.settle(ctx, log, e, st); ok {
 			w.observe(rec, st, res)
 		}
@@ -451,7 +458,7 @@ func (w *Worker) process(ctx context.Context, e store.Entry) {
 		// entry unacknowledged; it is reclaimed after the visibility timeout.
 		return
 	}
-	st.App, st.ToUser, st.Instance = rec.App, rec.ToUser, w.o.Consumer
+	st.App, st.ToUser, st.Instance, st.AttemptBase = rec.App, rec.ToUser, w.o.Consumer, rec.AttemptBase
 	res, ok := w.settle(ctx, log, e, st)
 	if !ok {
 		return
@@ -525,7 +532,7 @@ func (w *Worker) attempt(ctx context.Context, log *slog.Logger, e store.Entry, r
 		}
 		if n == store.AttemptRefused {
 			rec.AmbiguousAt = amb
-			return w.unconfirmed(log, rec, store.Settlement{Attempt: rec.Attempts}), true
+			return w.unconfirmed(log, rec, store.Settlement{Attempt: rec.Attempts + rec.AttemptBase}), true
 		}
 		if n <= 0 { // gone, or finished by another worker meanwhile
 			return store.Settlement{Kind: store.SettleDrop}, true
@@ -665,7 +672,7 @@ func (w *Worker) tokenFailure(ctx context.Context, log *slog.Logger, e store.Ent
 		return w.hold(log, rec, st, p, 0)
 	}
 	log.Warn("no access token; the message waits", "err", err, "class", wechat.Classify(err))
-	return w.hold(log, rec, st, nil, w.backoff(attempt))
+	return w.hold(log, rec, st, nil, w.backoff(attempt-rec.AttemptBase))
 }
 
 // pauseFor returns the pause an error calls for: 45011 pauses the app for
@@ -809,11 +816,13 @@ func (w *Worker) decide(log *slog.Logger, rec *store.Record, rt *appRuntime, e s
 // message once its attempts are used up.
 func (w *Worker) retryLater(log *slog.Logger, rec *store.Record, attempt int, err error) store.Settlement {
 	st := store.Settlement{HasErr: true, ErrCode: wechat.Code(err), ErrMsg: err.Error()}
-	if attempt >= w.o.MaxAttempts {
+	// attempt counts every attempt the message had; this run's (since its
+	// latest redrive) are the ones past rec.AttemptBase.
+	if attempt-rec.AttemptBase >= w.o.MaxAttempts {
 		st.Kind, st.Reason = store.SettleFail, service.ReasonAttemptsExhausted
 		return st
 	}
-	st = w.hold(log, rec, st, nil, w.backoff(attempt))
+	st = w.hold(log, rec, st, nil, w.backoff(attempt-rec.AttemptBase))
 	if st.Kind == store.SettleRetry {
 		w.o.Metrics.Retries.WithLabelValues(rec.App, wechat.Classify(err).String()).Inc()
 	}
