@@ -3,6 +3,7 @@ package openapi_test
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 
@@ -76,5 +77,51 @@ func TestJSONIsACopy(t *testing.T) {
 	a[0] = 'X'
 	if b := openapi.JSON(); bytes.Equal(a, b) || b[0] != '{' {
 		t.Errorf("changing the result of JSON changed the document: it starts with %q", b[:1])
+	}
+}
+
+// TestOperations checks Operations against libopenapi's reading of the
+// document.
+func TestOperations(t *testing.T) {
+	ops, err := openapi.Operations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc, err := libopenapi.NewDocument(openapi.JSON())
+	if err != nil {
+		t.Fatal(err)
+	}
+	model, err := doc.BuildV3Model()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for path, item := range model.Model.Paths.PathItems.FromOldest() {
+		for method := range item.GetOperations().FromOldest() {
+			want = append(want, strings.ToUpper(method)+" "+path)
+		}
+	}
+	slices.Sort(want)
+	if !slices.Equal(ops, want) {
+		t.Errorf("Operations() = %q, want %q", ops, want)
+	}
+	for _, op := range []string{"GET /v1/messages/{id}", "POST /wechat/callback/{app}", "GET /openapi.json"} {
+		if !slices.Contains(ops, op) {
+			t.Errorf("Operations() lacks %s", op)
+		}
+	}
+}
+
+func TestFromGinPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/v1/messages":                "/v1/messages",
+		"/v1/messages/:id/redrive":    "/v1/messages/{id}/redrive",
+		"/v1/apps/:app/users/:openid": "/v1/apps/{app}/users/{openid}",
+		"/console/assets/*name":       "/console/assets/{name}",
+		"/":                           "/",
+	} {
+		if got := openapi.FromGinPath(in); got != want {
+			t.Errorf("FromGinPath(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
