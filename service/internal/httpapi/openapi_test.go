@@ -45,7 +45,8 @@ import (
 // describes one call. Its request is built from the operation's examples
 // named N: path parameters (required), query and header parameters and the
 // request body (each when it has one); the API key is sent unless the
-// response example has the extension x-without-auth: true. The examples
+// response example has the extension x-without-auth: true; its extension
+// x-response-headers names headers the answer must carry. The examples
 // run in document order against one handler over a store seeded with the
 // messages the examples name (exampleIDs), so later examples see what
 // earlier ones did (a replay follows its first send). Each answer must have
@@ -242,6 +243,7 @@ type exampleCall struct {
 	ctype              string
 	answer             []byte // the example's response body
 	noAuth             bool
+	headers            map[string]string // x-response-headers: headers the answer must carry
 }
 
 // TestOpenAPIExamplesMatchTheHandlers sends every example request of the
@@ -262,6 +264,9 @@ func TestOpenAPIExamplesMatchTheHandlers(t *testing.T) {
 						c.answer = nodeBytes(t, ex.Value, ctype)
 						if x, ok := ex.Extensions.Get("x-without-auth"); ok {
 							c.noAuth = x.Value == "true"
+						}
+						if x, ok := ex.Extensions.Get("x-response-headers"); ok {
+							require.NoError(t, x.Decode(&c.headers), "%s %s: example %s: x-response-headers", method, path, name)
 						}
 						calls = append(calls, c)
 					}
@@ -284,6 +289,11 @@ func TestOpenAPIExamplesMatchTheHandlers(t *testing.T) {
 				h := rec.Header().Clone()
 				h.Set("Content-Type", ctype)
 				return &http.Response{StatusCode: rec.Code, Header: h, Body: io.NopCloser(bytes.NewReader(body)), Request: c.request(t)}
+			}
+			for k, want := range c.headers {
+				if got := rec.Header().Get(k); got != want {
+					t.Errorf("header %s: %q, want the example's %q", k, got, want)
+				}
 			}
 			if ok, errs := v.ValidateHttpResponse(c.request(t), respond(got, rec.Header().Get("Content-Type"))); !ok {
 				t.Errorf("the answer does not match the document:%s\nbody %s", describe(errs), got)
