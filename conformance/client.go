@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/client"
 )
 
 // callTimeout bounds every HTTP call the harness makes.
@@ -93,27 +96,68 @@ func (c *Client) Do(ctx context.Context, i int, method, path string, body any, h
 	return Response{Code: resp.StatusCode, Body: b, Header: resp.Header}, err
 }
 
-// Send posts one message to instance i, with an Idempotency-Key when key
-// is not empty.
-func (c *Client) Send(ctx context.Context, i int, req service.SendRequest, key string) (Response, error) {
-	var hdr map[string]string
-	if key != "" {
-		hdr = map[string]string{service.HeaderIdempotencyKey: key}
+// API returns a client of instance i's API (service/client), with the
+// deployment's API key. An instance's URL can change when it restarts, so
+// each call asks for a fresh one; it costs no connection (they are
+// pooled by the shared *http.Client).
+func (c *Client) API(i int) *client.Client {
+	api, err := client.New(c.env.ServiceURL(i), client.WithAPIKey(c.env.APIKey()), client.WithHTTPClient(c.hc))
+	if err != nil {
+		panic(fmt.Sprintf("conformance: instance %d: %v", i, err)) // ServiceURL is always an http URL
 	}
-	return c.Do(ctx, i, http.MethodPost, "/v1/messages", req, hdr)
+	return api
 }
 
-// Get reads message id through instance i.
+// Send posts one message to instance i, with an Idempotency-Key when key
+// is not empty, through the service client. Like Do it returns the
+// answer whatever its status, with an error only when there was none: a
+// 202 as its Accepted body (and Idempotent-Replayed), an API error as its
+// {"error":...} body with its X-Request-Id and Retry-After.
+func (c *Client) Send(ctx context.Context, i int, req service.SendRequest, key string) (Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	acc, replayed, err := c.API(i).Send(ctx, req, key)
+	if e, ok := errors.AsType[*client.Error](err); ok {
+		return errorResponse(e), nil
+	}
+	if err != nil {
+		return Response{}, err
+	}
+	h := http.Header{}
+	if replayed {
+		h.Set(service.HeaderReplayed, "true")
+	}
+	b, err := json.Marshal(acc)
+	return Response{Code: http.StatusAccepted, Body: b, Header: h}, err
+}
+
+// errorResponse is the Response of an API error.
+func errorResponse(e *client.Error) Response {
+	b, _ := json.Marshal(service.ErrorResponse{Error: e.API}) // strings only: cannot fail
+	h := http.Header{}
+	if e.RequestID != "" {
+		h.Set(service.HeaderRequestID, e.RequestID)
+	}
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(int(e.RetryAfter.Round(time.Second)/time.Second)))
+	}
+	return Response{Code: e.StatusCode, Body: b, Header: h}
+}
+
+// Get reads message id through instance i. The status code is that of
+// the answer (the message is set for a 200); err is set only when there
+// was no answer.
 func (c *Client) Get(ctx context.Context, i int, id string) (service.Message, int, error) {
-	r, err := c.Do(ctx, i, http.MethodGet, "/v1/messages/"+id, nil, nil)
+	ctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	m, err := c.API(i).Get(ctx, id)
+	if e, ok := errors.AsType[*client.Error](err); ok {
+		return service.Message{}, e.StatusCode, nil
+	}
 	if err != nil {
 		return service.Message{}, 0, err
 	}
-	var m service.Message
-	if r.Code == http.StatusOK {
-		err = json.Unmarshal(r.Body, &m)
-	}
-	return m, r.Code, err
+	return *m, http.StatusOK, nil
 }
 
 // Await polls the status API (through whichever instance answers) until

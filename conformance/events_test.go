@@ -569,21 +569,20 @@ func sumOver(m map[string]int, keys []string) int {
 func (s *eventSuite) checkFollowing(t *testing.T, users []string, following bool, last string) {
 	t.Helper()
 	for n, u := range users {
-		r, err := s.c.Do(t.Context(), n%s.env.Instances(), http.MethodGet, "/v1/apps/default/users/"+u, nil, nil)
-		if err != nil || r.Code != http.StatusOK {
-			t.Fatalf("GET users/%s: %v %d %s", u, err, r.Code, r.Body)
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		st, err := s.c.API(n%s.env.Instances()).UserState(ctx, "default", u)
+		cancel()
+		if err != nil {
+			t.Fatalf("GET users/%s: %v", u, err)
 		}
-		var st service.UserState
-		if err := json.Unmarshal(r.Body, &st); err != nil {
-			t.Fatal(err)
-		}
+		body, _ := json.Marshal(st)
 		switch {
 		case st.Following == nil || *st.Following != following:
-			t.Errorf("GET users/%s: following %v, want %v (%s)", u, st.Following, following, r.Body)
+			t.Errorf("GET users/%s: following %v, want %v (%s)", u, st.Following, following, body)
 		case st.Source == nil || *st.Source != "event" || st.LastEvent == nil || *st.LastEvent != last || st.Since == nil:
-			t.Errorf("GET users/%s: %s, want source event, last_event %s and since", u, r.Body, last)
+			t.Errorf("GET users/%s: %s, want source event, last_event %s and since", u, body, last)
 		}
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		ctx, cancel = context.WithTimeout(t.Context(), 10*time.Second)
 		m, err := s.env.Mock().User(ctx, s.env.App().AppID, u)
 		cancel()
 		if err != nil || m.Subscribed != following {

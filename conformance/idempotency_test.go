@@ -2,7 +2,6 @@ package conformance_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"sync"
@@ -116,13 +115,9 @@ func TestIdempotency(t *testing.T) {
 	}
 	var batchIDs [2][]string
 	for round := range 2 {
-		r, err := c.Do(t.Context(), round%env.Instances(), http.MethodPost, "/v1/messages/batch", batch, nil)
-		if err != nil || r.Code != http.StatusAccepted {
-			t.Fatalf("batch round %d: %v %d %s", round, err, r.Code, r.Body)
-		}
-		var br service.BatchResponse
-		if err := json.Unmarshal(r.Body, &br); err != nil {
-			t.Fatal(err)
+		br, err := c.API(round%env.Instances()).SendBatch(t.Context(), batch.Messages)
+		if err != nil || br.Rejected != 0 {
+			t.Fatalf("batch round %d: %v %+v", round, err, br)
 		}
 		for _, res := range br.Results {
 			batchIDs[round] = append(batchIDs[round], res.ID)

@@ -25,6 +25,7 @@ import (
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/scenarios"
 	"github.com/wxpush/wxpush/service"
+	"github.com/wxpush/wxpush/service/client"
 )
 
 // ErrUsage marks a scenario or options that cannot run (exit status 2).
@@ -566,13 +567,23 @@ func (r *runner) drain(ctx context.Context, acct *accountant, entry func(mockwx.
 	return checked, true
 }
 
-// checkStatuses reads GET /v1/messages/{id} for each message, 16 at a time.
+// checkStatuses reads GET /v1/messages/{id} for each message, 16 at a time,
+// spread over the instances.
 func (r *runner) checkStatuses(ctx context.Context, ts []*tracked) int {
 	urls := r.stack.ServiceURLs()
 	if len(urls) == 0 || len(ts) == 0 {
 		return 0
 	}
 	hc := &http.Client{Timeout: 5 * time.Second}
+	apis := make([]*client.Client, 0, len(urls))
+	for _, u := range urls {
+		api, err := client.New(u, client.WithAPIKey(r.stack.APIKey()), client.WithHTTPClient(hc), client.WithUserAgent("wxload/"+version.Version))
+		if err != nil {
+			r.logf("status check: instance %s: %v", u, err)
+			return 0
+		}
+		apis = append(apis, api)
+	}
 	var n atomic.Int64
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 16)
@@ -581,24 +592,12 @@ func (r *runner) checkStatuses(ctx context.Context, ts []*tracked) int {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			req, err := http.NewRequestWithContext(ctx, http.MethodGet, urls[i%len(urls)]+"/v1/messages/"+t.id, nil)
+			m, err := apis[i%len(apis)].Get(ctx, t.id)
 			if err != nil {
-				return
+				return // unknown, or the instance is down: read again next round
 			}
-			req.Header.Set("Authorization", "Bearer "+r.stack.APIKey())
-			resp, err := hc.Do(req)
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return
-			}
-			var m service.Message
-			if json.NewDecoder(resp.Body).Decode(&m) == nil {
-				n.Add(1)
-				t.status, t.reason, t.updatedAt = m.Status, m.Reason, m.UpdatedAt
-			}
+			n.Add(1)
+			t.status, t.reason, t.updatedAt = m.Status, m.Reason, m.UpdatedAt
 		}()
 	}
 	wg.Wait()

@@ -1,6 +1,7 @@
 // Package httpapi is the HTTP layer of wxpushd, built on Gin: the REST API
 // of design §4 (POST /v1/messages, POST /v1/messages/batch,
-// GET /v1/messages/{id}), the probes (/healthz, /readyz) and /metrics.
+// GET /v1/messages/{id}), the probes (/healthz, /readyz), /metrics and the
+// OpenAPI document of it all (GET /openapi.json, package service/openapi).
 //
 // It validates and normalizes requests, authenticates callers with bearer
 // API keys, and hands accepted messages to a Queue (the store) in one call

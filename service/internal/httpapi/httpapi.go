@@ -16,6 +16,7 @@ import (
 	"github.com/wxpush/wxpush/service"
 	"github.com/wxpush/wxpush/service/internal/metrics"
 	"github.com/wxpush/wxpush/service/internal/store"
+	"github.com/wxpush/wxpush/service/openapi"
 )
 
 // Body limits.
@@ -120,6 +121,7 @@ type api struct {
 	warnings     func() []string
 	limiter      Limiter
 	limits       store.RequestLimits
+	openapi      []byte // the document GET /openapi.json serves
 }
 
 // New returns the wxpushd HTTP handler. It fails when opts lack a Queue or
@@ -149,6 +151,7 @@ func New(opts Options) (http.Handler, error) {
 		warnings:     opts.Warnings,
 		limiter:      opts.Limiter,
 		limits:       opts.Limits,
+		openapi:      openapi.JSON(),
 	}
 	for i, k := range opts.APIKeys {
 		if k.Reveal() == "" {
@@ -185,6 +188,7 @@ func New(opts Options) (http.Handler, error) {
 	r.GET("/healthz", a.healthz)
 	r.GET("/readyz", a.readyz)
 	r.GET("/metrics", gin.WrapH(a.metrics.Handler()))
+	r.GET("/openapi.json", a.openAPI)
 
 	v1 := r.Group("/v1", a.auth)
 	if a.limiter != nil && a.limits.Limited() {
@@ -216,6 +220,12 @@ func New(opts Options) (http.Handler, error) {
 // healthz answers liveness: the process serves HTTP.
 func (a *api) healthz(c *gin.Context) {
 	a.writeJSON(c, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// openAPI serves the OpenAPI document of the API, without authentication:
+// it holds no secret, and clients generate code from it.
+func (a *api) openAPI(c *gin.Context) {
+	c.Data(http.StatusOK, openapi.ContentType, a.openapi)
 }
 
 // readiness is the body of GET /readyz.
