@@ -12,6 +12,13 @@ BENCHN    ?= 40000
 
 export CGO_ENABLED ?= 0
 
+# Every Go source and the module files: bin/wxload is rebuilt only when one
+# of them changed, so `make demo` compiles once and then reuses the binary.
+GO_SOURCES := $(shell find . -name '*.go' -not -path './.git/*' -not -path './runs/*' 2>/dev/null) go.mod go.sum
+# SAY prints what a target is about to do, before a silence that can last
+# minutes on a fresh clone (module downloads, a cold build cache).
+SAY = @printf '%s\n' 
+
 .DEFAULT_GOAL := help
 .PHONY: help build test lint fuzz demo bench conformance images up down clean
 
@@ -19,6 +26,7 @@ help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build bin/wxpushd, bin/mockwx and bin/wxload, static (CGO_ENABLED=0)
+	$(SAY) "build: compiling the three programs (the first build downloads modules and takes a few minutes; later builds reuse Go's build cache)..."
 	@mkdir -p $(BIN)
 	@if [ -z "$(CMDS)" ]; then echo "build: no programs yet (internal/wechat only)"; fi
 	@for d in $(CMDS); do \
@@ -27,16 +35,20 @@ build: ## build bin/wxpushd, bin/mockwx and bin/wxload, static (CGO_ENABLED=0)
 	done
 
 test: ## go vet, then every hermetic test with the race detector
+	$(SAY) "test: go vet ./... (the first run downloads modules and compiles everything: a few minutes)..."
 	$(GO) vet ./...
+	$(SAY) "test: go test -race ./... (a cold build cache compiles every package again with the race detector; each package prints ok or FAIL when it is done)..."
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
 lint: ## gofmt, go vet and staticcheck (pinned in go.mod)
+	$(SAY) "lint: gofmt, go vet, staticcheck (the first run builds staticcheck)..."
 	@out=$$(gofmt -l .); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) tool staticcheck ./...
 
 fuzz: ## run every native fuzz target for FUZZTIME each (default 10s)
+	$(SAY) "fuzz: listing the fuzz targets (compiles the test binaries first)..."
 	@for pkg in $$($(GO) list ./...); do \
 		for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 			echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
@@ -44,8 +56,15 @@ fuzz: ## run every native fuzz target for FUZZTIME each (default 10s)
 		done; \
 	done
 
-demo: ## run the smoke scenario on the embedded stack (Redis, mockwx, wxpushd in one process); prints the report's path
-	$(GO) run ./loadtest/cmd/wxload demo
+demo: $(BIN)/wxload ## run the smoke scenario on the embedded stack (Redis, mockwx, wxpushd in one process); prints the report's path
+	$(SAY) "demo: running the smoke scenario (about 30 s: 10 s of load, then every message followed to its delivery report)..."
+	$(BIN)/wxload demo
+
+# bin/wxload, rebuilt only when a Go source or the module files changed.
+$(BIN)/wxload: $(GO_SOURCES)
+	$(SAY) "building $(BIN)/wxload (the first build downloads modules and takes a few minutes; later builds reuse Go's build cache)..."
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./loadtest/cmd/wxload
 
 # ACCEPT_TABLE turns BenchmarkAcceptVsBareGin's metrics into one row per
 # client concurrency, then the peak (each side's best rate) row.
@@ -66,6 +85,7 @@ WXPUSHD_BENCH = \
 	$(GO) test -run '^$$' -bench 'DeliveryVsDirectSend' -benchtime $(BENCHN)x ./service/wxpushd/ | awk $(METRICS)
 
 bench: ## side-by-side performance ratios, measured in one run (BENCHN requests per side, and per concurrency in the accept sweep)
+	$(SAY) "bench: compiling the benchmarks, then about 5 minutes of measurements (each section prints when it is done)..."
 	@if command -v redis-server >/dev/null 2>&1; then \
 		if redis-cli -p 6393 ping >/dev/null 2>&1; then echo "bench: something already answers on 127.0.0.1:6393; stop it first"; exit 1; fi; \
 		dir=$$(mktemp -d); redis-server --port 6393 --bind 127.0.0.1 --save '' --appendonly no --dir $$dir --daemonize yes --pidfile $$dir/pid >/dev/null; sleep 0.3; \
@@ -94,7 +114,7 @@ conformance: ## run the conformance suites in containers (testcontainers-go; nee
 		if docker image inspect redis:7-alpine >/dev/null 2>&1; then img=redis:7-alpine; \
 		else img=$$(conformance/images/redis/build.sh); fi; \
 	fi; \
-	echo "conformance: Redis image $$img"; \
+	echo "conformance: Redis image $$img; compiling the suites, then running them in containers (about 8 minutes; the summary prints at the end)"; \
 	out=$$(mktemp); \
 	WXPUSH_CONFORMANCE=containers WXPUSH_REDIS_IMAGE=$$img TESTCONTAINERS_RYUK_DISABLED=true \
 	TESTCONTAINERS_HOST_OVERRIDE=$${TESTCONTAINERS_HOST_OVERRIDE:-127.0.0.1} \
@@ -108,6 +128,7 @@ conformance: ## run the conformance suites in containers (testcontainers-go; nee
 	exit $$status
 
 images: ## build the FROM-scratch images wxpush/wxpushd:local and wxpush/mockwx:local from static binaries (no pull)
+	$(SAY) "images: compiling static wxpushd and mockwx and building their images..."
 	@conformance/images/build.sh
 
 up: images ## build the images and start the stack with docker compose (Redis, mockwx, two wxpushd)
