@@ -46,6 +46,7 @@ func (l *liveStats) observe(d time.Duration) {
 // startDrain marks the end of the load.
 func (l *liveStats) startDrain(at time.Time) {
 	l.drainFrom.Store(at.UnixNano())
+	l.outstanding.Store(l.accepted.Load()) // until the ledger is read
 	l.draining.Store(true)
 }
 

@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -291,4 +293,102 @@ func TestBrowserCatchesBrokenPage(t *testing.T) {
 	if fs := frames(s.img, frameLight); len(fs) != 0 {
 		t.Errorf("found %d chart frames on a page whose charts are hidden", len(fs))
 	}
+}
+
+// phoneWidth is the CSS width of a phone's screen.
+const phoneWidth = 390
+
+// overflow loads page in a frame phoneWidth pixels wide in headless
+// Chromium and returns the page's scroll width, its client width, and the
+// elements that stick out to the right (tag and class), read from the
+// DOM by a wrapper page (the report itself runs no script).
+func overflow(t *testing.T, bin, page string) (scrollW, clientW int, culprits string) {
+	t.Helper()
+	dir := t.TempDir()
+	abs, err := filepath.Abs(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
+	wrapper := filepath.Join(dir, "phone.html")
+	html := fmt.Sprintf(`<!doctype html><html><body style="margin:0">
+<iframe id="f" src=%q style="width:%dpx;height:800px;border:0"></iframe>
+<pre id="out">pending</pre>
+<script>
+document.getElementById("f").addEventListener("load", function () {
+  var d = this.contentDocument, e = d.documentElement, out = [];
+  d.querySelectorAll("body *").forEach(function (el) {
+    var r = el.getBoundingClientRect();
+    if (r.right > e.clientWidth + 1 && out.length < 8) out.push(el.tagName.toLowerCase() + "." + (el.getAttribute("class") || ""));
+  });
+  document.getElementById("out").textContent = "overflow " + e.scrollWidth + " " + e.clientWidth + " " + out.join(",");
+});
+</script></body></html>`, src, phoneWidth)
+	if err := os.WriteFile(wrapper, []byte(html), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--allow-file-access-from-files", "--no-first-run", "--no-default-browser-check", "--hide-scrollbars",
+		"--user-data-dir="+filepath.Join(dir, "profile"), "--dump-dom", (&url.URL{Scheme: "file", Path: filepath.ToSlash(wrapper)}).String())
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	dom, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", bin, err, stderr.String())
+	}
+	m := regexp.MustCompile(`overflow (\d+) (\d+) ?([^<]*)`).FindSubmatch(dom)
+	if m == nil {
+		t.Fatalf("the wrapper page did not measure the report:\n%s", dom)
+	}
+	scrollW, _ = strconv.Atoi(string(m[1]))
+	clientW, _ = strconv.Atoi(string(m[2]))
+	return scrollW, clientW, string(m[3])
+}
+
+// TestBrowserPhoneWidth: at a phone's width the pages do not overflow
+// sideways (wide tables scroll within themselves, charts shrink to fit),
+// and the check catches a page that does.
+func TestBrowserPhoneWidth(t *testing.T) {
+	bin := browser(t)
+	dir := copyRun(t, "quota-45009")
+	if err := Render(dir); err != nil {
+		t.Fatal(err)
+	}
+	cmp := filepath.Join(t.TempDir(), "compare.html")
+	if _, err := Compare(filepath.Join("testdata", "runs", "smoke"), filepath.Join("testdata", "runs", "smoke-regressed"), cmp, DefaultTolerances()); err != nil {
+		t.Fatal(err)
+	}
+	idx := filepath.Join(t.TempDir(), "index.html")
+	if err := Index(filepath.Join("testdata", "runs"), idx); err != nil {
+		t.Fatal(err)
+	}
+	report := filepath.Join(dir, loadtest.ReportFile)
+	for name, page := range map[string]string{"report": report, "compare": cmp, "index": idx} {
+		t.Run(name, func(t *testing.T) {
+			sw, cw, culprits := overflow(t, bin, page)
+			t.Logf("%s at %d px: scroll width %d, client width %d", name, phoneWidth, sw, cw)
+			if cw > phoneWidth || cw < phoneWidth-20 {
+				t.Errorf("client width %d: the frame is not %d px wide", cw, phoneWidth)
+			}
+			if sw > cw {
+				t.Errorf("the page is %d px wide at a %d px screen: it overflows sideways (%s)", sw, cw, culprits)
+			}
+		})
+	}
+	t.Run("control", func(t *testing.T) {
+		b, err := os.ReadFile(report)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wide := filepath.Join(t.TempDir(), "wide.html")
+		if err := os.WriteFile(wide, bytes.Replace(b, []byte("<main>"), []byte(`<main><div style="width:900px">wide</div>`), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if sw, cw, _ := overflow(t, bin, wide); sw <= cw {
+			t.Errorf("a page with a 900 px element measured %d px in a %d px frame: the check cannot fail", sw, cw)
+		}
+	})
 }
