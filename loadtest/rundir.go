@@ -144,8 +144,12 @@ func TextReport(s *Summary) string {
 		d.Accepted, d.Delivered, d.Failed, fmtMap(d.FailedByReason), d.Lost, d.Duplicates, d.Confirmed)
 	w("           end to end (send to WeChat's receipt) p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
 		d.E2ELatencyMS.P50, d.E2ELatencyMS.P90, d.E2ELatencyMS.P99, d.E2ELatencyMS.Max)
-	w("           confirmed (send to the delivery report applied) p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms; drained in %.1f s%s",
-		d.ConfirmedLatencyMS.P50, d.ConfirmedLatencyMS.P90, d.ConfirmedLatencyMS.P99, d.ConfirmedLatencyMS.Max, d.DrainSeconds, map[bool]string{true: "", false: " (NOT drained: timeout)"}[d.Drained])
+	confirmed := "none: no delivery report was applied"
+	if c := d.ConfirmedLatencyMS; c.Max > 0 {
+		confirmed = fmt.Sprintf("p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", c.P50, c.P90, c.P99, c.Max)
+	}
+	w("           confirmed (send to the delivery report applied) %s; drained in %.1f s%s",
+		confirmed, d.DrainSeconds, map[bool]string{true: "", false: " (NOT drained: timeout)"}[d.Drained])
 	if len(d.Apps) > 1 {
 		names := make([]string, 0, len(d.Apps))
 		for n := range d.Apps {

@@ -159,7 +159,7 @@ func (r *Report) view() *reportView {
 		{Label: "throughput", Value: fmtRate(a.Throughput) + "/s", Sub: "successful requests"},
 		{Label: "accept p99", Value: fmtMS(a.LatencyMS.P99), Sub: "p50 " + fmtMS(a.LatencyMS.P50)},
 		{Label: "end-to-end p99", Value: fmtMS(d.E2ELatencyMS.P99), Sub: "send to WeChat, p50 " + fmtMS(d.E2ELatencyMS.P50)},
-		{Label: "confirmed p99", Value: fmtMS(d.ConfirmedLatencyMS.P99), Sub: "send to delivery report, p50 " + fmtMS(d.ConfirmedLatencyMS.P50)},
+		confirmedCard(d),
 		{Label: "delivered", Value: fmtInt(d.Delivered), Sub: "of " + fmtInt(d.Accepted) + " accepted"},
 		{Label: "failed", Value: fmtInt(d.Failed), Sub: "reported failed"},
 		{Label: "lost", Value: fmtInt(d.Lost), Bad: d.Lost > 0, Sub: "neither delivered nor failed"},
@@ -269,6 +269,14 @@ func (r *Report) view() *reportView {
 		{K: "mock: callbacks sent / acked / failed", V: fmt.Sprintf("%d / %d / %d", s.Mock.CallbacksSent, s.Mock.CallbacksAcked, s.Mock.CallbacksFailed)},
 	}
 	return v
+}
+
+// confirmedCard is the confirmed latency's headline, or why there is none.
+func confirmedCard(d loadtest.Delivery) card {
+	if d.ConfirmedLatencyMS.Max <= 0 {
+		return card{Label: "confirmed p99", Value: "—", Sub: "no delivery report applied"}
+	}
+	return card{Label: "confirmed p99", Value: fmtMS(d.ConfirmedLatencyMS.P99), Sub: "send to delivery report, p50 " + fmtMS(d.ConfirmedLatencyMS.P50)}
 }
 
 // usualRate is the machine's usual self-check rate, or why it is unknown.
