@@ -298,11 +298,17 @@ func TestBrowserCatchesBrokenPage(t *testing.T) {
 // phoneWidth is the CSS width of a phone's screen.
 const phoneWidth = 390
 
+// phoneView is what a page looks like in a frame phoneWidth pixels wide.
+type phoneView struct {
+	scrollW, clientW int    // the page's scroll and client widths
+	culprits         string // elements that stick out to the right (tag.class)
+	narrow, wide     int    // narrow charts shown, full-width charts shown
+}
+
 // overflow loads page in a frame phoneWidth pixels wide in headless
-// Chromium and returns the page's scroll width, its client width, and the
-// elements that stick out to the right (tag and class), read from the
-// DOM by a wrapper page (the report itself runs no script).
-func overflow(t *testing.T, bin, page string) (scrollW, clientW int, culprits string) {
+// Chromium and measures it, from the DOM, by a wrapper page (the report
+// itself runs no script).
+func overflow(t *testing.T, bin, page string) phoneView {
 	t.Helper()
 	dir := t.TempDir()
 	abs, err := filepath.Abs(page)
@@ -321,7 +327,9 @@ document.getElementById("f").addEventListener("load", function () {
     var r = el.getBoundingClientRect();
     if (r.right > e.clientWidth + 1 && out.length < 8) out.push(el.tagName.toLowerCase() + "." + (el.getAttribute("class") || ""));
   });
-  document.getElementById("out").textContent = "overflow " + e.scrollWidth + " " + e.clientWidth + " " + out.join(",");
+  var shown = function (sel) { var n = 0; d.querySelectorAll(sel).forEach(function (el) { if (el.getBoundingClientRect().width > 0) n++; }); return n; };
+  document.getElementById("out").textContent = "charts " + shown("svg.chart.narrow") + " " + shown(".wide-only svg") +
+    " overflow " + e.scrollWidth + " " + e.clientWidth + " " + out.join(",");
 });
 </script></body></html>`, src, phoneWidth)
 	if err := os.WriteFile(wrapper, []byte(html), 0o644); err != nil {
@@ -339,13 +347,17 @@ document.getElementById("f").addEventListener("load", function () {
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", bin, err, stderr.String())
 	}
-	m := regexp.MustCompile(`overflow (\d+) (\d+) ?([^<]*)`).FindSubmatch(dom)
+	m := regexp.MustCompile(`charts (\d+) (\d+) overflow (\d+) (\d+) ?([^<]*)`).FindSubmatch(dom)
 	if m == nil {
 		t.Fatalf("the wrapper page did not measure the report:\n%s", dom)
 	}
-	scrollW, _ = strconv.Atoi(string(m[1]))
-	clientW, _ = strconv.Atoi(string(m[2]))
-	return scrollW, clientW, string(m[3])
+	var v phoneView
+	v.narrow, _ = strconv.Atoi(string(m[1]))
+	v.wide, _ = strconv.Atoi(string(m[2]))
+	v.scrollW, _ = strconv.Atoi(string(m[3]))
+	v.clientW, _ = strconv.Atoi(string(m[4]))
+	v.culprits = string(m[5])
+	return v
 }
 
 // TestBrowserPhoneWidth: at a phone's width the pages do not overflow
@@ -368,13 +380,20 @@ func TestBrowserPhoneWidth(t *testing.T) {
 	report := filepath.Join(dir, loadtest.ReportFile)
 	for name, page := range map[string]string{"report": report, "compare": cmp, "index": idx} {
 		t.Run(name, func(t *testing.T) {
-			sw, cw, culprits := overflow(t, bin, page)
-			t.Logf("%s at %d px: scroll width %d, client width %d", name, phoneWidth, sw, cw)
-			if cw > phoneWidth || cw < phoneWidth-20 {
-				t.Errorf("client width %d: the frame is not %d px wide", cw, phoneWidth)
+			v := overflow(t, bin, page)
+			t.Logf("%s at %d px: %+v", name, phoneWidth, v)
+			if v.clientW > phoneWidth || v.clientW < phoneWidth-20 {
+				t.Errorf("client width %d: the frame is not %d px wide", v.clientW, phoneWidth)
 			}
-			if sw > cw {
-				t.Errorf("the page is %d px wide at a %d px screen: it overflows sideways (%s)", sw, cw, culprits)
+			if v.scrollW > v.clientW {
+				t.Errorf("the page is %d px wide at a %d px screen: it overflows sideways (%s)", v.scrollW, v.clientW, v.culprits)
+			}
+			html, err := os.ReadFile(page)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := bytes.Count(html, []byte(`<svg class="chart narrow"`)); v.narrow != want || v.wide != 0 {
+				t.Errorf("%d narrow and %d full-width charts shown, want the %d narrow ones only", v.narrow, v.wide, want)
 			}
 		})
 	}
@@ -387,8 +406,8 @@ func TestBrowserPhoneWidth(t *testing.T) {
 		if err := os.WriteFile(wide, bytes.Replace(b, []byte("<main>"), []byte(`<main><div style="width:900px">wide</div>`), 1), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if sw, cw, _ := overflow(t, bin, wide); sw <= cw {
-			t.Errorf("a page with a 900 px element measured %d px in a %d px frame: the check cannot fail", sw, cw)
+		if v := overflow(t, bin, wide); v.scrollW <= v.clientW {
+			t.Errorf("a page with a 900 px element measured %d px in a %d px frame: the check cannot fail", v.scrollW, v.clientW)
 		}
 	})
 }

@@ -68,6 +68,25 @@ type chart struct {
 	Bands  []band
 	Note   string // a short remark drawn at the top right
 	W, H   int    // zero means 960 by 300
+	// Narrow marks the variant drawn for a phone's screen (class
+	// "chart narrow").
+	Narrow bool
+}
+
+// narrowW and narrowH are the size of a chart's variant for phones: half
+// the width, so that its text stays readable on a small screen.
+const narrowW, narrowH = 480, 320
+
+// render draws the chart and, for a full-width one, its narrow variant
+// for phones (the page shows one or the other by the screen's width).
+func (c *chart) render() (wide, narrow template.HTML) {
+	wide = c.svg()
+	if c.W != 0 && c.W <= narrowW {
+		return wide, ""
+	}
+	n := *c
+	n.ID, n.W, n.H, n.Narrow = c.ID+"-n", narrowW, narrowH, true
+	return wide, n.svg()
 }
 
 // Layout of the plot area inside the SVG.
@@ -86,8 +105,12 @@ func (c *chart) svg() template.HTML {
 	}
 	var b strings.Builder
 	titleID, descID := c.ID+"-t", c.ID+"-d"
-	fmt.Fprintf(&b, `<svg class="chart" id="%s" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-labelledby="%s %s">`,
-		esc(c.ID), w, h, w, h, titleID, descID)
+	class := "chart"
+	if c.Narrow {
+		class = "chart narrow"
+	}
+	fmt.Fprintf(&b, `<svg class="%s" id="%s" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-labelledby="%s %s">`,
+		class, esc(c.ID), w, h, w, h, titleID, descID)
 	fmt.Fprintf(&b, `<title id="%s">%s</title><desc id="%s">%s</desc>`, titleID, esc(c.Title), descID, esc(c.Desc))
 
 	// Only the lines with something to draw are drawn and named.

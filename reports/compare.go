@@ -306,7 +306,8 @@ func (c *Comparison) figures(bl, nl string) []figure {
 	delivered := func(s *loadtest.Second) bool { return s.Delivered > 0 }
 	mk := func(id, title, ylabel, desc string, ylog bool, lines []line) figure {
 		ch := &chart{ID: id, Title: title, Desc: desc, XLabel: timeAxis, YLabel: ylabel, YLog: ylog, XMin: 0, XMax: xmax, Lines: lines, Bands: seriesBands(ns)}
-		return figure{Title: title, SVG: ch.svg()}
+		wide, narrow := ch.render()
+		return figure{Title: title, SVG: wide, Narrow: narrow}
 	}
 	figs := []figure{
 		mk("cmp-rate", "Throughput over time", "requests answered 2xx per second", "Requests answered 2xx per second in both runs.", false, []line{

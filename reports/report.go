@@ -87,7 +87,8 @@ type figure struct {
 	Title   string
 	Caption string
 	SVG     template.HTML
-	Half    bool // half width: two side by side
+	Narrow  template.HTML // the chart for phones, when SVG is full width
+	Half    bool          // half width: two side by side
 }
 
 // expRow is one expectation as the page shows it.
@@ -481,7 +482,8 @@ func timeFigures(ser *loadtest.Series, bands []band, sp span) []figure {
 		if half {
 			c.W, c.H = 480, 280
 		}
-		figs = append(figs, figure{Title: c.Title, Caption: caption, SVG: c.svg(), Half: half})
+		wide, narrow := c.render()
+		figs = append(figs, figure{Title: c.Title, Caption: caption, SVG: wide, Narrow: narrow, Half: half})
 	}
 
 	rate := []line{
@@ -617,7 +619,8 @@ func spectrumFigure(id, title string, lines []line, caption string) figure {
 	c := &chart{ID: id, Title: title, Desc: "Latency at each percentile; x is 1/(1-p) on a log scale, y is milliseconds on a log scale.",
 		XLabel: "percentile (log scale of 1/(1−p))", YLabel: "latency (ms, log scale)", XLog: true, YLog: true,
 		XTicks: ticks, Lines: lines}
-	return figure{Title: title, Caption: caption, SVG: c.svg()}
+	wide, narrow := c.render()
+	return figure{Title: title, Caption: caption, SVG: wide, Narrow: narrow}
 }
 
 func anySecond(secs []loadtest.Second, f func(*loadtest.Second) bool) bool {
