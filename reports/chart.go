@@ -71,6 +71,10 @@ type chart struct {
 	// Narrow marks the variant drawn for a phone's screen (class
 	// "chart narrow").
 	Narrow bool
+	// Mark, when positive, is drawn as a labelled vertical line (the end
+	// of the load on time charts).
+	Mark      float64
+	MarkLabel string
 }
 
 // narrowW and narrowH are the size of a chart's variant for phones: half
@@ -214,6 +218,12 @@ func (c *chart) svg() template.HTML {
 			fmt.Fprintf(&b, `<text class="bandlabel" x="%s" y="%d">%s</text>`, f1(x0+3), top+12, esc(bd.Label))
 		}
 		b.WriteString(`</g>`)
+	}
+
+	if c.Mark > 0 && c.Mark >= xlo && c.Mark <= xhi {
+		x := sx(c.Mark)
+		fmt.Fprintf(&b, `<line class="mark" x1="%s" x2="%s" y1="%d" y2="%d"/>`, f1(x), f1(x), top, bottom)
+		fmt.Fprintf(&b, `<text class="marklabel" x="%s" y="%d" text-anchor="end">%s</text>`, f1(x-3), bottom-6, esc(c.MarkLabel))
 	}
 
 	b.WriteString(`<g class="ticks">`)

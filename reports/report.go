@@ -475,7 +475,7 @@ func timeFigures(ser *loadtest.Series, bands []band, sp span) []figure {
 	confirmed := func(s *loadtest.Second) bool { return s.Confirmed > 0 && s.ConfirmedMS.Max > 0 }
 	mk := func(id, title, ylabel, desc string, ylog bool, lines []line) *chart {
 		return &chart{ID: id, Title: title, Desc: desc, XLabel: timeAxis, YLabel: ylabel, YLog: ylog,
-			XMin: 0, XMax: xmax, Lines: lines, Bands: bands}
+			XMin: 0, XMax: xmax, Lines: lines, Bands: bands, Mark: sp.attackEnd, MarkLabel: "end of load"}
 	}
 	var figs []figure
 	add := func(c *chart, caption string, half bool) {
