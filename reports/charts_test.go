@@ -167,3 +167,22 @@ func TestNoValuePinnedAtTheFloor(t *testing.T) {
 		t.Errorf("path %q of data within the axis is broken or noted", d)
 	}
 }
+
+// TestErrcodeTableCountsSends: the errcode table counts the mock's answers
+// to the run's sends, not its token calls' (500 sends and a token call are
+// 500 answers with errcode 0, not 501); a run written before the sends
+// were counted shows every answer.
+func TestErrcodeTableCountsSends(t *testing.T) {
+	s := &loadtest.Summary{}
+	s.Mock.ByErrcode = map[string]int64{"0": 501, "45009": 3}
+	s.Mock.SendsByErrcode = map[string]int64{"0": 500, "45009": 3}
+	s.Service.AttemptsByCode = map[string]float64{"0": 500, "45009": 3}
+	rows := codeRows(s)
+	if len(rows) != 2 || rows[0].Code != "0" || rows[0].Mock != "500" || rows[1].Mock != "3" {
+		t.Errorf("errcode rows %+v: want 0 → 500 and 45009 → 3", rows)
+	}
+	s.Mock.SendsByErrcode = nil
+	if rows := codeRows(s); rows[0].Mock != "501" {
+		t.Errorf("an older run's errcode 0: %s, want every answer (501)", rows[0].Mock)
+	}
+}

@@ -228,6 +228,12 @@ func (c *Comparison) view() *compareView {
 	if b.Generator.Saturated {
 		v.Notes = append(v.Notes, "The baseline's generator was saturated: its figures partly measure the load generator, not the service.")
 	}
+	if n.Generator.MachineBusy {
+		v.Notes = append(v.Notes, "The new run's machine was busy ("+n.Generator.MachineReason+"): its latencies include waits for the CPU.")
+	}
+	if b.Generator.MachineBusy {
+		v.Notes = append(v.Notes, "The baseline's machine was busy ("+b.Generator.MachineReason+"): its latencies include waits for the CPU.")
+	}
 	if b.Run.Cores != n.Run.Cores && b.Run.Cores > 0 && n.Run.Cores > 0 {
 		v.Notes = append(v.Notes, fmt.Sprintf("The runs had different machines: %d and %d cores.", b.Run.Cores, n.Run.Cores))
 	}
