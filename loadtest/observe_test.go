@@ -195,3 +195,30 @@ func TestTimelineLines(t *testing.T) {
 	assert.Equal(t, "[ 8.0s] timeline: start_instance FAILED after 0.0s: listen: address in use",
 		timelineEndLine(TimelineEvent{AtSeconds: 8, EndSeconds: 8.01, Action: "start_instance", Error: "listen: address in use"}))
 }
+
+// TestSeriesCarriesSamplesForward: a second without a metrics sample shows
+// the last sample; a second sampled with no instance up shows its own
+// figures (the counters of the killed instances are kept), not a carry.
+func TestSeriesCarriesSamplesForward(t *testing.T) {
+	start := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	b := newSeriesBuilder(start)
+	sample := func(sec int, refreshes, retries float64, up int) {
+		s := b.at(start.Add(time.Duration(sec)*time.Second + time.Millisecond))
+		s.sampled = true
+		s.TokenRefreshes, s.Retries, s.InstancesUp = refreshes, retries, up
+	}
+	b.at(start).Sent = 1 // second 0: no sample yet
+	sample(1, 1, 2, 2)
+	b.at(start.Add(2 * time.Second)).Sent = 1 // second 2: no sample
+	sample(3, 1, 5, 0)                        // every instance down
+	b.at(start.Add(4 * time.Second)).Sent = 1
+	got := b.build(func(time.Duration) float64 { return 1 })
+	var refreshes, retries []float64
+	var up []int
+	for _, s := range got {
+		refreshes, retries, up = append(refreshes, s.TokenRefreshes), append(retries, s.Retries), append(up, s.InstancesUp)
+	}
+	assert.Equal(t, []float64{0, 1, 1, 1, 1}, refreshes)
+	assert.Equal(t, []float64{0, 2, 2, 5, 5}, retries)
+	assert.Equal(t, []int{2, 2, 2, 0, 0}, up)
+}
