@@ -207,24 +207,32 @@ func inked(img image.Image, r image.Rectangle) int {
 	return n
 }
 
+// renderPages renders the quota-45009 fixture's report and a comparison
+// of two smoke runs, and returns their paths.
+func renderPages(t *testing.T) (report, compare string) {
+	t.Helper()
+	dir := copyRun(t, "quota-45009")
+	if err := Render(dir); err != nil {
+		t.Fatal(err)
+	}
+	compare = filepath.Join(t.TempDir(), "compare.html")
+	if _, err := Compare(filepath.Join("testdata", "runs", "smoke"), filepath.Join("testdata", "runs", "smoke-regressed"), compare, DefaultTolerances()); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, loadtest.ReportFile), compare
+}
+
 // TestBrowser renders reports in headless Chromium, light and dark: the
 // page loads without a console message (a CSP violation would be one),
 // and every chart shows as a frame of real size with lines in it.
 func TestBrowser(t *testing.T) {
 	bin := browser(t)
-	dir := copyRun(t, "quota-45009")
-	if err := Render(dir); err != nil {
-		t.Fatal(err)
-	}
-	cmp := filepath.Join(t.TempDir(), "compare.html")
-	if _, err := Compare(filepath.Join("testdata", "runs", "smoke"), filepath.Join("testdata", "runs", "smoke-regressed"), cmp, DefaultTolerances()); err != nil {
-		t.Fatal(err)
-	}
+	report, cmp := renderPages(t)
 	pages := []struct {
 		name, path string
 		height     int
 	}{
-		{"report", filepath.Join(dir, loadtest.ReportFile), 7000},
+		{"report", report, 7000},
 		{"compare", cmp, 4500},
 	}
 	for _, p := range pages {
@@ -365,19 +373,11 @@ document.getElementById("f").addEventListener("load", function () {
 // and the check catches a page that does.
 func TestBrowserPhoneWidth(t *testing.T) {
 	bin := browser(t)
-	dir := copyRun(t, "quota-45009")
-	if err := Render(dir); err != nil {
-		t.Fatal(err)
-	}
-	cmp := filepath.Join(t.TempDir(), "compare.html")
-	if _, err := Compare(filepath.Join("testdata", "runs", "smoke"), filepath.Join("testdata", "runs", "smoke-regressed"), cmp, DefaultTolerances()); err != nil {
-		t.Fatal(err)
-	}
+	report, cmp := renderPages(t)
 	idx := filepath.Join(t.TempDir(), "index.html")
 	if err := Index(filepath.Join("testdata", "runs"), idx); err != nil {
 		t.Fatal(err)
 	}
-	report := filepath.Join(dir, loadtest.ReportFile)
 	for name, page := range map[string]string{"report": report, "compare": cmp, "index": idx} {
 		t.Run(name, func(t *testing.T) {
 			v := overflow(t, bin, page)
