@@ -15,12 +15,19 @@ import (
 // tracked is one accepted message as the accounting follows it.
 type tracked struct {
 	id, marker, app, touser string
-	acceptedAt              time.Time
-	deliveries              int       // ledger entries with errcode 0 that were not deduplicated
-	firstAt                 time.Time // mock receipt of the first delivery
-	status                  service.Status
-	reason                  string
-	updatedAt               time.Time // of the status
+	// sentAt is when the first request carrying the message was due to
+	// leave the generator (its scheduled send time); acceptedAt is when
+	// the API's answer arrived.
+	sentAt, acceptedAt time.Time
+	deliveries         int       // ledger entries with errcode 0 that were not deduplicated
+	firstAt            time.Time // mock receipt of the first delivery (the mock's clock)
+	status             service.Status
+	reason             string
+	updatedAt          time.Time // of the status
+	// confirmedAt is when the service applied WeChat's delivery report
+	// (the message's delivered_at, or updated_at of a failure the report
+	// caused): zero until a status read saw it.
+	confirmedAt time.Time
 }
 
 func (t *tracked) failed() bool { return t.status == service.StatusFailed }
@@ -36,7 +43,8 @@ type accountant struct {
 	// unacked counts deliveries of markers the API never acknowledged (the
 	// answer was lost: a timeout, or an instance killed mid-request).
 	unacked      map[string]int
-	idConflicts  int // a repeat answered with a different id than its original
+	unackedFirst map[string]time.Time // their first receipt
+	idConflicts  int                  // a repeat answered with a different id than its original
 	unattributed int
 	startSeq     uint64 // the ledger's end before the run
 	lastSeq      uint64
@@ -45,26 +53,32 @@ type accountant struct {
 
 func newAccountant(tag string, apps map[string]mockwx.App, since time.Time) *accountant {
 	a := &accountant{tag: tag, appIDs: map[string]bool{}, since: since, byMarker: map[string]*tracked{},
-		byID: map[string]*tracked{}, unacked: map[string]int{}, receipts: map[string][]time.Time{}}
+		byID: map[string]*tracked{}, unacked: map[string]int{}, unackedFirst: map[string]time.Time{}, receipts: map[string][]time.Time{}}
 	for _, app := range apps {
 		a.appIDs[app.AppID] = true
 	}
 	return a
 }
 
-// accept records an acknowledged message; a repeat with the same marker
-// keeps the first acknowledgement.
-func (a *accountant) accept(it item, id string, at time.Time) {
+// accept records an acknowledged message: sent is the scheduled send time
+// of the request that carried it, at the arrival of the API's answer. A
+// repeat with the same marker keeps the first acknowledgement, and the
+// earliest send time.
+func (a *accountant) accept(it item, id string, sent, at time.Time) {
 	if t, ok := a.byMarker[it.marker]; ok {
 		if t.id != id {
 			a.idConflicts++
 		}
+		if sent.Before(t.sentAt) {
+			t.sentAt = sent
+		}
 		return
 	}
-	t := &tracked{id: id, marker: it.marker, app: it.app, touser: it.touser, acceptedAt: at}
+	t := &tracked{id: id, marker: it.marker, app: it.app, touser: it.touser, sentAt: sent, acceptedAt: at}
 	if n := a.unacked[it.marker]; n > 0 { // the ledger saw it before the answer was processed
+		t.deliveries, t.firstAt = n, a.unackedFirst[it.marker]
 		delete(a.unacked, it.marker)
-		t.deliveries = n
+		delete(a.unackedFirst, it.marker)
 	}
 	a.byMarker[it.marker] = t
 	a.byID[id] = t
@@ -117,6 +131,9 @@ func (a *accountant) ledger(e mockwx.LedgerEntry, entry func(mockwx.LedgerEntry)
 	}
 	t, ok := a.byMarker[marker]
 	if !ok {
+		if a.unacked[marker] == 0 {
+			a.unackedFirst[marker] = e.ReceivedAt
+		}
 		a.unacked[marker]++
 		return
 	}
@@ -141,6 +158,17 @@ func (a *accountant) outstanding() []*tracked {
 	return out
 }
 
+// delivered counts the messages delivered at least once.
+func (a *accountant) delivered() int {
+	n := 0
+	for _, t := range a.byMarker {
+		if t.deliveries > 0 {
+			n++
+		}
+	}
+	return n
+}
+
 // unconfirmed lists delivered messages whose status is not final yet
 // (their delivery report has not been applied).
 func (a *accountant) unconfirmed() []*tracked {
@@ -160,7 +188,7 @@ func (a *accountant) fill(d *Delivery, statusChecked int) {
 	d.Accepted = len(a.byMarker)
 	d.FailedByReason = map[string]int{}
 	d.Apps = map[string]AppFlow{}
-	e2e := newHist()
+	lat := a.latencies()
 	for _, t := range a.byMarker {
 		f := d.Apps[t.app]
 		f.Accepted++
@@ -186,9 +214,6 @@ func (a *accountant) fill(d *Delivery, statusChecked int) {
 		if t.status == service.StatusDelivered {
 			d.Confirmed++
 		}
-		if t.deliveries > 0 && !t.firstAt.IsZero() {
-			_ = e2e.RecordValue(max(t.firstAt.Sub(t.acceptedAt), 0).Microseconds())
-		}
 		d.Apps[t.app] = f
 	}
 	for app, times := range a.receipts {
@@ -197,11 +222,51 @@ func (a *accountant) fill(d *Delivery, statusChecked int) {
 			d.Apps[app] = f
 		}
 	}
-	d.E2ELatencyMS = percentiles(e2e)
+	d.E2ELatencyMS = percentiles(lat.e2e)
+	d.ConfirmedLatencyMS = percentiles(lat.confirmed)
+	d.ReceiptsBeforeSend = lat.beforeSend
 	d.Unattributed = a.unattributed
 	d.StatusChecked = statusChecked
 }
 
+// runLatencies are the run's delivery latencies, in microseconds.
+type runLatencies struct {
+	// e2e runs from each delivered message's scheduled send to the
+	// mock's receipt of its first delivery; confirmed from the same send
+	// to the service applying its delivery report.
+	e2e, confirmed *hdrhistogram.Histogram
+	// beforeSend counts receipts or confirmations stamped before their
+	// send: another machine's clock behind this one. They are left out
+	// of the histograms rather than counted as zero.
+	beforeSend int
+}
+
+// latencies measures every tracked message's delivery latencies. Nothing
+// is clamped: a latency is recorded as measured, to the microsecond.
+func (a *accountant) latencies() runLatencies {
+	l := runLatencies{e2e: newHist(), confirmed: newHist()}
+	record := func(h *hdrhistogram.Histogram, from, to time.Time) {
+		if from.IsZero() || to.IsZero() {
+			return
+		}
+		d := to.Sub(from)
+		if d < 0 {
+			l.beforeSend++
+			return
+		}
+		_ = h.RecordValue(d.Microseconds())
+	}
+	for _, t := range a.byMarker {
+		if t.deliveries > 0 {
+			record(l.e2e, t.sentAt, t.firstAt)
+		}
+		record(l.confirmed, t.sentAt, t.confirmedAt)
+	}
+	return l
+}
+
+// newHist is a histogram of microseconds up to two hours (0 included), at three
+// significant digits.
 func newHist() *hdrhistogram.Histogram {
 	return hdrhistogram.New(1, int64(2*time.Hour/time.Microsecond), 3)
 }

@@ -69,7 +69,7 @@ func TestAccountLost(t *testing.T) {
 	f := newLedgerFixture(t)
 	a := f.acct()
 	for i := 1; i <= 4; i++ {
-		a.accept(f.item(i, "a"), fmt.Sprintf("id%d", i), f.at(i))
+		a.accept(f.item(i, "a"), fmt.Sprintf("id%d", i), f.at(i), f.at(i))
 	}
 	a.ledger(f.entry(f.tag+"-1", "a", 0, false, f.at(50)), nil, nil)
 	a.byID["id2"].status, a.byID["id2"].reason = service.StatusFailed, "user block"
@@ -98,7 +98,7 @@ func TestAccountDuplicates(t *testing.T) {
 	f := newLedgerFixture(t)
 	a := f.acct()
 	for i := 1; i <= 4; i++ {
-		a.accept(f.item(i, "a"), fmt.Sprintf("id%d", i), f.at(0))
+		a.accept(f.item(i, "a"), fmt.Sprintf("id%d", i), f.at(0), f.at(0))
 	}
 	m := func(n int) string { return fmt.Sprintf("%s-%d", f.tag, n) }
 	for _, e := range []mockwx.LedgerEntry{
@@ -138,7 +138,7 @@ func TestAccountLateDelivery(t *testing.T) {
 	a.ledger(f.entry(m2, "a", 0, false, f.at(6)), nil, receipt)
 	assert.Equal(t, map[string]int{m1: 1, m2: 1}, a.unacked)
 	assert.Empty(t, receipts, "no receipt before the message is known")
-	a.accept(f.item(1, "a"), "id1", f.at(8))
+	a.accept(f.item(1, "a"), "id1", f.at(8), f.at(8))
 	assert.Equal(t, map[string]int{m2: 1}, a.unacked, "folded in on accept")
 	assert.Equal(t, 1, a.byMarker[m1].deliveries)
 	assert.Empty(t, a.outstanding(), "a late-acknowledged delivered message is not outstanding")
@@ -160,12 +160,12 @@ func TestAccountFailedByReason(t *testing.T) {
 	reasons := []string{"user block", "user block", "system failed", ""}
 	for i, r := range reasons {
 		id := fmt.Sprintf("id%d", i)
-		a.accept(f.item(i, "a"), id, f.at(0))
+		a.accept(f.item(i, "a"), id, f.at(0), f.at(0))
 		a.byID[id].status, a.byID[id].reason = service.StatusFailed, r
 	}
 	// WeChat accepted the first one, but the report said it failed.
 	a.ledger(f.entry(f.tag+"-0", "a", 0, false, f.at(10)), nil, nil)
-	a.accept(f.item(9, "a"), "id9", f.at(0))
+	a.accept(f.item(9, "a"), "id9", f.at(0), f.at(0))
 	a.ledger(f.entry(f.tag+"-9", "a", 0, false, f.at(10)), nil, nil)
 	a.byID["id9"].status = service.StatusDelivered
 	d := f.fill(a)
@@ -182,7 +182,7 @@ func TestAccountFailedByReason(t *testing.T) {
 func TestAccountUnattributed(t *testing.T) {
 	f := newLedgerFixture(t)
 	a := f.acct()
-	a.accept(f.item(1, "a"), "id1", f.at(0))
+	a.accept(f.item(1, "a"), "id1", f.at(0), f.at(0))
 	a.ledger(f.evicted("a", f.at(10)), nil, nil)
 	a.ledger(f.evicted("b", f.at(10)), nil, nil)
 	a.ledger(f.evicted("a", f.t0), nil, nil)                        // at the start: ours
@@ -202,7 +202,7 @@ func TestAccountUnattributed(t *testing.T) {
 func TestAccountOtherRun(t *testing.T) {
 	f := newLedgerFixture(t)
 	a := f.acct()
-	a.accept(f.item(1, "a"), "id1", f.at(0))
+	a.accept(f.item(1, "a"), "id1", f.at(0), f.at(0))
 	var seen []uint64
 	entry := func(e mockwx.LedgerEntry) { seen = append(seen, e.Seq) }
 	ours := f.entry(f.tag+"-1", "a", 0, false, f.at(5))
@@ -235,7 +235,7 @@ func TestAccountPerApp(t *testing.T) {
 	a := f.acct()
 	apps := []string{"a", "a", "a", "b", "b"}
 	for i, app := range apps {
-		a.accept(f.item(i, app), fmt.Sprintf("id%d", i), f.at(0))
+		a.accept(f.item(i, app), fmt.Sprintf("id%d", i), f.at(0), f.at(0))
 	}
 	a.ledger(f.entry(f.tag+"-0", "a", 0, false, f.at(1)), nil, nil)
 	a.ledger(f.entry(f.tag+"-1", "a", 0, false, f.at(1)), nil, nil)
@@ -248,36 +248,82 @@ func TestAccountPerApp(t *testing.T) {
 	}, d.Apps)
 }
 
-// TestAccountE2ELatency: end-to-end latency is accept to the first
-// delivery's mock receipt, in milliseconds, over delivered messages only.
+// TestAccountE2ELatency: on a synthetic ledger with known times, end-to-end
+// latency runs from each message's scheduled send to the mock's receipt of
+// its first delivery, and confirmed latency from the same send to the
+// delivery report's application, in milliseconds, over the messages that
+// have them, unclamped: a receipt before the API's answer (the usual case
+// on loopback) counts in full, and one stamped before the send (a remote
+// clock behind this one) is left out and counted, never recorded as zero.
 func TestAccountE2ELatency(t *testing.T) {
 	f := newLedgerFixture(t)
 	a := f.acct()
 	for i := 1; i <= 100; i++ {
-		a.accept(f.item(i, "a"), fmt.Sprintf("id%d", i), f.at(0))
-		a.ledger(f.entry(fmt.Sprintf("%s-%d", f.tag, i), "a", 0, false, f.at(i*10)), nil, nil)
+		m := fmt.Sprintf("%s-%d", f.tag, i)
+		// Sent at i ms; the mock receives it i*10 ms later, before the
+		// API's answer arrives (at i ms + 2 s); the report is applied
+		// 1 s after the receipt.
+		sent := f.at(i)
+		a.accept(f.item(i, "a"), fmt.Sprintf("id%d", i), sent, sent.Add(2*time.Second))
+		a.ledger(f.entry(m, "a", 0, false, sent.Add(time.Duration(i*10)*time.Millisecond)), nil, nil)
 		// A later duplicate does not move the first receipt.
-		a.ledger(f.entry(fmt.Sprintf("%s-%d", f.tag, i), "a", 0, false, f.at(i*10+5000)), nil, nil)
+		a.ledger(f.entry(m, "a", 0, false, sent.Add(time.Duration(i*10+5000)*time.Millisecond)), nil, nil)
+		a.byMarker[m].confirmedAt = sent.Add(time.Duration(i*10+1000) * time.Millisecond)
 	}
-	a.accept(f.item(1000, "a"), "lost", f.at(0)) // no delivery: not in the percentiles
+	a.accept(f.item(1000, "a"), "lost", f.at(0), f.at(1)) // no delivery: not in the percentiles
 	d := f.fill(a)
-	p := d.E2ELatencyMS
 	// hdrhistogram keeps 3 significant digits.
-	assert.InDelta(t, 500, p.P50, 1)
-	assert.InDelta(t, 900, p.P90, 1)
-	assert.InDelta(t, 990, p.P99, 1)
-	assert.InDelta(t, 1000, p.Max, 1)
-	assert.InDelta(t, 505, p.Mean, 1)
+	for _, tc := range []struct {
+		name      string
+		got       Percentiles
+		p50, p99  float64
+		max, mean float64
+	}{
+		{"e2e", d.E2ELatencyMS, 500, 990, 1000, 505},
+		{"confirmed", d.ConfirmedLatencyMS, 1500, 1990, 2000, 1505},
+	} {
+		assert.InDelta(t, tc.p50, tc.got.P50, 1, tc.name)
+		assert.InDelta(t, tc.p99, tc.got.P99, 2, tc.name)
+		assert.InDelta(t, tc.max, tc.got.Max, 2, tc.name)
+		assert.InDelta(t, tc.mean, tc.got.Mean, 2, tc.name)
+	}
 	assert.Equal(t, 100, d.Duplicates)
+	assert.Zero(t, d.ReceiptsBeforeSend)
 
-	// A receipt before the accept (the clocks of a remote mock) counts as 0.
+	// Sub-millisecond latencies are kept to the microsecond: no floor.
 	b := f.acct()
-	b.accept(f.item(1, "a"), "id1", f.at(100))
-	b.ledger(f.entry(f.tag+"-1", "a", 0, false, f.at(50)), nil, nil)
+	b.accept(f.item(1, "a"), "id1", f.at(0), f.at(5))
+	b.ledger(f.entry(f.tag+"-1", "a", 0, false, f.at(0).Add(250*time.Microsecond)), nil, nil)
+	// A receipt stamped before its send is left out, and counted.
+	b.accept(f.item(2, "a"), "id2", f.at(100), f.at(105))
+	b.ledger(f.entry(f.tag+"-2", "a", 0, false, f.at(50)), nil, nil)
 	assert.Equal(t, Percentiles{}, percentiles(newHist()), "no deliveries: zero percentiles")
 	d = f.fill(b)
-	assert.Zero(t, d.E2ELatencyMS.P50)
-	assert.Equal(t, 1, d.Delivered)
+	assert.InDelta(t, 0.25, d.E2ELatencyMS.P50, 0.001)
+	assert.InDelta(t, 0.25, d.E2ELatencyMS.Max, 0.001)
+	assert.Equal(t, 1, d.ReceiptsBeforeSend)
+	assert.Equal(t, 2, d.Delivered)
+	assert.Equal(t, Percentiles{}, d.ConfirmedLatencyMS, "no report applied: no confirmed latency")
+}
+
+// TestConfirmedAt: the confirmation is delivered_at for a delivered
+// message, updated_at for a failure a delivery report caused, and none
+// otherwise.
+func TestConfirmedAt(t *testing.T) {
+	at := time.Date(2026, 12, 5, 9, 0, 0, 0, time.UTC)
+	later := at.Add(time.Second)
+	for _, tc := range []struct {
+		name string
+		m    service.Message
+		want time.Time
+	}{
+		{"delivered", service.Message{Status: service.StatusDelivered, DeliveredAt: &at, UpdatedAt: later}, at},
+		{"failed by a report", service.Message{Status: service.StatusFailed, DeliveryStatus: "failed:user block", UpdatedAt: later}, later},
+		{"failed by WeChat's answer", service.Message{Status: service.StatusFailed, UpdatedAt: later}, time.Time{}},
+		{"sent", service.Message{Status: service.StatusSent, UpdatedAt: later}, time.Time{}},
+	} {
+		assert.Equal(t, tc.want, confirmedAt(&tc.m), tc.name)
+	}
 }
 
 // TestAccountReceipts: receipts sees each message's first delivery once;
@@ -285,7 +331,7 @@ func TestAccountE2ELatency(t *testing.T) {
 func TestAccountReceipts(t *testing.T) {
 	f := newLedgerFixture(t)
 	a := f.acct()
-	a.accept(f.item(1, "a"), "id1", f.at(0))
+	a.accept(f.item(1, "a"), "id1", f.at(0), f.at(0))
 	var entries int
 	var receipts []time.Time
 	entry := func(mockwx.LedgerEntry) { entries++ }
@@ -306,10 +352,10 @@ func TestAccountReceipts(t *testing.T) {
 func TestAccountRepeatedAccept(t *testing.T) {
 	f := newLedgerFixture(t)
 	a := f.acct()
-	a.accept(f.item(1, "a"), "id1", f.at(0))
-	a.accept(f.item(1, "a"), "id1", f.at(5))
+	a.accept(f.item(1, "a"), "id1", f.at(0), f.at(0))
+	a.accept(f.item(1, "a"), "id1", f.at(5), f.at(5))
 	assert.Equal(t, 0, a.idConflicts)
-	a.accept(f.item(1, "a"), "other", f.at(6))
+	a.accept(f.item(1, "a"), "other", f.at(6), f.at(6))
 	assert.Equal(t, 1, a.idConflicts)
 	assert.Len(t, a.byMarker, 1)
 	assert.Equal(t, f.at(0), a.byMarker[f.tag+"-1"].acceptedAt)
@@ -322,10 +368,10 @@ func TestAccountUnconfirmed(t *testing.T) {
 	f := newLedgerFixture(t)
 	a := f.acct()
 	for i := 1; i <= 3; i++ {
-		a.accept(f.item(i, "a"), fmt.Sprintf("id%d", i), f.at(0))
+		a.accept(f.item(i, "a"), fmt.Sprintf("id%d", i), f.at(0), f.at(0))
 		a.ledger(f.entry(fmt.Sprintf("%s-%d", f.tag, i), "a", 0, false, f.at(1)), nil, nil)
 	}
-	a.accept(f.item(4, "a"), "id4", f.at(0)) // not delivered: not unconfirmed
+	a.accept(f.item(4, "a"), "id4", f.at(0), f.at(0)) // not delivered: not unconfirmed
 	a.byID["id1"].status = service.StatusSent
 	a.byID["id2"].status = service.StatusDelivered
 	a.byID["id3"].status = service.StatusFailed

@@ -3,6 +3,8 @@ package loadtest
 import (
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -256,35 +258,79 @@ func TestGeneratorErrors(t *testing.T) {
 	assert.Error(t, g.Targeter()(&target))
 }
 
-// TestJudgeGenerator: the generator, not the service, limited the run when
-// the peak is near the self-check's rate, when requests left late, or when
-// fewer were sent than offered.
+// TestJudgeGenerator: the generator could not keep up only when requests
+// left late and the rate fell short; the machine was busy when its
+// self-check fell far below its usual rate, or requests left late with the
+// rate met. Only the first marks the run as not measuring the service.
 func TestJudgeGenerator(t *testing.T) {
+	late := Percentiles{P99: 150}
 	for _, tc := range []struct {
-		name      string
-		g         Generator
-		saturated bool
-		reason    string
+		name            string
+		g               Generator
+		saturated, busy bool
+		reason, busyWhy string
 	}{
-		{"fine", Generator{TargetRate: 100, PeakRate: 100, AchievedRate: 99, SelfCheckRate: 10000, LagMS: Percentiles{P99: 2}}, false, ""},
-		{"no self-check", Generator{TargetRate: 100, PeakRate: 100, AchievedRate: 100}, false, ""},
-		{"peak near the self-check", Generator{TargetRate: 100, PeakRate: 900, AchievedRate: 100, SelfCheckRate: 1000}, true, "above 80%"},
-		{"late requests", Generator{TargetRate: 100, PeakRate: 100, AchievedRate: 100, SelfCheckRate: 10000, LagMS: Percentiles{P99: 150}}, true, "fell behind"},
-		{"fewer sent", Generator{TargetRate: 100, PeakRate: 100, AchievedRate: 90, SelfCheckRate: 10000}, true, "sent 90.0/s of the 100.0/s"},
-		{"just enough sent", Generator{TargetRate: 100, PeakRate: 100, AchievedRate: 95, SelfCheckRate: 10000}, false, ""},
+		{"fine", Generator{TargetRate: 100, AchievedRate: 99, SelfCheckRate: 10000, UsualSelfCheckRate: 9000, LagMS: Percentiles{P99: 2}}, false, false, "", ""},
+		{"no self-check, no history", Generator{TargetRate: 100, AchievedRate: 100}, false, false, "", ""},
+		{"late and short: could not keep up", Generator{TargetRate: 100, AchievedRate: 80, SelfCheckRate: 10000, LagMS: late},
+			true, false, "could not keep up: requests left up to 150 ms (p99) after they were due and it sent 80.0/s of the 100.0/s", ""},
+		{"late with the rate met: busy", Generator{TargetRate: 100, AchievedRate: 100, SelfCheckRate: 10000, LagMS: late},
+			false, true, "", "although the rate was met"},
+		{"short but on time: the service held the generator back, not the machine", Generator{TargetRate: 100, AchievedRate: 90, SelfCheckRate: 10000}, false, false, "", ""},
+		{"self-check far below usual: busy", Generator{TargetRate: 100, AchievedRate: 100, SelfCheckRate: 2000, UsualSelfCheckRate: 8000},
+			false, true, "", "the self-check reached 2000/s, 25% of this machine's usual 8000/s"},
+		{"self-check a little below usual", Generator{TargetRate: 100, AchievedRate: 100, SelfCheckRate: 6000, UsualSelfCheckRate: 8000}, false, false, "", ""},
+		{"self-check low, no history", Generator{TargetRate: 100, AchievedRate: 100, SelfCheckRate: 200}, false, false, "", ""},
+		{"both: could not keep up on a busy machine", Generator{TargetRate: 100, AchievedRate: 50, SelfCheckRate: 1000, UsualSelfCheckRate: 8000, LagMS: late},
+			true, true, "could not keep up", "12% of this machine's usual"},
+		{"a stale verdict is cleared", Generator{TargetRate: 100, AchievedRate: 100, Saturated: true, Reason: "old", MachineBusy: true, MachineReason: "old"}, false, false, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := &runner{}
-			r.sum.Generator = tc.g
-			r.judgeGenerator()
-			assert.Equal(t, tc.saturated, r.sum.Generator.Saturated)
+			g := tc.g
+			judgeGenerator(&g)
+			assert.Equal(t, tc.saturated, g.Saturated, "saturated")
+			assert.Equal(t, tc.busy, g.MachineBusy, "machine busy")
 			if tc.reason == "" {
-				assert.Empty(t, r.sum.Generator.Reason)
+				assert.Empty(t, g.Reason)
 			} else {
-				assert.Contains(t, r.sum.Generator.Reason, tc.reason)
+				assert.Contains(t, g.Reason, tc.reason)
+			}
+			if tc.busyWhy == "" {
+				assert.Empty(t, g.MachineReason)
+			} else {
+				assert.Contains(t, g.MachineReason, tc.busyWhy)
 			}
 		})
 	}
+}
+
+// TestRecordSelfCheck: the usual rate is the median of this machine's
+// earlier self-checks once there are enough of them; the history keeps
+// the newest ones.
+func TestRecordSelfCheck(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "self-check.json")
+	var usuals []float64
+	for _, r := range []float64{1000, 3000, 2000, 100, 5000} {
+		u, err := recordSelfCheck(path, r)
+		require.NoError(t, err)
+		usuals = append(usuals, u)
+	}
+	assert.Equal(t, []float64{0, 0, 0, 2000, 2000}, usuals, "median of 1000, 3000, 2000; then of those and 100")
+	for range keptSelfChecks + 5 {
+		_, err := recordSelfCheck(path, 7000)
+		require.NoError(t, err)
+	}
+	var h selfCheckHistory
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &h))
+	assert.Len(t, h.Rates, keptSelfChecks)
+	// Another machine's history is not this one's.
+	h.Host += "-other"
+	require.NoError(t, writeJSON(path, &h))
+	u, err := recordSelfCheck(path, 10)
+	require.NoError(t, err)
+	assert.Zero(t, u)
 }
 
 // TestPacerAdapter: request n is due at HitTime(n); the attack stops at the

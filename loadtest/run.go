@@ -12,12 +12,14 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/goccy/go-yaml"
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
@@ -59,6 +61,10 @@ type Options struct {
 	// Render writes index.html for a run directory; nil writes a plain
 	// text report. Package reports provides the real one.
 	Render func(dir string) error
+	// SelfCheckHistory is a file that keeps this machine's recent
+	// self-check rates, so that a run can tell a busy machine from its
+	// usual self (generator.usual_self_check_rate); "" keeps no history.
+	SelfCheckHistory string
 }
 
 // Result is a finished run.
@@ -163,6 +169,16 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 			return nil, fmt.Errorf("generator self-check: %w", err)
 		}
 		s.Generator.SelfCheckRate = rate
+		if opts.SelfCheckHistory != "" {
+			usual, err := recordSelfCheck(opts.SelfCheckHistory, rate)
+			if err != nil {
+				s.Run.Warnings = append(s.Run.Warnings, "self-check history: "+err.Error())
+			}
+			s.Generator.UsualSelfCheckRate = usual
+			if usual > 0 {
+				s.Generator.SelfCheckRatio = rate / usual
+			}
+		}
 		r.logf("generator self-check: this machine generates up to %.0f requests/s against a trivial loopback target (scenario peak %.0f/s)", rate, s.Generator.PeakRate)
 	}
 
@@ -226,20 +242,40 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	bgCtx, stopBG := context.WithCancel(ctx)
 	defer stopBG()
 	var bg sync.WaitGroup
-	tl := &timeline{stack: r.stack, start: start, apps: r.stack.MockApps()}
+	// The counters count from here: a scrape before the load.
+	sampler := &sampler{urls: r.stack.ServiceURLs}
+	sampler.baseline(ctx)
+	tl := &timeline{stack: r.stack, start: start, apps: r.stack.MockApps(),
+		announce: func(line string) { r.logf("%s", line) },
+		before: func(ctx context.Context, a scenarios.Action) {
+			if a.KillInstance != nil {
+				sampler.scrapeAll(ctx) // the killed instance's last counters
+			}
+		}}
 	bg.Add(1)
 	go func() { defer bg.Done(); tl.run(bgCtx, sc.Mock.Timeline) }()
-	sampler := &sampler{urls: r.stack.ServiceURLs}
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
 		sampler.loop(bgCtx, func(m scrape) {
 			seriesMu.Lock()
 			sec := series.at(time.Now())
-			sec.QueueDepth, sec.TokenRefreshes, sec.Retries, sec.InstancesUp = m.queueDepth, m.tokenRefreshes, m.retries, m.up
+			sec.sampled = true
+			sec.QueueDepth, sec.TokenRefreshes, sec.Retries, sec.InstancesUp = m.queueDepth, m.figures.TokenRefreshes, m.figures.Retries, m.up
 			seriesMu.Unlock()
 			live.queue.Store(int64(m.queueDepth))
 		})
+	}()
+	// The probe measures the machine while the load runs.
+	probeCtx, stopProbe := context.WithCancel(ctx)
+	defer stopProbe()
+	probeDone := make(chan *hdrhistogram.Histogram, 1)
+	go func() {
+		h, err := runProbe(probeCtx)
+		if err != nil {
+			r.logf("machine probe: %v", err)
+		}
+		probeDone <- h
 	}()
 	var users *userSim
 	var unfollowSends []unfollowSend
@@ -279,14 +315,14 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 		vm.Add(res)
 		_ = acceptHist.RecordValue(max(res.Latency.Microseconds(), 1))
 		due := attackStart.Add(sc.Load.HitTime(res.Seq))
-		_ = lagHist.RecordValue(max(res.Timestamp.Sub(due).Microseconds(), 1))
+		_ = lagHist.RecordValue(max(res.Timestamp.Sub(due).Microseconds(), 0))
 		n, _ := strconv.ParseUint(res.Headers.Get(reqHeader), 10, 64)
 		req := gen.take(n)
 		seriesMu.Lock()
 		sec := series.at(res.Timestamp)
 		sec.Sent++
 		sec.latency(max(res.Latency.Microseconds(), 1))
-		r.handle(res, req, acct, sec, live)
+		r.handle(res, req, due, acct, sec, live)
 		seriesMu.Unlock()
 		res.Body = nil // the raw results keep the figures, not the bodies
 		if err := enc.Encode(res); err != nil {
@@ -295,25 +331,33 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	}
 	vm.Close()
 	stopUsers()
+	stopProbe()
 	close(attackDone)
 	attackEnd := time.Now()
+	s.Generator.ProbeMS = percentiles(<-probeDone)
 	s.Run.DurationSeconds = attackEnd.Sub(start).Seconds()
 	r.fillAccept(&vm)
 	s.Generator.LagMS = percentiles(lagHist)
 	s.Generator.AchievedRate = float64(s.Accept.Requests) / sc.Load.Duration.D().Seconds()
-	r.judgeGenerator()
-	live.draining.Store(true)
+	judgeGenerator(&s.Generator)
+	if g := s.Generator; g.SelfCheckRate > 0 && g.PeakRate > 0.8*g.SelfCheckRate {
+		s.Run.Warnings = append(s.Run.Warnings, fmt.Sprintf("the peak rate %.0f/s is above 80%% of what this machine's generator reached against a trivial target (%.0f/s): the generator may not keep up", g.PeakRate, g.SelfCheckRate))
+	}
+	live.startDrain(attackEnd)
 
 	// Drain: follow the ledger and the statuses until every accepted
 	// message has an outcome (or the drain timeout).
 	receipt := func(t *tracked, at time.Time) {
 		seriesMu.Lock()
-		series.at(at).delivered(max(at.Sub(t.acceptedAt).Microseconds(), 1))
+		series.at(at).delivered(at.Sub(t.sentAt).Microseconds())
 		seriesMu.Unlock()
 	}
+	sendCodes := map[string]int64{} // the run's sends by errcode, from the ledger
 	entry := func(e mockwx.LedgerEntry) {
+		code := strconv.Itoa(e.ErrCode)
+		sendCodes[code]++
 		seriesMu.Lock()
-		series.at(e.ReceivedAt).errcode(strconv.Itoa(e.ErrCode))
+		series.at(e.ReceivedAt).errcode(code)
 		seriesMu.Unlock()
 		if users != nil && users.inWave(e.ToUser) {
 			unfollowSends = append(unfollowSends, unfollowSend{appid: e.AppID, openid: e.ToUser, at: e.ReceivedAt, errcode: e.ErrCode})
@@ -338,14 +382,15 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	r.endProgress()
 
 	// Figures from the mock and the service.
-	final := sampler.scrapeAll(ctx)
-	s.Service = final.figures
-	s.Service.QueueDepthMax = sampler.maxDepth
-	s.Service.ScrapeFailures += sampler.failures
+	s.Service = sampler.scrapeAll(ctx).figures
 	if err := r.mockFigures(ctx, startStats); err != nil {
 		s.Run.Warnings = append(s.Run.Warnings, "mock stats: "+err.Error())
 	}
+	s.Mock.SendsByErrcode = sendCodes
 	acct.fill(&s.Delivery, checked)
+	if n := s.Delivery.ReceiptsBeforeSend; n > 0 {
+		s.Run.Warnings = append(s.Run.Warnings, fmt.Sprintf("%d receipts or delivery reports are stamped before their send: the mock's or the service's clock is behind this machine's (left out of the latencies)", n))
+	}
 	if acct.idConflicts > 0 {
 		s.Run.Warnings = append(s.Run.Warnings, fmt.Sprintf("%d repeated requests were answered with a different message id than the original", acct.idConflicts))
 	}
@@ -369,10 +414,14 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 		if t.failed() && !t.updatedAt.IsZero() {
 			series.at(t.updatedAt).Failed++
 		}
+		if !t.confirmedAt.IsZero() {
+			series.at(t.confirmedAt).confirmed(t.confirmedAt.Sub(t.sentAt).Microseconds())
+		}
 	}
+	lat := acct.latencies()
 	ser := Series{Start: start, Seconds: series.build(sc.Load.RateAt), Bands: bands(sc, s.Run.Timeline, attackEnd.Sub(start).Seconds()),
-		Spectrum: spectrum(acceptHist)}
-	ser.E2ESpectrum = e2eSpectrum(acct)
+		AttackEnd: attackEnd.Sub(start).Seconds(), End: time.Since(start).Seconds(),
+		Spectrum: spectrum(acceptHist), E2ESpectrum: spectrum(lat.e2e), ConfirmedSpectrum: spectrum(lat.confirmed)}
 	if err := r.write(acct, ser); err != nil {
 		return nil, err
 	}
@@ -380,7 +429,8 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 }
 
 // handle processes one vegeta result: what the API acknowledged.
-func (r *runner) handle(res *vegeta.Result, req *request, acct *accountant, sec *secondAcc, live *liveStats) {
+// due is when the request was scheduled to leave.
+func (r *runner) handle(res *vegeta.Result, req *request, due time.Time, acct *accountant, sec *secondAcc, live *liveStats) {
 	s := &r.sum
 	live.sent.Add(1)
 	live.observe(res.Latency)
@@ -422,7 +472,7 @@ func (r *runner) handle(res *vegeta.Result, req *request, acct *accountant, sec 
 				sec.Replayed++
 			}
 			before := len(acct.byMarker)
-			acct.accept(req.items[it.Index], it.ID, end)
+			acct.accept(req.items[it.Index], it.ID, due, end)
 			if len(acct.byMarker) > before {
 				sec.Accepted++
 				live.accepted.Add(1)
@@ -440,7 +490,7 @@ func (r *runner) handle(res *vegeta.Result, req *request, acct *accountant, sec 
 		sec.Replayed++
 	}
 	before := len(acct.byMarker)
-	acct.accept(req.items[0], a.ID, end)
+	acct.accept(req.items[0], a.ID, due, end)
 	if len(acct.byMarker) > before {
 		sec.Accepted++
 		live.accepted.Add(1)
@@ -476,21 +526,76 @@ func (r *runner) fillAccept(vm *vegeta.Metrics) {
 	a.LatencyMS = Percentiles{P50: ms(vm.Latencies.P50), P90: ms(vm.Latencies.P90), P99: ms(vm.Latencies.P99), Max: ms(vm.Latencies.Max), Mean: ms(vm.Latencies.Mean)}
 }
 
-// judgeGenerator decides whether the generator, rather than the service,
-// limited the offered load.
-func (r *runner) judgeGenerator() {
-	g := &r.sum.Generator
-	switch {
-	case g.SelfCheckRate > 0 && g.PeakRate > 0.8*g.SelfCheckRate:
+// The generator verdict's thresholds.
+const (
+	lateLagMS      = 100  // requests leaving this late (p99) are late
+	shortRate      = 0.95 // an achieved rate under this share of the target is short
+	busySelfCheck  = 0.5  // a self-check under this share of the usual one: the machine is busy
+	minSelfChecks  = 3    // earlier self-checks needed to know the usual rate
+	keptSelfChecks = 20   // self-checks the history keeps
+)
+
+// judgeGenerator tells "the generator could not keep up" (requests left
+// late and the achieved rate fell short of the target: the run did not
+// measure the service, Saturated) from "the machine was busy" (the
+// self-check far below its usual rate, or requests late with the rate met:
+// MachineBusy, the latencies include waits for the CPU).
+func judgeGenerator(g *Generator) {
+	g.Saturated, g.Reason, g.MachineBusy, g.MachineReason = false, "", false, ""
+	late := g.LagMS.P99 > lateLagMS
+	short := g.TargetRate > 0 && g.AchievedRate < shortRate*g.TargetRate
+	if late && short {
 		g.Saturated = true
-		g.Reason = fmt.Sprintf("the peak rate %.0f/s is above 80%% of what this machine's generator reached against a trivial target (%.0f/s)", g.PeakRate, g.SelfCheckRate)
-	case g.LagMS.P99 > 100:
-		g.Saturated = true
-		g.Reason = fmt.Sprintf("requests left up to %.0f ms (p99) after they were due: the generator fell behind its schedule", g.LagMS.P99)
-	case g.AchievedRate < 0.95*g.TargetRate:
-		g.Saturated = true
-		g.Reason = fmt.Sprintf("the generator sent %.1f/s of the %.1f/s offered", g.AchievedRate, g.TargetRate)
+		g.Reason = fmt.Sprintf("the generator could not keep up: requests left up to %.0f ms (p99) after they were due and it sent %.1f/s of the %.1f/s offered", g.LagMS.P99, g.AchievedRate, g.TargetRate)
 	}
+	var busy []string
+	if g.UsualSelfCheckRate > 0 && g.SelfCheckRate > 0 && g.SelfCheckRate < busySelfCheck*g.UsualSelfCheckRate {
+		busy = append(busy, fmt.Sprintf("the self-check reached %.0f/s, %.0f%% of this machine's usual %.0f/s", g.SelfCheckRate, 100*g.SelfCheckRate/g.UsualSelfCheckRate, g.UsualSelfCheckRate))
+	}
+	if late && !short {
+		busy = append(busy, fmt.Sprintf("requests left up to %.0f ms (p99) after they were due, although the rate was met (%.1f/s of %.1f/s)", g.LagMS.P99, g.AchievedRate, g.TargetRate))
+	}
+	if len(busy) > 0 {
+		g.MachineBusy = true
+		g.MachineReason = "the machine was busy: " + strings.Join(busy, "; ")
+	}
+}
+
+// selfCheckHistory is the file Options.SelfCheckHistory names.
+type selfCheckHistory struct {
+	Host  string    `json:"host"`
+	Cores int       `json:"cores"`
+	Rates []float64 `json:"rates"` // newest last
+}
+
+// recordSelfCheck adds rate to the history in path and returns the usual
+// rate before it: the median of the earlier ones on this host and core
+// count (0 with fewer than minSelfChecks). A history of another machine
+// is started afresh.
+func recordSelfCheck(path string, rate float64) (usual float64, err error) {
+	host, _ := os.Hostname()
+	h := selfCheckHistory{Host: host, Cores: runtime.NumCPU()}
+	if b, err := os.ReadFile(path); err == nil {
+		var old selfCheckHistory
+		if json.Unmarshal(b, &old) == nil && old.Host == h.Host && old.Cores == h.Cores {
+			h.Rates = old.Rates
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return 0, err
+	}
+	if len(h.Rates) >= minSelfChecks {
+		sorted := append([]float64(nil), h.Rates...)
+		sort.Float64s(sorted)
+		usual = sorted[len(sorted)/2]
+	}
+	h.Rates = append(h.Rates, rate)
+	if len(h.Rates) > keptSelfChecks {
+		h.Rates = h.Rates[len(h.Rates)-keptSelfChecks:]
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return usual, err
+	}
+	return usual, writeJSON(path, &h)
 }
 
 // drain follows the ledger and the statuses until every accepted message
@@ -511,7 +616,7 @@ func (r *runner) drain(ctx context.Context, acct *accountant, entry func(mockwx.
 		readLedger()
 		out := acct.outstanding()
 		live.outstanding.Store(int64(len(out)))
-		live.delivered.Store(int64(len(acct.byMarker) - len(out)))
+		live.delivered.Store(int64(acct.delivered()))
 		if len(out) == 0 {
 			break
 		}
@@ -558,6 +663,7 @@ func (r *runner) drain(ctx context.Context, acct *accountant, entry func(mockwx.
 				pending = append(pending, t)
 			}
 		}
+		live.unconfirmed.Store(int64(len(pending)))
 		if len(pending) == 0 {
 			break
 		}
@@ -598,6 +704,7 @@ func (r *runner) checkStatuses(ctx context.Context, ts []*tracked) int {
 			}
 			n.Add(1)
 			t.status, t.reason, t.updatedAt = m.Status, m.Reason, m.UpdatedAt
+			t.confirmedAt = confirmedAt(m)
 		}()
 	}
 	wg.Wait()
@@ -669,4 +776,17 @@ func containsAny(s string, subs ...string) bool {
 		}
 	}
 	return false
+}
+
+// confirmedAt is when the service applied the message's delivery report:
+// its delivered_at, or the updated_at of a failure a report caused (it
+// has a delivery_status); zero when no report was applied.
+func confirmedAt(m *service.Message) time.Time {
+	switch {
+	case m.Status == service.StatusDelivered && m.DeliveredAt != nil:
+		return *m.DeliveredAt
+	case m.Status == service.StatusFailed && m.DeliveryStatus != "":
+		return m.UpdatedAt
+	}
+	return time.Time{}
 }

@@ -142,8 +142,14 @@ func TextReport(s *Summary) string {
 	d := s.Delivery
 	w("delivery   accepted %d: delivered %d, failed %d %s, lost %d; duplicates %d; confirmed by report %d",
 		d.Accepted, d.Delivered, d.Failed, fmtMap(d.FailedByReason), d.Lost, d.Duplicates, d.Confirmed)
-	w("           end to end p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms; drained in %.1f s%s",
-		d.E2ELatencyMS.P50, d.E2ELatencyMS.P90, d.E2ELatencyMS.P99, d.E2ELatencyMS.Max, d.DrainSeconds, map[bool]string{true: "", false: " (NOT drained: timeout)"}[d.Drained])
+	w("           end to end (send to WeChat's receipt) p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms",
+		d.E2ELatencyMS.P50, d.E2ELatencyMS.P90, d.E2ELatencyMS.P99, d.E2ELatencyMS.Max)
+	confirmed := "none: no delivery report was applied"
+	if c := d.ConfirmedLatencyMS; c.Max > 0 {
+		confirmed = fmt.Sprintf("p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms", c.P50, c.P90, c.P99, c.Max)
+	}
+	w("           confirmed (send to the delivery report applied) %s; drained in %.1f s%s",
+		confirmed, d.DrainSeconds, map[bool]string{true: "", false: " (NOT drained: timeout)"}[d.Drained])
 	if len(d.Apps) > 1 {
 		names := make([]string, 0, len(d.Apps))
 		for n := range d.Apps {
@@ -156,14 +162,20 @@ func TextReport(s *Summary) string {
 		}
 	}
 	m := s.Mock
-	w("mock       token calls %d, stable_token calls %d, sends %d (delivered %d, deduplicated %d), errcodes %s",
-		m.TokenCalls, m.StableTokenCalls, m.SendCalls, m.Delivered, m.Deduplicated, fmtMap64(m.ByErrcode))
+	w("mock       token calls %d, stable_token calls %d, sends %d (delivered %d, deduplicated %d), answers to the run's sends %s",
+		m.TokenCalls, m.StableTokenCalls, m.SendCalls, m.Delivered, m.Deduplicated, fmtMap64(m.SendsByErrcode))
 	sv := s.Service
-	w("service    sent %.0f, retries %.0f, reclaimed %.0f, token refreshes %.0f, redis errors %.0f, max queue depth %.0f",
-		sv.Sent, sv.Retries, sv.Reclaimed, sv.TokenRefreshes, sv.RedisErrors, sv.QueueDepthMax)
+	w("service    (this run) sent %.0f, retries %.0f, reclaimed %.0f, token refreshes %.0f, redis errors %.0f, max queue depth %.0f, instance restarts %d",
+		sv.Sent, sv.Retries, sv.Reclaimed, sv.TokenRefreshes, sv.RedisErrors, sv.QueueDepthMax, sv.InstanceRestarts)
 	g := s.Generator
 	w("generator  target %.1f/s (peak %.0f/s), achieved %.1f/s, lag p99 %.2f ms, self-check %.0f/s, saturated: %v %s",
 		g.TargetRate, g.PeakRate, g.AchievedRate, g.LagMS.P99, g.SelfCheckRate, g.Saturated, g.Reason)
+	usual := "unknown"
+	if g.UsualSelfCheckRate > 0 {
+		usual = fmt.Sprintf("%.0f/s", g.UsualSelfCheckRate)
+	}
+	w("machine    probe p50 %.2f ms, p99 %.2f ms; usual self-check %s; busy: %v %s",
+		g.ProbeMS.P50, g.ProbeMS.P99, usual, g.MachineBusy, g.MachineReason)
 	for _, ev := range s.Run.Timeline {
 		line := fmt.Sprintf("timeline   %6.1fs %s %s", ev.AtSeconds, ev.Action, ev.Detail)
 		if ev.Error != "" {

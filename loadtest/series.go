@@ -13,14 +13,22 @@ import (
 type Series struct {
 	Start   time.Time `json:"start"`
 	Seconds []Second  `json:"seconds"`
+	// AttackEnd is when the load ended and End when the run's figures
+	// end (the drain's end), in seconds since Start: the buckets they fall
+	// in are partial seconds.
+	AttackEnd float64 `json:"attack_end,omitempty"`
+	End       float64 `json:"end,omitempty"`
 	// Bands are the intervals during which a fault rule or a timeline
 	// action was in effect, drawn behind the time charts.
 	Bands []Band `json:"bands"`
 	// Spectrum is the accept latency percentile spectrum (percentile ->
 	// milliseconds) of the whole attack, for a log-axis chart.
 	Spectrum []SpectrumPoint `json:"spectrum"`
-	// E2ESpectrum is the same for end-to-end delivery latency.
-	E2ESpectrum []SpectrumPoint `json:"e2e_spectrum"`
+	// E2ESpectrum is the same for end-to-end delivery latency (send to
+	// the mock's receipt), ConfirmedSpectrum for send to the delivery
+	// report's application.
+	E2ESpectrum       []SpectrumPoint `json:"e2e_spectrum"`
+	ConfirmedSpectrum []SpectrumPoint `json:"confirmed_spectrum"`
 }
 
 // Second is one second of the run.
@@ -35,16 +43,20 @@ type Second struct {
 	// Accept latency of the requests started in this second.
 	LatencyMS Percentiles `json:"latency_ms"`
 	// Delivered counts first deliveries the mock received in this second;
-	// E2EMS is their accept-to-receipt latency.
+	// E2EMS is their send-to-receipt latency.
 	Delivered int         `json:"delivered"`
 	E2EMS     Percentiles `json:"e2e_ms"`
+	// Confirmed counts delivery reports the service applied in this
+	// second; ConfirmedMS is their send-to-confirmation latency.
+	Confirmed   int         `json:"confirmed"`
+	ConfirmedMS Percentiles `json:"confirmed_ms"`
 	// Failed counts messages the service reported failed in this second
 	// (by the status's updated_at).
 	Failed int `json:"failed"`
 	// From the instances' metrics, sampled in this second.
 	QueueDepth     float64 `json:"queue_depth"`
-	TokenRefreshes float64 `json:"token_refreshes"` // cumulative
-	Retries        float64 `json:"retries"`         // cumulative
+	TokenRefreshes float64 `json:"token_refreshes"` // cumulative since the start; never goes down
+	Retries        float64 `json:"retries"`         // cumulative since the start; never goes down
 	InstancesUp    int     `json:"instances_up"`
 	// MockErrcodes counts the mock's answers in this second by errcode
 	// (sends of this run, from the ledger).
@@ -73,7 +85,8 @@ type seriesBuilder struct {
 
 type secondAcc struct {
 	Second
-	lat, e2e *hdrhistogram.Histogram
+	lat, e2e, conf *hdrhistogram.Histogram
+	sampled        bool // the metrics were sampled in this second
 }
 
 func newSeriesBuilder(start time.Time) *seriesBuilder {
@@ -90,19 +103,31 @@ func (b *seriesBuilder) at(t time.Time) *secondAcc {
 	return s
 }
 
-func (s *secondAcc) latency(us int64) {
-	if s.lat == nil {
-		s.lat = hdrhistogram.New(1, int64(2*time.Hour/time.Microsecond), 2)
+// record adds a latency in microseconds to *h, creating it.
+func record(h **hdrhistogram.Histogram, us int64) {
+	if *h == nil {
+		*h = hdrhistogram.New(1, int64(2*time.Hour/time.Microsecond), 2)
 	}
-	_ = s.lat.RecordValue(us)
+	_ = (*h).RecordValue(us)
 }
 
+func (s *secondAcc) latency(us int64) { record(&s.lat, us) }
+
+// delivered counts a first delivery; a negative latency (a clock behind
+// this one) counts the delivery but not its latency.
 func (s *secondAcc) delivered(us int64) {
 	s.Delivered++
-	if s.e2e == nil {
-		s.e2e = hdrhistogram.New(1, int64(2*time.Hour/time.Microsecond), 2)
+	if us >= 0 {
+		record(&s.e2e, us)
 	}
-	_ = s.e2e.RecordValue(us)
+}
+
+// confirmed counts an applied delivery report, like delivered.
+func (s *secondAcc) confirmed(us int64) {
+	s.Confirmed++
+	if us >= 0 {
+		record(&s.conf, us)
+	}
 }
 
 func (s *secondAcc) errcode(code string) {
@@ -121,11 +146,11 @@ func (b *seriesBuilder) build(rate func(time.Duration) float64) []Second {
 	}
 	out := make([]Second, 0, last+1)
 	var prev Second
-	// Before the first metrics sample, show the first sample's values
-	// rather than zeros.
+	// Before the first metrics sample, show the first sample's count of
+	// instances rather than zero (the counters start at zero anyway).
 	for i := 0; i <= last; i++ {
-		if s, ok := b.seconds[i]; ok && s.InstancesUp > 0 {
-			prev.QueueDepth, prev.TokenRefreshes, prev.Retries, prev.InstancesUp = 0, s.TokenRefreshes, 0, s.InstancesUp
+		if s, ok := b.seconds[i]; ok && s.sampled {
+			prev.InstancesUp = s.InstancesUp
 			break
 		}
 	}
@@ -142,7 +167,10 @@ func (b *seriesBuilder) build(rate func(time.Duration) float64) []Second {
 		if s.e2e != nil {
 			sec.E2EMS = percentiles(s.e2e)
 		}
-		if sec.InstancesUp == 0 { // no sample this second
+		if s.conf != nil {
+			sec.ConfirmedMS = percentiles(s.conf)
+		}
+		if !s.sampled { // no sample this second
 			sec.QueueDepth, sec.TokenRefreshes, sec.Retries, sec.InstancesUp = prev.QueueDepth, prev.TokenRefreshes, prev.Retries, prev.InstancesUp
 		}
 		out = append(out, sec)

@@ -181,19 +181,31 @@ type EventWebhook struct {
 // Delivery accounts for every accepted message after the drain. Every
 // accepted message is exactly one of delivered, failed and lost.
 type Delivery struct {
-	Accepted       int                `json:"accepted"`  // distinct messages the API acknowledged
-	Delivered      int                `json:"delivered"` // WeChat accepted the send (the mock's ledger)
-	Failed         int                `json:"failed"`    // the service reports it failed
-	FailedByReason map[string]int     `json:"failed_by_reason"`
-	Duplicates     int                `json:"duplicates"` // messages WeChat accepted more than once
-	Lost           int                `json:"lost"`       // neither delivered nor failed after the drain
-	Confirmed      int                `json:"confirmed"`  // status delivered: the delivery report was applied
-	StatusChecked  int                `json:"status_checked"`
-	Unattributed   int                `json:"unattributed"` // ledger entries of this run whose data was evicted
-	E2ELatencyMS   Percentiles        `json:"e2e_latency_ms"`
-	DrainSeconds   float64            `json:"drain_seconds"`
-	Drained        bool               `json:"drained"`
-	Apps           map[string]AppFlow `json:"apps"`
+	Accepted       int            `json:"accepted"`  // distinct messages the API acknowledged
+	Delivered      int            `json:"delivered"` // WeChat accepted the send (the mock's ledger)
+	Failed         int            `json:"failed"`    // the service reports it failed
+	FailedByReason map[string]int `json:"failed_by_reason"`
+	Duplicates     int            `json:"duplicates"` // messages WeChat accepted more than once
+	Lost           int            `json:"lost"`       // neither delivered nor failed after the drain
+	Confirmed      int            `json:"confirmed"`  // status delivered: the delivery report was applied
+	StatusChecked  int            `json:"status_checked"`
+	Unattributed   int            `json:"unattributed"` // ledger entries of this run whose data was evicted
+	// E2ELatencyMS runs from each delivered message's scheduled send time
+	// (when its request was due to leave the generator) to the mock's
+	// receipt of its first delivery (the ledger's received_at).
+	E2ELatencyMS Percentiles `json:"e2e_latency_ms"`
+	// ConfirmedLatencyMS runs from the same send time to the service
+	// applying WeChat's delivery report: the message's delivered_at (or
+	// updated_at when the report said failed), read from GET
+	// /v1/messages/{id} after the drain, at millisecond precision.
+	ConfirmedLatencyMS Percentiles `json:"confirmed_latency_ms"`
+	// ReceiptsBeforeSend counts receipts and confirmations stamped before
+	// their send (a remote mock or service whose clock is behind this
+	// machine's): left out of the latencies, not counted as zero.
+	ReceiptsBeforeSend int                `json:"receipts_before_send"`
+	DrainSeconds       float64            `json:"drain_seconds"`
+	Drained            bool               `json:"drained"`
+	Apps               map[string]AppFlow `json:"apps"`
 }
 
 // AppFlow is the accounting of one app.
@@ -207,48 +219,86 @@ type AppFlow struct {
 	MaxPerSecond int `json:"max_per_second"`
 }
 
-// MockFigures are the mock's counters at the end of the run.
+// MockFigures are the mock's counters over the run (end minus start).
 type MockFigures struct {
-	TokenCalls       int64            `json:"token_calls"`
-	StableTokenCalls int64            `json:"stable_token_calls"`
-	SendCalls        int64            `json:"send_calls"`
-	Delivered        int64            `json:"delivered"`
-	Deduplicated     int64            `json:"deduplicated"`
-	ByErrcode        map[string]int64 `json:"by_errcode"`
-	FaultsFired      int64            `json:"faults_fired"`
-	Injected         map[string]int64 `json:"injected"`
-	CallbacksSent    int64            `json:"callbacks_sent"`
-	CallbacksAcked   int64            `json:"callbacks_acked"`
-	CallbacksFailed  int64            `json:"callbacks_failed"`
+	TokenCalls       int64 `json:"token_calls"`
+	StableTokenCalls int64 `json:"stable_token_calls"`
+	// SendCalls counts template sends (token calls are not sends).
+	SendCalls    int64 `json:"send_calls"`
+	Delivered    int64 `json:"delivered"`
+	Deduplicated int64 `json:"deduplicated"`
+	// ByErrcode counts the mock's answers on every endpoint, the token
+	// calls' included: a run of 500 sends and one token call has 501
+	// answers with errcode 0.
+	ByErrcode map[string]int64 `json:"by_errcode"`
+	// SendsByErrcode counts the answers to this run's sends, from the
+	// mock's ledger (only the run's messages, by their marker; a send
+	// refused for its access token, 40001 or 42001, is not in the ledger
+	// and counts only in ByErrcode).
+	SendsByErrcode  map[string]int64 `json:"sends_by_errcode"`
+	FaultsFired     int64            `json:"faults_fired"`
+	Injected        map[string]int64 `json:"injected"`
+	CallbacksSent   int64            `json:"callbacks_sent"`
+	CallbacksAcked  int64            `json:"callbacks_acked"`
+	CallbacksFailed int64            `json:"callbacks_failed"`
 }
 
-// ServiceFigures are scraped from the instances' /metrics at the end (sums
-// over instances that were up).
+// ServiceFigures are the instances' counters over the run, from their
+// /metrics: for each instance, the increase from the scrape before the
+// load (or from zero for an instance started during the run) to its last
+// scrape, summed. An instance that is killed keeps its last scrape (one is
+// taken just before a kill), and a restarted one counts from zero again,
+// so no figure goes down.
 type ServiceFigures struct {
-	Accepted        float64            `json:"accepted"`
-	Replayed        float64            `json:"replayed"`
-	Sent            float64            `json:"sent"`
-	Failed          float64            `json:"failed"`
-	Retries         float64            `json:"retries"`
-	Reclaimed       float64            `json:"reclaimed"`
-	TokenRefreshes  float64            `json:"token_refreshes"`
-	RedisErrors     float64            `json:"redis_errors"`
-	AttemptsByCode  map[string]float64 `json:"attempts_by_errcode"`
-	QueueDepthMax   float64            `json:"queue_depth_max"`
-	ScrapeFailures  int                `json:"scrape_failures"`
-	InstancesSeenUp int                `json:"instances_seen_up"`
+	Accepted       float64            `json:"accepted"`
+	Replayed       float64            `json:"replayed"`
+	Sent           float64            `json:"sent"`
+	Failed         float64            `json:"failed"`
+	Retries        float64            `json:"retries"`
+	Reclaimed      float64            `json:"reclaimed"`
+	TokenRefreshes float64            `json:"token_refreshes"`
+	RedisErrors    float64            `json:"redis_errors"`
+	AttemptsByCode map[string]float64 `json:"attempts_by_errcode"`
+	QueueDepthMax  float64            `json:"queue_depth_max"`
+	ScrapeFailures int                `json:"scrape_failures"`
+	// InstancesSeenUp counts the instances (by URL) that answered a scrape
+	// during the run; InstanceRestarts the times one came back with its
+	// counters from zero (after a kill, or a restart wxload did not see).
+	InstancesSeenUp  int `json:"instances_seen_up"`
+	InstanceRestarts int `json:"instance_restarts"`
 }
 
 // Generator tells whether the load generator, not the service, limited
-// the run.
+// the run (Saturated), and whether the machine was busy with something
+// else (MachineBusy): the first means the run did not measure the
+// service; the second that its latencies include the machine's waits.
 type Generator struct {
 	TargetRate    float64     `json:"target_rate"`   // mean offered rate
 	PeakRate      float64     `json:"peak_rate"`     // highest offered rate
 	AchievedRate  float64     `json:"achieved_rate"` // requests sent per second
 	SelfCheckRate float64     `json:"self_check_rate"`
 	LagMS         Percentiles `json:"lag_ms"` // scheduling lag: sent minus due
-	Saturated     bool        `json:"saturated"`
-	Reason        string      `json:"reason,omitempty"`
+	// Saturated: the generator could not keep up (requests left late and
+	// fewer were sent than the target); Reason says how.
+	Saturated bool   `json:"saturated"`
+	Reason    string `json:"reason,omitempty"`
+	// UsualSelfCheckRate is the median self-check rate of this machine's
+	// earlier runs (0: no history); SelfCheckRatio is this run's
+	// self-check rate over it (0 when unknown).
+	UsualSelfCheckRate float64 `json:"usual_self_check_rate"`
+	SelfCheckRatio     float64 `json:"self_check_ratio"`
+	// ProbeMS is the latency of a trivial request to a loopback server in
+	// wxload's own process, made 20 times a second while the load runs:
+	// what the machine alone adds to any latency at that moment (about a
+	// tenth of a millisecond on an idle machine).
+	ProbeMS Percentiles `json:"probe_ms"`
+	// MachineBusy: the machine was busy with more than this run (the
+	// self-check far below its usual rate, or requests late although the
+	// rate was met); MachineReason says how. It does not mean the run
+	// failed to measure the service, only that latencies include waits
+	// for the CPU.
+	MachineBusy   bool   `json:"machine_busy"`
+	MachineReason string `json:"machine_reason,omitempty"`
 }
 
 // env is the summary as expressions see it: its JSON form.
@@ -450,7 +500,7 @@ func memberPath(m *ast.MemberNode) ([]string, bool) {
 // them as {} and expressions can index them.
 func (s *Summary) zeroMaps() {
 	for _, p := range []any{&s.Accept.StatusCodes, &s.Accept.ErrorKinds, &s.Delivery.FailedByReason, &s.Events.ByType,
-		&s.Delivery.Apps, &s.Mock.ByErrcode, &s.Mock.Injected, &s.Service.AttemptsByCode} {
+		&s.Delivery.Apps, &s.Mock.ByErrcode, &s.Mock.SendsByErrcode, &s.Mock.Injected, &s.Service.AttemptsByCode} {
 		rv := reflect.ValueOf(p).Elem()
 		if rv.IsNil() {
 			rv.Set(reflect.MakeMap(rv.Type()))

@@ -204,3 +204,34 @@ func TestPlainReport(t *testing.T) {
 	assert.NotContains(t, page, "http://")
 	assert.NotContains(t, page, "https://")
 }
+
+// TestSmokeLatencyBound: the smoke scenario's latency expectation holds on
+// a busy machine when nothing is wrong, and fails on a real fault.
+func TestSmokeLatencyBound(t *testing.T) {
+	sc, err := scenarios.Get("smoke")
+	require.NoError(t, err)
+	var latency []scenarios.Expectation
+	for _, e := range sc.Expect {
+		if strings.Contains(e.Expr, "accept.latency_ms.p99") {
+			latency = append(latency, e)
+		}
+	}
+	require.Len(t, latency, 1)
+	for _, tc := range []struct {
+		name            string
+		p99, lag, probe float64
+		passed          bool
+	}{
+		{"idle", 4.9, 1.2, 0.2, true},
+		{"busy 2-core machine, nothing wrong", 231, 92, 8, true},
+		{"very busy machine", 600, 250, 60, true},
+		{"a stall on the accept path, idle machine", 400, 2, 0.3, false},
+		{"a stall on a busy machine", 900, 92, 8, false},
+	} {
+		s := &Summary{}
+		s.zeroMaps()
+		s.Accept.LatencyMS.P99, s.Generator.LagMS.P99, s.Generator.ProbeMS.P99 = tc.p99, tc.lag, tc.probe
+		s.Evaluate(latency)
+		assert.Equal(t, tc.passed, s.Passed, "%s: p99 %.0f ms, lag p99 %.0f ms, probe p99 %.1f ms: %+v", tc.name, tc.p99, tc.lag, tc.probe, s.Expectations)
+	}
+}

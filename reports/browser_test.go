@@ -14,6 +14,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -205,24 +207,32 @@ func inked(img image.Image, r image.Rectangle) int {
 	return n
 }
 
+// renderPages renders the quota-45009 fixture's report and a comparison
+// of two smoke runs, and returns their paths.
+func renderPages(t *testing.T) (report, compare string) {
+	t.Helper()
+	dir := copyRun(t, "quota-45009")
+	if err := Render(dir); err != nil {
+		t.Fatal(err)
+	}
+	compare = filepath.Join(t.TempDir(), "compare.html")
+	if _, err := Compare(filepath.Join("testdata", "runs", "smoke"), filepath.Join("testdata", "runs", "smoke-regressed"), compare, DefaultTolerances()); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, loadtest.ReportFile), compare
+}
+
 // TestBrowser renders reports in headless Chromium, light and dark: the
 // page loads without a console message (a CSP violation would be one),
 // and every chart shows as a frame of real size with lines in it.
 func TestBrowser(t *testing.T) {
 	bin := browser(t)
-	dir := copyRun(t, "quota-45009")
-	if err := Render(dir); err != nil {
-		t.Fatal(err)
-	}
-	cmp := filepath.Join(t.TempDir(), "compare.html")
-	if _, err := Compare(filepath.Join("testdata", "runs", "smoke"), filepath.Join("testdata", "runs", "smoke-regressed"), cmp, DefaultTolerances()); err != nil {
-		t.Fatal(err)
-	}
+	report, cmp := renderPages(t)
 	pages := []struct {
 		name, path string
 		height     int
 	}{
-		{"report", filepath.Join(dir, loadtest.ReportFile), 7000},
+		{"report", report, 7000},
 		{"compare", cmp, 4500},
 	}
 	for _, p := range pages {
@@ -291,4 +301,113 @@ func TestBrowserCatchesBrokenPage(t *testing.T) {
 	if fs := frames(s.img, frameLight); len(fs) != 0 {
 		t.Errorf("found %d chart frames on a page whose charts are hidden", len(fs))
 	}
+}
+
+// phoneWidth is the CSS width of a phone's screen.
+const phoneWidth = 390
+
+// phoneView is what a page looks like in a frame phoneWidth pixels wide.
+type phoneView struct {
+	scrollW, clientW int    // the page's scroll and client widths
+	culprits         string // elements that stick out to the right (tag.class)
+	narrow, wide     int    // narrow charts shown, full-width charts shown
+}
+
+// overflow loads page in a frame phoneWidth pixels wide in headless
+// Chromium and measures it, from the DOM, by a wrapper page (the report
+// itself runs no script).
+func overflow(t *testing.T, bin, page string) phoneView {
+	t.Helper()
+	dir := t.TempDir()
+	abs, err := filepath.Abs(page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}).String()
+	wrapper := filepath.Join(dir, "phone.html")
+	html := fmt.Sprintf(`<!doctype html><html><body style="margin:0">
+<iframe id="f" src=%q style="width:%dpx;height:800px;border:0"></iframe>
+<pre id="out">pending</pre>
+<script>
+document.getElementById("f").addEventListener("load", function () {
+  var d = this.contentDocument, e = d.documentElement, out = [];
+  d.querySelectorAll("body *").forEach(function (el) {
+    var r = el.getBoundingClientRect();
+    if (r.right > e.clientWidth + 1 && out.length < 8) out.push(el.tagName.toLowerCase() + "." + (el.getAttribute("class") || ""));
+  });
+  var shown = function (sel) { var n = 0; d.querySelectorAll(sel).forEach(function (el) { if (el.getBoundingClientRect().width > 0) n++; }); return n; };
+  document.getElementById("out").textContent = "charts " + shown("svg.chart.narrow") + " " + shown(".wide-only svg") +
+    " overflow " + e.scrollWidth + " " + e.clientWidth + " " + out.join(",");
+});
+</script></body></html>`, src, phoneWidth)
+	if err := os.WriteFile(wrapper, []byte(html), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+		"--allow-file-access-from-files", "--no-first-run", "--no-default-browser-check", "--hide-scrollbars",
+		"--user-data-dir="+filepath.Join(dir, "profile"), "--dump-dom", (&url.URL{Scheme: "file", Path: filepath.ToSlash(wrapper)}).String())
+	cmd.Env = append(os.Environ(), "HOME="+dir)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	dom, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", bin, err, stderr.String())
+	}
+	m := regexp.MustCompile(`charts (\d+) (\d+) overflow (\d+) (\d+) ?([^<]*)`).FindSubmatch(dom)
+	if m == nil {
+		t.Fatalf("the wrapper page did not measure the report:\n%s", dom)
+	}
+	var v phoneView
+	v.narrow, _ = strconv.Atoi(string(m[1]))
+	v.wide, _ = strconv.Atoi(string(m[2]))
+	v.scrollW, _ = strconv.Atoi(string(m[3]))
+	v.clientW, _ = strconv.Atoi(string(m[4]))
+	v.culprits = string(m[5])
+	return v
+}
+
+// TestBrowserPhoneWidth: at a phone's width the pages do not overflow
+// sideways (wide tables scroll within themselves, charts shrink to fit),
+// and the check catches a page that does.
+func TestBrowserPhoneWidth(t *testing.T) {
+	bin := browser(t)
+	report, cmp := renderPages(t)
+	idx := filepath.Join(t.TempDir(), "index.html")
+	if err := Index(filepath.Join("testdata", "runs"), idx); err != nil {
+		t.Fatal(err)
+	}
+	for name, page := range map[string]string{"report": report, "compare": cmp, "index": idx} {
+		t.Run(name, func(t *testing.T) {
+			v := overflow(t, bin, page)
+			t.Logf("%s at %d px: %+v", name, phoneWidth, v)
+			if v.clientW > phoneWidth || v.clientW < phoneWidth-20 {
+				t.Errorf("client width %d: the frame is not %d px wide", v.clientW, phoneWidth)
+			}
+			if v.scrollW > v.clientW {
+				t.Errorf("the page is %d px wide at a %d px screen: it overflows sideways (%s)", v.scrollW, v.clientW, v.culprits)
+			}
+			html, err := os.ReadFile(page)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := bytes.Count(html, []byte(`<svg class="chart narrow"`)); v.narrow != want || v.wide != 0 {
+				t.Errorf("%d narrow and %d full-width charts shown, want the %d narrow ones only", v.narrow, v.wide, want)
+			}
+		})
+	}
+	t.Run("control", func(t *testing.T) {
+		b, err := os.ReadFile(report)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wide := filepath.Join(t.TempDir(), "wide.html")
+		if err := os.WriteFile(wide, bytes.Replace(b, []byte("<main>"), []byte(`<main><div style="width:900px">wide</div>`), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if v := overflow(t, bin, wide); v.scrollW <= v.clientW {
+			t.Errorf("a page with a 900 px element measured %d px in a %d px frame: the check cannot fail", v.scrollW, v.clientW)
+		}
+	})
 }

@@ -21,6 +21,18 @@ type line struct {
 	Pts   []point
 }
 
+// drawable reports whether the line has a point a chart can draw: a
+// finite value, and a positive one on a log axis. A line that has none is
+// neither drawn nor named in the legend.
+func (l line) drawable(ylog bool) bool {
+	for _, p := range l.Pts {
+		if !math.IsNaN(p.Y) && !math.IsInf(p.Y, 0) && (!ylog || p.Y > 0) {
+			return true
+		}
+	}
+	return false
+}
+
 // band is an interval of the x axis shaded behind the lines: a fault rule
 // or a timeline action.
 type band struct {
@@ -56,6 +68,29 @@ type chart struct {
 	Bands  []band
 	Note   string // a short remark drawn at the top right
 	W, H   int    // zero means 960 by 300
+	// Narrow marks the variant drawn for a phone's screen (class
+	// "chart narrow").
+	Narrow bool
+	// Mark, when positive, is drawn as a labelled vertical line (the end
+	// of the load on time charts).
+	Mark      float64
+	MarkLabel string
+}
+
+// narrowW and narrowH are the size of a chart's variant for phones: half
+// the width, so that its text stays readable on a small screen.
+const narrowW, narrowH = 480, 320
+
+// render draws the chart and, for a full-width one, its narrow variant
+// for phones (the page shows one or the other by the screen's width).
+func (c *chart) render() (wide, narrow template.HTML) {
+	wide = c.svg()
+	if c.W != 0 && c.W <= narrowW {
+		return wide, ""
+	}
+	n := *c
+	n.ID, n.W, n.H, n.Narrow = c.ID+"-n", narrowW, narrowH, true
+	return wide, n.svg()
 }
 
 // Layout of the plot area inside the SVG.
@@ -74,10 +109,21 @@ func (c *chart) svg() template.HTML {
 	}
 	var b strings.Builder
 	titleID, descID := c.ID+"-t", c.ID+"-d"
-	fmt.Fprintf(&b, `<svg class="chart" id="%s" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-labelledby="%s %s">`,
-		esc(c.ID), w, h, w, h, titleID, descID)
+	class := "chart"
+	if c.Narrow {
+		class = "chart narrow"
+	}
+	fmt.Fprintf(&b, `<svg class="%s" id="%s" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-labelledby="%s %s">`,
+		class, esc(c.ID), w, h, w, h, titleID, descID)
 	fmt.Fprintf(&b, `<title id="%s">%s</title><desc id="%s">%s</desc>`, titleID, esc(c.Title), descID, esc(c.Desc))
 
+	// Only the lines with something to draw are drawn and named.
+	var lines []line
+	for _, l := range c.Lines {
+		if l.drawable(c.YLog) {
+			lines = append(lines, l)
+		}
+	}
 	// Legend rows first: they set the top of the plot area.
 	type item struct {
 		x, row int
@@ -85,7 +131,7 @@ func (c *chart) svg() template.HTML {
 	}
 	var items []item
 	x, row := padLeft, 0
-	for _, l := range c.Lines {
+	for _, l := range lines {
 		width := 28 + textWidth(l.Name) + 18
 		if x+width > w-padRight && x > padLeft {
 			x, row = padLeft, row+1
@@ -174,6 +220,12 @@ func (c *chart) svg() template.HTML {
 		b.WriteString(`</g>`)
 	}
 
+	if c.Mark > 0 && c.Mark >= xlo && c.Mark <= xhi {
+		x := sx(c.Mark)
+		fmt.Fprintf(&b, `<line class="mark" x1="%s" x2="%s" y1="%d" y2="%d"/>`, f1(x), f1(x), top, bottom)
+		fmt.Fprintf(&b, `<text class="marklabel" x="%s" y="%d" text-anchor="end">%s</text>`, f1(x-3), bottom-6, esc(c.MarkLabel))
+	}
+
 	b.WriteString(`<g class="ticks">`)
 	for _, t := range yticks {
 		y := sy(t.V)
@@ -203,7 +255,7 @@ func (c *chart) svg() template.HTML {
 
 	// Lines, clipped to the plot area.
 	fmt.Fprintf(&b, `<g class="lines" clip-path="url(#%s)">`, clip)
-	for _, l := range c.Lines {
+	for _, l := range lines {
 		d := path(downsample(l.Pts, maxPoints), sx, sy, ylo, c.YLog)
 		if d == "" {
 			continue
@@ -224,11 +276,30 @@ func (c *chart) svg() template.HTML {
 		fmt.Fprintf(&b, `<line class="c%d d%d" x1="%d" x2="%d" y1="%d" y2="%d"/>`, it.l.Color%8, it.l.Dash%4, it.x, it.x+22, y-4, y-4)
 		fmt.Fprintf(&b, `<text x="%d" y="%d">%s</text>`, it.x+28, y, esc(it.l.Name))
 	}
-	if c.Note != "" {
-		fmt.Fprintf(&b, `<text class="note" x="%d" y="%d" text-anchor="end">%s</text>`, right, top-6, esc(c.Note))
+	note := c.Note
+	if below := c.below(ylo); c.YLog && below > 0 {
+		// A log axis spans at most six decades: say what it leaves out
+		// rather than pin it to the floor.
+		note = fmt.Sprintf("%d point%s below %s not drawn", below, plural(below), fmtNum(ylo))
+	}
+	if note != "" {
+		fmt.Fprintf(&b, `<text class="note" x="%d" y="%d" text-anchor="end">%s</text>`, right, top-6, esc(note))
 	}
 	b.WriteString(`</g></svg>`)
 	return template.HTML(b.String())
+}
+
+// below counts the positive values under the y axis' floor.
+func (c *chart) below(ylo float64) int {
+	n := 0
+	for _, l := range c.Lines {
+		for _, p := range l.Pts {
+			if p.Y > 0 && p.Y < ylo {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // domain is the extent of the data; has is false when no line has a
@@ -346,19 +417,17 @@ func downsample(pts []point, n int) []point {
 	return out
 }
 
-// path is an SVG path through the points; NaN values break the line.
+// path is an SVG path through the points; NaN values break the line, and
+// so do values under a log axis' floor (never pinned to it).
 func path(pts []point, sx, sy func(float64) float64, ylo float64, ylog bool) string {
 	var b []byte
 	pen := false
 	for _, p := range pts {
-		if math.IsNaN(p.Y) || math.IsInf(p.Y, 0) {
+		if math.IsNaN(p.Y) || math.IsInf(p.Y, 0) || ylog && p.Y < ylo {
 			pen = false
 			continue
 		}
 		y := p.Y
-		if ylog && y < ylo {
-			y = ylo
-		}
 		if pen {
 			b = append(b, 'L')
 		} else {

@@ -78,8 +78,40 @@ func TestCLICompareTolerances(t *testing.T) {
 	if code, stdout, _ := wxload(t, "compare", "--throughput", "-25%", base, next); code != cli.ExitPassed {
 		t.Errorf("throughput -20%% with --throughput -25%%: exit %d, want 0\n%s", code, stdout)
 	}
-	if _, err := os.Stat(filepath.Join(next, "compare.html")); err != nil {
-		t.Errorf("no default comparison page: %v", err)
+	for _, name := range []string{"compare-vs-base.html", "compare-vs-base-2.html"} {
+		if _, err := os.Stat(filepath.Join(next, name)); err != nil {
+			t.Errorf("no default comparison page %s (the second must not overwrite the first): %v", name, err)
+		}
+	}
+}
+
+// TestCLICompareDifferentScenarios: two runs of different scenarios are
+// refused with exit 2 and a message that says so, and no page, unless
+// --force.
+func TestCLICompareDifferentScenarios(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "cmp.html")
+	code, stdout, stderr := wxload(t, "compare", run("smoke"), run("quota-45009"), "--out", out)
+	if code != cli.ExitUsage {
+		t.Errorf("compare smoke quota-45009: exit %d, want 2\n%s%s", code, stdout, stderr)
+	}
+	for _, want := range []string{"different scenarios", `"smoke"`, `"quota-45009"`, "--force"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("the refusal does not say %q: %s", want, stderr)
+		}
+	}
+	if _, err := os.Stat(out); err == nil {
+		t.Error("a refused comparison wrote its page")
+	}
+	code, stdout, stderr = wxload(t, "compare", "--force", run("smoke"), run("quota-45009"), "--out", out)
+	if code == cli.ExitUsage {
+		t.Errorf("compare --force smoke quota-45009: exit %d\n%s%s", code, stdout, stderr)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "The runs are of different scenarios") {
+		t.Error("a forced comparison of two scenarios does not warn about it")
 	}
 }
 

@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -83,8 +84,22 @@ func (c *Comparison) Regressed() bool {
 	return false
 }
 
+// ErrDifferentScenarios is Comparable's error: the two runs are of
+// different scenarios, so their figures do not measure the same thing.
+var ErrDifferentScenarios = errors.New("the runs are of different scenarios")
+
+// Comparable reports whether the two runs can be compared: they must be
+// runs of the same scenario (ErrDifferentScenarios otherwise).
+func (c *Comparison) Comparable() error {
+	b, n := c.Base.Summary.Scenario, c.New.Summary.Scenario
+	if b != n {
+		return fmt.Errorf("%w: %s is a run of %q, %s a run of %q", ErrDifferentScenarios, c.BaseDir, b, c.NewDir, n)
+	}
+	return nil
+}
+
 // NewComparison loads two run directories and checks the second against
-// the first.
+// the first. It compares runs of different scenarios too: see Comparable.
 func NewComparison(baseDir, newDir string, tol Tolerances) (*Comparison, error) {
 	b, err := Load(baseDir)
 	if err != nil {
@@ -100,10 +115,15 @@ func NewComparison(baseDir, newDir string, tol Tolerances) (*Comparison, error) 
 
 // Compare writes to out a report comparing the run in newDir with the run
 // in baseDir and reports whether the new run regressed beyond tol (see
-// Checks). An empty out writes newDir/compare.html.
+// Checks). An empty out writes a new file in newDir (see Write). It
+// refuses runs of different scenarios (ErrDifferentScenarios); compare
+// them with NewComparison and Write.
 func Compare(baseDir, newDir, out string, tol Tolerances) (regressed bool, err error) {
 	c, err := NewComparison(baseDir, newDir, tol)
 	if err != nil {
+		return false, err
+	}
+	if err := c.Comparable(); err != nil {
 		return false, err
 	}
 	if _, err := c.Write(out); err != nil {
@@ -113,10 +133,16 @@ func Compare(baseDir, newDir, out string, tol Tolerances) (regressed bool, err e
 }
 
 // Write writes the comparison page to out, creating its directory, and
-// returns the path written: out, or NewDir/compare.html when out is empty.
+// returns the path written. An empty out is a new file in the new run's
+// directory named after the base run, compare-vs-BASE.html, or
+// compare-vs-BASE-2.html and so on when an earlier comparison has that
+// name: a comparison never overwrites another unless told to (out).
 func (c *Comparison) Write(out string) (string, error) {
 	if out == "" {
-		out = filepath.Join(c.NewDir, CompareFile)
+		var err error
+		if out, err = freeName(c.NewDir, "compare-vs-"+safeName(filepath.Base(filepath.Clean(c.BaseDir))), ".html"); err != nil {
+			return "", err
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
@@ -124,9 +150,38 @@ func (c *Comparison) Write(out string) (string, error) {
 	return out, writeFile(out, c)
 }
 
-// CompareFile is the comparison page Compare writes in the new run's
-// directory when it is given no other place.
-const CompareFile = "compare.html"
+// freeName is dir/stem+ext, or dir/stem-N+ext for the first N from 2 that
+// names no file yet.
+func freeName(dir, stem, ext string) (string, error) {
+	for n := 1; n < 10_000; n++ {
+		name := stem + ext
+		if n > 1 {
+			name = fmt.Sprintf("%s-%d%s", stem, n, ext)
+		}
+		p := filepath.Join(dir, name)
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return p, nil
+		} else if err != nil {
+			return "", err
+		}
+	}
+	return "", fmt.Errorf("%s: no free name for %s%s", dir, stem, ext)
+}
+
+// safeName keeps letters, digits, dots, dashes and underscores of a run
+// directory's name, for a file name.
+func safeName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || s == "." || s == ".." {
+		return "base"
+	}
+	return string(b)
+}
 
 // diffRow is one figure of both runs.
 type diffRow struct {
@@ -173,6 +228,12 @@ func (c *Comparison) view() *compareView {
 	if b.Generator.Saturated {
 		v.Notes = append(v.Notes, "The baseline's generator was saturated: its figures partly measure the load generator, not the service.")
 	}
+	if n.Generator.MachineBusy {
+		v.Notes = append(v.Notes, "The new run's machine was busy ("+n.Generator.MachineReason+"): its latencies include waits for the CPU.")
+	}
+	if b.Generator.MachineBusy {
+		v.Notes = append(v.Notes, "The baseline's machine was busy ("+b.Generator.MachineReason+"): its latencies include waits for the CPU.")
+	}
 	if b.Run.Cores != n.Run.Cores && b.Run.Cores > 0 && n.Run.Cores > 0 {
 		v.Notes = append(v.Notes, fmt.Sprintf("The runs had different machines: %d and %d cores.", b.Run.Cores, n.Run.Cores))
 	}
@@ -208,6 +269,8 @@ func (c *Comparison) view() *compareView {
 	num("end-to-end p90", bd.E2ELatencyMS.P90, nd.E2ELatencyMS.P90, fmtMS, -1)
 	num("end-to-end p99", bd.E2ELatencyMS.P99, nd.E2ELatencyMS.P99, fmtMS, -1)
 	num("end-to-end max", bd.E2ELatencyMS.Max, nd.E2ELatencyMS.Max, fmtMS, -1)
+	num("confirmed p50", bd.ConfirmedLatencyMS.P50, nd.ConfirmedLatencyMS.P50, fmtMS, -1)
+	num("confirmed p99", bd.ConfirmedLatencyMS.P99, nd.ConfirmedLatencyMS.P99, fmtMS, -1)
 	num("accepted", float64(bd.Accepted), float64(nd.Accepted), cnt, 0)
 	num("delivered", float64(bd.Delivered), float64(nd.Delivered), cnt, 0)
 	num("failed", float64(bd.Failed), float64(nd.Failed), cnt, -1)
@@ -249,7 +312,8 @@ func (c *Comparison) figures(bl, nl string) []figure {
 	delivered := func(s *loadtest.Second) bool { return s.Delivered > 0 }
 	mk := func(id, title, ylabel, desc string, ylog bool, lines []line) figure {
 		ch := &chart{ID: id, Title: title, Desc: desc, XLabel: timeAxis, YLabel: ylabel, YLog: ylog, XMin: 0, XMax: xmax, Lines: lines, Bands: seriesBands(ns)}
-		return figure{Title: title, SVG: ch.svg()}
+		wide, narrow := ch.render()
+		return figure{Title: title, SVG: wide, Narrow: narrow}
 	}
 	figs := []figure{
 		mk("cmp-rate", "Throughput over time", "requests answered 2xx per second", "Requests answered 2xx per second in both runs.", false, []line{
@@ -273,9 +337,11 @@ func (c *Comparison) figures(bl, nl string) []figure {
 			{Name: nl + " accept", Color: 1, Pts: spectrumPoints(ns.Spectrum)},
 			{Name: bl + " end to end", Color: 0, Dash: 2, Pts: spectrumPoints(bs.E2ESpectrum)},
 			{Name: nl + " end to end", Color: 1, Dash: 2, Pts: spectrumPoints(ns.E2ESpectrum)},
-		}, "Latency at each percentile over each whole run; both axes logarithmic."),
+		}, "Latency at each percentile over each whole run: solid lines accept latency, dotted end to end; both axes logarithmic."),
 	}
 	figs[0].Caption = "Shaded bands are the new run's faults and actions."
+	figs[1].Caption = "Solid lines are p50, dashed p99."
+	figs[2].Caption = "Solid lines are p50, dashed p99."
 	return figs
 }
 

@@ -1,6 +1,7 @@
 package reports
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,12 +142,86 @@ func TestCompareMissingRun(t *testing.T) {
 	}
 }
 
+// TestCompareDefaultOut: without --out each comparison gets a new file
+// in the new run's directory, named after the base; none overwrites an
+// earlier one.
 func TestCompareDefaultOut(t *testing.T) {
 	next := copyRun(t, "smoke")
-	if _, err := Compare(filepath.Join("testdata", "runs", "smoke"), next, "", DefaultTolerances()); err != nil {
+	base := filepath.Join("testdata", "runs", "smoke")
+	c, err := NewComparison(base, next, DefaultTolerances())
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(next, CompareFile)); err != nil {
-		t.Errorf("no %s in the new run's directory: %v", CompareFile, err)
+	var got []string
+	for range 3 {
+		p, err := c.Write("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, filepath.Base(p))
+	}
+	want := []string{"compare-vs-smoke.html", "compare-vs-smoke-2.html", "compare-vs-smoke-3.html"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("three comparisons wrote %v, want %v", got, want)
+	}
+	for _, name := range want {
+		if _, err := os.Stat(filepath.Join(next, name)); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// An explicit place is written as told, again and again.
+	out := filepath.Join(t.TempDir(), "cmp.html")
+	for range 2 {
+		if p, err := c.Write(out); err != nil || p != out {
+			t.Errorf("Write(%s) = %s, %v", out, p, err)
+		}
+	}
+}
+
+// TestCompareRefusesDifferentScenarios: Compare refuses runs of two
+// scenarios and writes nothing; NewComparison says why with Comparable.
+func TestCompareRefusesDifferentScenarios(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "cmp.html")
+	_, err := Compare(filepath.Join("testdata", "runs", "smoke"), filepath.Join("testdata", "runs", "quota-45009"), out, DefaultTolerances())
+	if !errors.Is(err, ErrDifferentScenarios) {
+		t.Errorf("Compare(smoke, quota-45009) = %v, want ErrDifferentScenarios", err)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused comparison wrote %s (%v)", out, err)
+	}
+	c, err := NewComparison(filepath.Join("testdata", "runs", "smoke"), filepath.Join("testdata", "runs", "smoke-regressed"), DefaultTolerances())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Comparable(); err != nil {
+		t.Errorf("two smoke runs: %v", err)
+	}
+}
+
+// TestCompareDeltasFromRawValues: the delta and ratio columns are computed
+// from the runs' figures, not from the rounded figures the table shows.
+func TestCompareDeltasFromRawValues(t *testing.T) {
+	base, next := summary(100.4, 10.04, 0, 0), summary(100.6, 10.06, 0, 0)
+	base.Accept.Rate, next.Accept.Rate = 100.4, 100.6
+	c := &Comparison{Base: &Report{Summary: base, Series: &loadtest.Series{}}, New: &Report{Summary: next, Series: &loadtest.Series{}}, Tolerances: DefaultTolerances()}
+	c.Checks = Checks(base, next, c.Tolerances)
+	rows := map[string]diffRow{}
+	for _, r := range c.view().Rows {
+		rows[r.Name] = r
+	}
+	for _, tc := range []struct {
+		name                    string
+		base, new, delta, ratio string
+	}{
+		// Shown as 100 and 101 (+1.0% if computed from them): really +0.2%.
+		{"request rate", "100/s", "101/s", "+0.2%", "×1.00"},
+		{"throughput (successful)", "100/s", "101/s", "+0.2%", "×1.00"},
+		// Shown as 10.0 ms both: really +0.2%.
+		{"accept p99", "10.0 ms", "10.1 ms", "+0.2%", "×1.00"},
+	} {
+		r := rows[tc.name]
+		if r.Base != tc.base || r.New != tc.new || r.Delta != tc.delta || r.Ratio != tc.ratio {
+			t.Errorf("%s: %s → %s, delta %s, ratio %s; want %s → %s, delta %s, ratio %s", tc.name, r.Base, r.New, r.Delta, r.Ratio, tc.base, tc.new, tc.delta, tc.ratio)
+		}
 	}
 }

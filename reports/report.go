@@ -87,7 +87,8 @@ type figure struct {
 	Title   string
 	Caption string
 	SVG     template.HTML
-	Half    bool // half width: two side by side
+	Narrow  template.HTML // the chart for phones, when SVG is full width
+	Half    bool          // half width: two side by side
 }
 
 // expRow is one expectation as the page shows it.
@@ -158,7 +159,8 @@ func (r *Report) view() *reportView {
 		{Label: "requests", Value: fmtInt(a.Requests), Sub: fmt.Sprintf("%s/s offered, %.2f%% ok", fmtRate(a.Rate), a.SuccessRatio*100)},
 		{Label: "throughput", Value: fmtRate(a.Throughput) + "/s", Sub: "successful requests"},
 		{Label: "accept p99", Value: fmtMS(a.LatencyMS.P99), Sub: "p50 " + fmtMS(a.LatencyMS.P50)},
-		{Label: "end-to-end p99", Value: fmtMS(d.E2ELatencyMS.P99), Sub: "p50 " + fmtMS(d.E2ELatencyMS.P50)},
+		{Label: "end-to-end p99", Value: fmtMS(d.E2ELatencyMS.P99), Sub: "send to WeChat, p50 " + fmtMS(d.E2ELatencyMS.P50)},
+		confirmedCard(d),
 		{Label: "delivered", Value: fmtInt(d.Delivered), Sub: "of " + fmtInt(d.Accepted) + " accepted"},
 		{Label: "failed", Value: fmtInt(d.Failed), Sub: "reported failed"},
 		{Label: "lost", Value: fmtInt(d.Lost), Bad: d.Lost > 0, Sub: "neither delivered nor failed"},
@@ -167,16 +169,27 @@ func (r *Report) view() *reportView {
 	if g.Saturated {
 		v.Cards = append(v.Cards, card{Label: "generator", Value: "saturated", Bad: true, Sub: g.Reason})
 	}
+	if g.MachineBusy {
+		v.Cards = append(v.Cards, card{Label: "machine", Value: "busy", Sub: g.MachineReason})
+	}
 
 	bands := seriesBands(ser)
 	for _, b := range bands {
 		v.Bands = append(v.Bands, bandRow{Label: b.Label, Name: b.Title, Kind: b.Kind, Start: fmtSec(b.Start), End: fmtSec(b.End)})
 	}
 	v.Timeline = s.Run.Timeline
-	v.Figures = timeFigures(ser, bands)
-	v.Figures = append(v.Figures, spectrumFigure("spectrum", "Latency distribution (percentile spectrum)",
-		[]line{{Name: "accept", Color: 0, Pts: spectrumPoints(ser.Spectrum)}, {Name: "end to end", Color: 1, Dash: 1, Pts: spectrumPoints(ser.E2ESpectrum)}},
-		"Latency at each percentile over the whole run, accept latency and end-to-end delivery latency; both axes logarithmic, so the tail is as visible as the median."))
+	v.Figures = timeFigures(ser, bands, runSpan(s, ser))
+	spectra := []line{
+		{Name: "accept", Color: 0, Pts: spectrumPoints(ser.Spectrum)},
+		{Name: "end to end", Color: 1, Dash: 1, Pts: spectrumPoints(ser.E2ESpectrum)},
+		{Name: "confirmed", Color: 2, Dash: 2, Pts: spectrumPoints(ser.ConfirmedSpectrum)},
+	}
+	v.Figures = append(v.Figures, spectrumFigure("spectrum", "Latency distribution (percentile spectrum)", spectra,
+		"Latency at each percentile over the whole run: "+describeLines(spectra, true, map[string]string{
+			"accept":     "accept (the API's answer)",
+			"end to end": "end to end (scheduled send to WeChat's receipt)",
+			"confirmed":  "confirmed (scheduled send to the delivery report's application)",
+		})+"; both axes logarithmic, so the tail is as visible as the median."))
 	if n := len(ser.Seconds); n > maxPoints {
 		v.Downsampled = fmt.Sprintf("The run lasted %d seconds; each chart line is downsampled to at most %d points (largest-triangle-three-buckets, which keeps peaks). series.json has every second.", n, maxPoints)
 	}
@@ -206,8 +219,10 @@ func (r *Report) view() *reportView {
 	}
 	v.Latency = []latRow{
 		latencyRow("accept (API answer)", a.LatencyMS),
-		latencyRow("end to end (accept to WeChat)", d.E2ELatencyMS),
+		latencyRow("end to end (send to WeChat's receipt)", d.E2ELatencyMS),
+		latencyRow("confirmed (send to the delivery report applied)", d.ConfirmedLatencyMS),
 		latencyRow("generator lag (sent minus due)", g.LagMS),
+		latencyRow("machine probe (a trivial loopback request)", g.ProbeMS),
 	}
 	v.Spectrum = spectrumTable(ser)
 	v.Codes = codeRows(s)
@@ -230,7 +245,10 @@ func (r *Report) view() *reportView {
 		{K: "achieved rate", V: fmtRate(g.AchievedRate) + "/s"},
 		{K: "self-check rate (no service)", V: fmtRate(g.SelfCheckRate) + "/s"},
 		{K: "scheduling lag p99", V: fmtMS(g.LagMS.P99)},
-		{K: "saturated", V: yesNo(g.Saturated) + " " + g.Reason, Bad: g.Saturated},
+		{K: "saturated (could not keep up)", V: yesNo(g.Saturated) + " " + g.Reason, Bad: g.Saturated},
+		{K: "usual self-check rate", V: usualRate(g)},
+		{K: "machine probe p99", V: fmtMS(g.ProbeMS.P99)},
+		{K: "machine busy", V: yesNo(g.MachineBusy) + " " + g.MachineReason},
 	}
 	v.Events, v.EventTypes = eventsView(s.Events)
 	sv := s.Service
@@ -244,6 +262,7 @@ func (r *Report) view() *reportView {
 		{K: "Redis errors", V: fmtF(sv.RedisErrors), Bad: sv.RedisErrors > 0},
 		{K: "queue depth (max)", V: fmtF(sv.QueueDepthMax)},
 		{K: "instances seen up", V: strconv.Itoa(sv.InstancesSeenUp)},
+		{K: "instance restarts", V: strconv.Itoa(sv.InstanceRestarts)},
 		{K: "metric scrape failures", V: strconv.Itoa(sv.ScrapeFailures)},
 		{K: "mock: token calls", V: strconv.FormatInt(s.Mock.TokenCalls+s.Mock.StableTokenCalls, 10)},
 		{K: "mock: send calls", V: strconv.FormatInt(s.Mock.SendCalls, 10)},
@@ -251,6 +270,22 @@ func (r *Report) view() *reportView {
 		{K: "mock: callbacks sent / acked / failed", V: fmt.Sprintf("%d / %d / %d", s.Mock.CallbacksSent, s.Mock.CallbacksAcked, s.Mock.CallbacksFailed)},
 	}
 	return v
+}
+
+// confirmedCard is the confirmed latency's headline, or why there is none.
+func confirmedCard(d loadtest.Delivery) card {
+	if d.ConfirmedLatencyMS.Max <= 0 {
+		return card{Label: "confirmed p99", Value: "—", Sub: "no delivery report applied"}
+	}
+	return card{Label: "confirmed p99", Value: fmtMS(d.ConfirmedLatencyMS.P99), Sub: "send to delivery report, p50 " + fmtMS(d.ConfirmedLatencyMS.P50)}
+}
+
+// usualRate is the machine's usual self-check rate, or why it is unknown.
+func usualRate(g loadtest.Generator) string {
+	if g.UsualSelfCheckRate <= 0 {
+		return "unknown (no history of this machine)"
+	}
+	return fmt.Sprintf("%s/s (this run %.0f%%)", fmtRate(g.UsualSelfCheckRate), 100*g.SelfCheckRatio)
 }
 
 // eventsView is the accounting of the simulated users' pushes.
@@ -344,9 +379,71 @@ func seriesBands(ser *loadtest.Series) []band {
 // timeAxis is the x axis every time chart shares.
 const timeAxis = "time since the start of the load (s)"
 
+// span is when a run's load ended and when its figures end, in seconds
+// since the start of the load.
+type span struct{ attackEnd, end float64 }
+
+// runSpan reads the span from the series, or, for a series written before
+// it had one, from the summary and the last second.
+func runSpan(s *loadtest.Summary, ser *loadtest.Series) span {
+	sp := span{attackEnd: ser.AttackEnd, end: ser.End}
+	if sp.attackEnd <= 0 {
+		sp.attackEnd = s.Run.DurationSeconds
+	}
+	if sp.end <= 0 && len(ser.Seconds) > 0 {
+		sp.end = float64(ser.Seconds[len(ser.Seconds)-1].T + 1)
+	}
+	return sp
+}
+
+// covered is the share of second t that the run covered up to until: 1
+// for a whole second, less for the last, partial one.
+func covered(t int, until float64) float64 {
+	if until <= 0 {
+		return 1
+	}
+	return math.Max(0, math.Min(1, until-float64(t)))
+}
+
+// minCover is the least share of a second a count per second is drawn
+// for: a partial last second is scaled to a full one, and left out below
+// this (too little of the second to say anything).
+const minCover = 0.5
+
+// countPoints are a count per second over the seconds up to until (0:
+// all), each drawn at its middle: the last, partial second scaled to a
+// full one, or left out below minCover.
+func countPoints(secs []loadtest.Second, f func(*loadtest.Second) float64, until float64) []point {
+	pts := make([]point, len(secs))
+	for i := range secs {
+		y := math.NaN()
+		if c := covered(secs[i].T, until); c >= minCover {
+			y = f(&secs[i]) / c
+		}
+		pts[i] = point{X: float64(secs[i].T) + 0.5, Y: y}
+	}
+	return pts
+}
+
+// describeLines joins what each drawable line shows, in the lines' order:
+// a caption names only the series that are drawn.
+func describeLines(lines []line, ylog bool, what map[string]string) string {
+	var parts []string
+	for _, l := range lines {
+		if w, ok := what[l.Name]; ok && l.drawable(ylog) {
+			parts = append(parts, w)
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
 // timeFigures are the charts over time. A second's figures are drawn at
-// its middle.
-func timeFigures(ser *loadtest.Series, bands []band) []figure {
+// its middle. Counts per second of the load (sent, answered, accepted)
+// end with the load, those of outcomes (delivered, failed, errcodes) with
+// the run; the last, partial second of each is scaled to a full second
+// (or left out when less than half of it ran), so the end of the load is
+// not drawn as a collapse.
+func timeFigures(ser *loadtest.Series, bands []band, sp span) []figure {
 	secs := ser.Seconds
 	if len(secs) == 0 {
 		return []figure{{Title: "Charts over time", Caption: "This run has no series.json: no charts over time."}}
@@ -362,6 +459,8 @@ func timeFigures(ser *loadtest.Series, bands []band) []figure {
 		}
 		return pts
 	}
+	load := func(f func(*loadtest.Second) float64) []point { return countPoints(secs, f, sp.attackEnd) }
+	run := func(f func(*loadtest.Second) float64) []point { return countPoints(secs, f, sp.end) }
 	// Latency of a second without requests is no data, not zero.
 	lat := func(f func(*loadtest.Second) float64, has func(*loadtest.Second) bool) []point {
 		return col(func(s *loadtest.Second) float64 {
@@ -372,24 +471,28 @@ func timeFigures(ser *loadtest.Series, bands []band) []figure {
 		})
 	}
 	sent := func(s *loadtest.Second) bool { return s.Sent > 0 }
-	delivered := func(s *loadtest.Second) bool { return s.Delivered > 0 }
+	delivered := func(s *loadtest.Second) bool { return s.Delivered > 0 && s.E2EMS.Max > 0 }
+	confirmed := func(s *loadtest.Second) bool { return s.Confirmed > 0 && s.ConfirmedMS.Max > 0 }
 	mk := func(id, title, ylabel, desc string, ylog bool, lines []line) *chart {
 		return &chart{ID: id, Title: title, Desc: desc, XLabel: timeAxis, YLabel: ylabel, YLog: ylog,
-			XMin: 0, XMax: xmax, Lines: lines, Bands: bands}
+			XMin: 0, XMax: xmax, Lines: lines, Bands: bands, Mark: sp.attackEnd, MarkLabel: "end of load"}
 	}
 	var figs []figure
 	add := func(c *chart, caption string, half bool) {
 		if half {
 			c.W, c.H = 480, 280
 		}
-		figs = append(figs, figure{Title: c.Title, Caption: caption, SVG: c.svg(), Half: half})
+		wide, narrow := c.render()
+		figs = append(figs, figure{Title: c.Title, Caption: caption, SVG: wide, Narrow: narrow, Half: half})
 	}
 
-	add(mk("rate", "Request rate: target and achieved", "requests per second", "Target rate of the schedule, requests sent and requests answered 2xx, per second.", false, []line{
-		{Name: "target", Color: 6, Dash: 1, Pts: col(func(s *loadtest.Second) float64 { return s.TargetRate })},
-		{Name: "sent", Color: 0, Pts: col(func(s *loadtest.Second) float64 { return float64(s.Sent) })},
-		{Name: "answered 2xx", Color: 2, Dash: 2, Pts: col(func(s *loadtest.Second) float64 { return float64(s.OK) })},
-	}), "An open-model generator sends on schedule whatever the service does: sent below target means the generator fell behind, 2xx below sent means the service refused or failed requests.", false)
+	rate := []line{
+		{Name: "target", Color: 6, Dash: 1, Pts: load(func(s *loadtest.Second) float64 { return s.TargetRate })},
+		{Name: "sent", Color: 0, Pts: load(func(s *loadtest.Second) float64 { return float64(s.Sent) })},
+		{Name: "answered 2xx", Color: 2, Dash: 2, Pts: load(func(s *loadtest.Second) float64 { return float64(s.OK) })},
+	}
+	add(mk("rate", "Request rate: target and achieved", "requests per second", "Target rate of the schedule, requests sent and requests answered 2xx, per second of the load.", false, rate),
+		"An open-model generator sends on schedule whatever the service does: sent below target means the generator fell behind, 2xx below sent means the service refused or failed requests. The load's last, partial second is scaled to a full second.", false)
 
 	pct := func(get func(*loadtest.Second) loadtest.Percentiles, has func(*loadtest.Second) bool) []line {
 		return []line{
@@ -402,27 +505,37 @@ func timeFigures(ser *loadtest.Series, bands []band) []figure {
 	add(mk("accept-latency", "Accept latency over time", "latency (ms, log scale)",
 		"Percentiles of the API's answer time for the requests started in each second.", true,
 		pct(func(s *loadtest.Second) loadtest.Percentiles { return s.LatencyMS }, sent)),
-		"Time from the scheduled send to the API's answer, by the second the request started in (measured from the intended send time, so generator lag counts).", false)
-	add(mk("e2e-latency", "End-to-end delivery latency over time", "latency (ms, log scale)",
-		"Percentiles of the time from acceptance to WeChat receiving the message, by the second WeChat received it.", true,
-		pct(func(s *loadtest.Second) loadtest.Percentiles { return s.E2EMS }, delivered)),
-		"From the API's acknowledgement to the mock WeChat accepting the send, by the second of receipt: waits for quota, retries and token refreshes show here.", false)
+		"Time from the moment a request left the generator to the API's answer, by the second the request started in (the generator's lag behind its schedule is in the generator table).", false)
+	e2e := []line{
+		{Name: "end to end p50", Color: 0, Pts: lat(func(s *loadtest.Second) float64 { return s.E2EMS.P50 }, delivered)},
+		{Name: "end to end p99", Color: 1, Dash: 1, Pts: lat(func(s *loadtest.Second) float64 { return s.E2EMS.P99 }, delivered)},
+		{Name: "end to end max", Color: 4, Dash: 2, Pts: lat(func(s *loadtest.Second) float64 { return s.E2EMS.Max }, delivered)},
+		{Name: "confirmed p50", Color: 2, Dash: 3, Pts: lat(func(s *loadtest.Second) float64 { return s.ConfirmedMS.P50 }, confirmed)},
+		{Name: "confirmed p99", Color: 3, Dash: 1, Pts: lat(func(s *loadtest.Second) float64 { return s.ConfirmedMS.P99 }, confirmed)},
+	}
+	e2eWhat := map[string]string{
+		"end to end p50": "End to end: from a message's scheduled send to the mock WeChat's receipt, by the second of receipt (waits for quota, retries and token refreshes show here)",
+		"confirmed p50":  "Confirmed: from the same send to the service applying WeChat's delivery report, by the second it was applied",
+	}
+	add(mk("e2e-latency", "Delivery latency over time", "latency (ms, log scale)",
+		"Percentiles of the time from the scheduled send to WeChat's receipt, and to the delivery report's application, by the second each happened.", true, e2e),
+		describeLines(e2e, true, e2eWhat)+".", false)
 
 	// Outcomes: the fixed ones, then each errcode other than 0.
 	outcomes := []line{
-		{Name: "accepted", Color: 0, Pts: col(func(s *loadtest.Second) float64 { return float64(s.Accepted) })},
-		{Name: "delivered", Color: 2, Dash: 1, Pts: col(func(s *loadtest.Second) float64 { return float64(s.Delivered) })},
-		{Name: "API errors", Color: 4, Dash: 2, Pts: col(func(s *loadtest.Second) float64 { return float64(s.Errors) })},
+		{Name: "accepted", Color: 0, Pts: load(func(s *loadtest.Second) float64 { return float64(s.Accepted) })},
+		{Name: "delivered", Color: 2, Dash: 1, Pts: run(func(s *loadtest.Second) float64 { return float64(s.Delivered) })},
+		{Name: "API errors", Color: 4, Dash: 2, Pts: load(func(s *loadtest.Second) float64 { return float64(s.Errors) })},
 	}
 	if anySecond(secs, func(s *loadtest.Second) bool { return s.Failed > 0 }) {
-		outcomes = append(outcomes, line{Name: "failed", Color: 5, Dash: 2, Pts: col(func(s *loadtest.Second) float64 { return float64(s.Failed) })})
+		outcomes = append(outcomes, line{Name: "failed", Color: 5, Dash: 2, Pts: run(func(s *loadtest.Second) float64 { return float64(s.Failed) })})
 	}
 	if anySecond(secs, func(s *loadtest.Second) bool { return s.Replayed > 0 }) {
-		outcomes = append(outcomes, line{Name: "replayed", Color: 5, Dash: 3, Pts: col(func(s *loadtest.Second) float64 { return float64(s.Replayed) })})
+		outcomes = append(outcomes, line{Name: "replayed", Color: 5, Dash: 3, Pts: load(func(s *loadtest.Second) float64 { return float64(s.Replayed) })})
 	}
 	if anySecond(secs, func(s *loadtest.Second) bool { return s.Retries > 0 }) {
 		prev := 0.0
-		outcomes = append(outcomes, line{Name: "retries", Color: 6, Dash: 3, Pts: col(func(s *loadtest.Second) float64 {
+		outcomes = append(outcomes, line{Name: "retries", Color: 6, Dash: 3, Pts: run(func(s *loadtest.Second) float64 {
 			d := math.Max(s.Retries-prev, 0)
 			prev = s.Retries
 			return d
@@ -436,24 +549,40 @@ func timeFigures(ser *loadtest.Series, bands []band) []figure {
 			}
 		}
 	}
+	outWhat := map[string]string{
+		"accepted":   "Accepted: new messages acknowledged by the API",
+		"delivered":  "Delivered: first deliveries WeChat received",
+		"API errors": "API errors: requests refused or failed",
+		"failed":     "Failed: messages the service reported failed",
+		"replayed":   "Replayed: answers from an idempotency key",
+		"retries":    "Retries: sends the service repeated (from its metrics)",
+	}
 	for i, c := range sortedKeys(codes) {
-		outcomes = append(outcomes, line{Name: "mock errcode " + c, Color: []int{3, 1, 5, 7}[i%4], Dash: (i + 1) % 4, Pts: col(func(s *loadtest.Second) float64 { return float64(s.MockErrcodes[c]) })})
+		name := "mock errcode " + c
+		outcomes = append(outcomes, line{Name: name, Color: []int{3, 1, 5, 7}[i%4], Dash: (i + 1) % 4, Pts: run(func(s *loadtest.Second) float64 { return float64(s.MockErrcodes[c]) })})
+		if i == 0 {
+			outWhat[name] = "Mock errcodes: the mock's non-zero answers to sends, by code"
+		}
+	}
+	names := make([]string, 0, len(outcomes))
+	for _, l := range outcomes {
+		names = append(names, l.Name)
 	}
 	add(mk("outcomes", "Outcomes over time", "count per second",
-		"Messages accepted, delivered, API errors, retries and the mock's non-zero errcodes, per second.", false, outcomes),
-		"Accepted: new messages acknowledged by the API. Delivered: first deliveries WeChat received. Retries: sends the service repeated (from its metrics). Mock errcodes: the mock's non-zero answers to sends, by code.", false)
+		"Per second: "+strings.Join(names, ", ")+".", false, outcomes),
+		describeLines(outcomes, false, outWhat)+". Counts of the load end with it, outcomes with the run; a last, partial second is scaled to a full second.", false)
 
 	queue := mk("queue", "Queue depth", "messages waiting", "Messages waiting in the service's queue, sampled from its metrics every second.", false, []line{
 		{Name: "queue depth", Color: 0, Pts: col(func(s *loadtest.Second) float64 { return s.QueueDepth })},
 	})
 	queue.YInt = true
-	add(queue, "Summed over instances; a sample is carried forward when a scrape is missing.", true)
-	tokens := mk("tokens", "Token refreshes and instances", "count", "Cumulative access-token refreshes and instances answering their metrics.", false, []line{
+	add(queue, "The shared queue, as the instances report it; a sample is carried forward when a scrape is missing.", true)
+	tokens := mk("tokens", "Token refreshes and instances", "count", "Access-token refreshes since the start of the load and instances answering their metrics.", false, []line{
 		{Name: "token refreshes (cumulative)", Color: 1, Pts: col(func(s *loadtest.Second) float64 { return s.TokenRefreshes })},
 		{Name: "instances up", Color: 2, Dash: 1, Pts: col(func(s *loadtest.Second) float64 { return float64(s.InstancesUp) })},
 	})
 	tokens.YInt = true
-	add(tokens, "A refresh storm shows as a steep step; an instance that dies shows as a drop of instances up.", true)
+	add(tokens, "Refreshes count from the start of the load, and a killed instance's count is kept, so the line never goes down: a refresh storm shows as a steep step. An instance that dies shows as a drop of instances up.", true)
 	return figs
 }
 
@@ -490,7 +619,8 @@ func spectrumFigure(id, title string, lines []line, caption string) figure {
 	c := &chart{ID: id, Title: title, Desc: "Latency at each percentile; x is 1/(1-p) on a log scale, y is milliseconds on a log scale.",
 		XLabel: "percentile (log scale of 1/(1−p))", YLabel: "latency (ms, log scale)", XLog: true, YLog: true,
 		XTicks: ticks, Lines: lines}
-	return figure{Title: title, Caption: caption, SVG: c.svg()}
+	wide, narrow := c.render()
+	return figure{Title: title, Caption: caption, SVG: wide, Narrow: narrow}
 }
 
 func anySecond(secs []loadtest.Second, f func(*loadtest.Second) bool) bool {
@@ -506,17 +636,25 @@ func latencyRow(name string, p loadtest.Percentiles) latRow {
 	return latRow{Name: name, P50: fmtMS(p.P50), P90: fmtMS(p.P90), P99: fmtMS(p.P99), Max: fmtMS(p.Max), Mean: fmtMS(p.Mean)}
 }
 
-// spectrumTable lists the spectra's percentiles side by side.
+// spectrumTable lists the spectra's percentiles side by side: accept,
+// end to end and confirmed.
 func spectrumTable(ser *loadtest.Series) [][]string {
-	e2e := map[float64]float64{}
-	for _, p := range ser.E2ESpectrum {
-		e2e[p.Percentile] = p.MS
+	index := func(sp []loadtest.SpectrumPoint) map[float64]float64 {
+		m := map[float64]float64{}
+		for _, p := range sp {
+			m[p.Percentile] = p.MS
+		}
+		return m
 	}
+	e2e, conf := index(ser.E2ESpectrum), index(ser.ConfirmedSpectrum)
 	var rows [][]string
 	for _, p := range ser.Spectrum {
-		row := []string{trim(p.Percentile, 4) + "%", fmtMS(p.MS), "—"}
+		row := []string{trim(p.Percentile, 4) + "%", fmtMS(p.MS), "—", "—"}
 		if v, ok := e2e[p.Percentile]; ok {
 			row[2] = fmtMS(v)
+		}
+		if v, ok := conf[p.Percentile]; ok {
+			row[3] = fmtMS(v)
 		}
 		rows = append(rows, row)
 	}
@@ -528,7 +666,13 @@ func spectrumTable(ser *loadtest.Series) [][]string {
 func codeRows(s *loadtest.Summary) []codeRow {
 	all := map[string]bool{}
 	var total float64
-	for c, n := range s.Mock.ByErrcode {
+	// The answers to the run's sends; a run written before they were
+	// counted has only every answer of the mock (token calls included).
+	mock := s.Mock.SendsByErrcode
+	if len(mock) == 0 {
+		mock = s.Mock.ByErrcode
+	}
+	for c, n := range mock {
 		all[c] = true
 		total += float64(n)
 	}
@@ -551,7 +695,7 @@ func codeRows(s *loadtest.Summary) []codeRow {
 			info := wechat.Lookup(n)
 			row.Meaning, row.Class, row.OK = info.Meaning, info.Class.String(), n == 0
 		}
-		if n, ok := s.Mock.ByErrcode[c]; ok {
+		if n, ok := mock[c]; ok {
 			row.Mock, row.MockCount = fmtInt(int(n)), float64(n)
 			if total > 0 {
 				row.Share = fmt.Sprintf("%.1f%%", 100*float64(n)/total)

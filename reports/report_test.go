@@ -123,8 +123,13 @@ func TestRenderShowsTheRun(t *testing.T) {
 	if len(charts) != 7 {
 		t.Errorf("found %d charts with title and description, want 7", len(charts))
 	}
-	if n := strings.Count(page, "<svg"); n != len(charts) {
-		t.Errorf("%d svg elements, %d of them well-formed charts", n, len(charts))
+	// The full-width ones have a narrow twin for phones.
+	narrow := regexp.MustCompile(`<svg class="chart narrow" id="([^"]+)-n"[^>]*role="img" aria-labelledby="([^"]+)"><title id="[^"]+">[^<]+</title><desc id="[^"]+">[^<]+</desc>`).FindAllStringSubmatch(page, -1)
+	if len(narrow) != 5 {
+		t.Errorf("found %d narrow charts, want 5 (every full-width chart)", len(narrow))
+	}
+	if n := strings.Count(page, "<svg"); n != len(charts)+len(narrow) {
+		t.Errorf("%d svg elements, %d of them well-formed charts", n, len(charts)+len(narrow))
 	}
 }
 

@@ -58,9 +58,11 @@ run flags:
   --status-limit N   read at most N message statuses after the drain (default 50000)
 
 compare flags:
-  --out FILE         the comparison page (default NEW/compare.html)
+  --out FILE         the comparison page (default NEW/compare-vs-BASE.html, or
+                     compare-vs-BASE-2.html... : an earlier one is never overwritten)
   --throughput P     largest allowed throughput drop (default -10%)
   --p99 P            largest allowed rise of the accept latency p99 (default +20%)
+  --force            compare runs of different scenarios (refused otherwise, exit 2)
   NEW regresses when it falls outside either tolerance or lost or duplicated
   any message.
 
@@ -177,6 +179,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		opts.Interactive = isTerminal(stderr)
 	}
 	opts.Render = Render
+	opts.SelfCheckHistory = selfCheckHistory(getenv)
 	res, err := loadtest.Run(ctx, sc, opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "wxload:", err)
@@ -327,7 +330,9 @@ func compare(args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
 	tol := reports.DefaultTolerances()
 	var out string
+	var force bool
 	fs.StringVar(&out, "out", "", "")
+	fs.BoolVar(&force, "force", false, "")
 	fs.Var(percentFlag{&tol.Throughput}, "throughput", "")
 	fs.Var(percentFlag{&tol.P99}, "p99", "")
 	pos, err := parseInterleaved(fs, args)
@@ -341,6 +346,10 @@ func compare(args []string, stdout, stderr io.Writer) int {
 	c, err := reports.NewComparison(pos[0], pos[1], tol)
 	if err != nil {
 		fmt.Fprintln(stderr, "wxload compare:", err)
+		return ExitUsage
+	}
+	if err := c.Comparable(); err != nil && !force {
+		fmt.Fprintf(stderr, "wxload compare: %v: their figures do not measure the same thing, so no comparison was written (--force compares them anyway)\n", err)
 		return ExitUsage
 	}
 	if out, err = c.Write(out); err != nil {
@@ -395,6 +404,19 @@ func index(args []string, stdout, stderr io.Writer) int {
 	p, _ := filepath.Abs(*out)
 	fmt.Fprintf(stdout, "index of %s: %s\n", dir, p)
 	return ExitPassed
+}
+
+// selfCheckHistory is the file that keeps this machine's self-check rates
+// (see loadtest.Options): $XDG_CACHE_HOME/wxload/self-check.json, else
+// $HOME/.cache/wxload/self-check.json; none without either.
+func selfCheckHistory(getenv func(string) string) string {
+	if d := getenv("XDG_CACHE_HOME"); d != "" {
+		return filepath.Join(d, "wxload", "self-check.json")
+	}
+	if h := getenv("HOME"); h != "" {
+		return filepath.Join(h, ".cache", "wxload", "self-check.json")
+	}
+	return ""
 }
 
 func isTerminal(w io.Writer) bool {
