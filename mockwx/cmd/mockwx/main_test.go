@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -109,6 +110,18 @@ func TestHelpListsEverySetting(t *testing.T) {
 	assert.Len(t, flags, 5)
 	for _, f := range flags {
 		assert.Regexp(t, `\(env [A-Z_]+\)`, f[2], "-%s names its variable", f[1])
+	}
+}
+
+// TestREADMEListsEverySetting: the README's mockwx table names every
+// variable mockwx reads.
+func TestREADMEListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	require.NoError(t, err)
+	vars, err := envscan.Vars(".", "mockwx", "internal")
+	require.NoError(t, err)
+	for _, v := range vars {
+		assert.Contains(t, string(readme), "`"+v.Name+"`", "mockwx reads %s (%s) but the README does not list it", v.Name, v.Pos)
 	}
 }
 

@@ -91,6 +91,18 @@ func TestHelpListsEverySetting(t *testing.T) {
 	assert.Greater(t, flags, 30)
 }
 
+// TestREADMEListsEverySetting: the README's settings table names every
+// variable wxpushd reads.
+func TestREADMEListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	require.NoError(t, err)
+	vars, err := envscan.Vars(".", "service", "internal")
+	require.NoError(t, err)
+	for _, v := range vars {
+		assert.Contains(t, string(readme), "`"+v.Name+"`", "wxpushd reads %s (%s) but the README does not list it", v.Name, v.Pos)
+	}
+}
+
 func TestVersion(t *testing.T) {
 	for _, arg := range []string{"-version", "--version"} {
 		var stdout, stderr bytes.Buffer
