@@ -20,6 +20,7 @@ import (
 	"github.com/wxpush/wxpush/internal/envscan"
 	"github.com/wxpush/wxpush/internal/logging"
 	"github.com/wxpush/wxpush/internal/version"
+	"github.com/wxpush/wxpush/reports"
 )
 
 // TestHelpOnStdout: help, -h and --help, alone or after a command, print
@@ -62,6 +63,12 @@ func TestHelpListsEverySetting(t *testing.T) {
 	}
 	assert.Contains(t, usage, fmt.Sprintf("at most %d a minute", logging.DefaultRedisLogLimit))
 	assert.Equal(t, time.Minute, logging.DefaultRedisLogInterval, "the usage says a minute")
+
+	// Defaults the usage states that live in code elsewhere.
+	tol := reports.DefaultTolerances()
+	assert.Contains(t, usage, fmt.Sprintf("(default -%g%%)", tol.Throughput*100), "compare --throughput")
+	assert.Contains(t, usage, fmt.Sprintf("(default +%g%%)", tol.P99*100), "compare --p99")
+	assert.Contains(t, usage, "(default "+reports.DefaultIndex+")", "index --out")
 
 	flags := flagSetFlags(t, ".")
 	require.Contains(t, flags, "run", "the run command's FlagSet is found")
