@@ -15,6 +15,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/wxpush/wxpush/internal/redisurl"
+	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/loadtest"
 	"github.com/wxpush/wxpush/reports"
 	"github.com/wxpush/wxpush/scenarios"
@@ -44,14 +46,18 @@ usage:
   wxload report RUNDIR          render RUNDIR/index.html again and print the summary
   wxload compare BASE NEW       compare run NEW with run BASE; exit 1 if NEW regressed
   wxload index [DIR]            list the runs in DIR (default runs) as an HTML page
+  wxload help                   this help (also -h or --help, after any command too)
+  wxload version                print the version (also --version)
 
 run flags:
   --out DIR          run directory (default runs/NAME-TIMESTAMP)
   --service URL      a running wxpushd (repeat or comma-separate for several); remote mode
   --mock URL         the mock behind it (remote mode)
-  --mock-token T     the mock's admin token (or MOCKWX_ADMIN_TOKEN)
-  --api-key K        the service's API key (or WXLOAD_API_KEY)
-  --redis URL        embedded stack: use this Redis instead of an embedded one
+  --mock-token T     the mock's admin token (default $MOCKWX_ADMIN_TOKEN)
+  --api-key K        the service's API key (default $WXLOAD_API_KEY)
+  --redis URL        embedded stack: use this Redis (redis://host:6379/0) instead of an embedded
+                     one; miniredis or redis-server chooses the embedded one (default: a private
+                     redis-server when installed, else miniredis)
   --seed N           override the scenario's seed
   --quiet            no progress, only the final verdict line
   --no-self-check    skip the generator self-check
@@ -69,6 +75,12 @@ compare flags:
 index flags:
   --out FILE         the page (default reports/out/index.html)
 
+environment:
+  WXLOAD_API_KEY      default of run --api-key
+  MOCKWX_ADMIN_TOKEN  default of run --mock-token
+  go-redis's own log lines (the embedded stack's Redis clients) come on stderr as JSON,
+  at most 5 a minute.
+
 exit status: 0 expectations held, 1 an expectation failed, 2 bad usage or config.
 compare: 0 no regression, 1 regressed, 2 bad usage.
 `
@@ -78,6 +90,10 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return ExitUsage
+	}
+	if helpAsked(args[1:]) {
+		fmt.Fprint(stdout, usage)
+		return ExitPassed
 	}
 	switch args[0] {
 	case "run":
@@ -106,8 +122,11 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return compare(args[1:], stdout, stderr)
 	case "index":
 		return index(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
+	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
+		return ExitPassed
+	case "-version", "--version", "version":
+		fmt.Fprintln(stdout, "wxload", version.Version)
 		return ExitPassed
 	default:
 		fmt.Fprintf(stderr, "wxload: unknown command %q\n\n%s", args[0], usage)
@@ -150,6 +169,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	// Flags may follow the scenario.
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
+		return ExitUsage
+	}
+	if err := checkRedisFlag(opts.RedisURL); err != nil {
+		fmt.Fprintln(stderr, "wxload run --redis:", err)
 		return ExitUsage
 	}
 	if len(pos) != 1 {
@@ -206,7 +229,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return ExitPassed
 }
 
-// loadScenario reads a file when the argument names one, else the catalog.
+// helpAsked reports whether a command's arguments ask for the help: -h,
+// -help or --help before a "--".
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
+}
+
+// checkRedisFlag checks run's --redis: empty, the name of an embedded
+// Redis, or a Redis URL with its scheme.
+func checkRedisFlag(v string) error {
+	switch v {
+	case loadtest.RedisAuto, loadtest.RedisMini, loadtest.RedisProcess:
+		return nil
+	}
+	if err := redisurl.Check(v); err != nil {
+		return fmt.Errorf("%w (or %s, or %s)", err, loadtest.RedisMini, loadtest.RedisProcess)
+	}
+	return nil
+}
+
+// loadScenario reads a file when the argument names one, else the catalog
+// (whose error for an unknown name suggests the nearest one).
 func loadScenario(arg string) (scenarios.Scenario, error) {
 	if strings.ContainsAny(arg, "/\\") || strings.HasSuffix(arg, ".yaml") || strings.HasSuffix(arg, ".yml") {
 		return scenarios.ReadFile(arg)

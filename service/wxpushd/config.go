@@ -18,6 +18,9 @@ import (
 
 	"github.com/goccy/go-yaml"
 
+	"github.com/wxpush/wxpush/internal/logging"
+	"github.com/wxpush/wxpush/internal/redisurl"
+	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/pacing"
@@ -177,7 +180,8 @@ const (
 	EnvConsole            = "WXPUSH_CONSOLE"
 )
 
-// appEnvUsage ends -h: the settings read from the environment only.
+// appEnvUsage ends -h: the settings read from the environment only, and
+// the logs (a format: the go-redis limit and interval).
 const appEnvUsage = `
 Without -config, one app named "default" comes from the environment:
   WXPUSH_APP_ID             its appid
@@ -194,71 +198,87 @@ Without -config, one app named "default" comes from the environment:
 The apps file (-config) has the same per app (event_webhook_url, event_webhook_secret,
 replies), plus rate_limit, rate_burst, quota_reset, token_mode, previous_encoding_aes_key,
 status_webhook_url and status_webhook_secret; values other than reply texts may use ${VAR}.
+
+Logs are JSON lines on stderr at -log-level (LOG_LEVEL); durations read as "1.5s". go-redis's
+own lines come as {"msg":"go-redis","text":...}, at most %d per %s; the rest are counted
+in a {"msg":"go-redis log lines suppressed","suppressed":N} line.
 `
 
 // ErrUsage marks configuration errors (exit status 2).
 var ErrUsage = errors.New("usage")
 
-// LoadConfig parses flags whose defaults come from WXPUSH_* variables, and
-// the apps: from the YAML file named by -config / WXPUSH_CONFIG, or one app
-// "default" from WXPUSH_APP_ID, WXPUSH_APP_SECRET, WXPUSH_CALLBACK_TOKEN,
-// WXPUSH_ENCODING_AES_KEY and WXPUSH_CALLBACK_MODE.
-func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+// flagValues is what wxpushd's flags parse into; LoadConfig turns it into
+// a Config.
+type flagValues struct {
+	c                                     Config
+	keys, configPath, mode, followerCheck string
+	consoleOn                             bool
+}
+
+// newFlagSet defines wxpushd's flags, each defaulting to the variable it
+// names as getenv has it. PrintUsage passes no variables, so -h shows the
+// built-in defaults and never a secret from the environment. envErrs holds,
+// by flag name, the variables whose value does not parse.
+func newFlagSet(getenv func(string) string) (fs *flag.FlagSet, v *flagValues, envErrs map[string]error) {
 	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
+		if s := getenv(name); s != "" {
+			return s
 		}
 		return def
 	}
-	fs := flag.NewFlagSet("wxpushd", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage of wxpushd:\n")
-		fs.PrintDefaults()
-		fmt.Fprint(fs.Output(), appEnvUsage)
-	}
-	var c Config
-	var keys, configPath, mode, followerCheck string
+	fs = flag.NewFlagSet("wxpushd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // LoadConfig reports errors, PrintUsage the help
+	fs.Usage = func() {}
+	v = &flagValues{consoleOn: true}
+	envErrs = map[string]error{}
+	c := &v.c
+	keys, configPath, mode, followerCheck := &v.keys, &v.configPath, &v.mode, &v.followerCheck
 	fs.StringVar(&c.Addr, "addr", env(EnvAddr, ":8080"), "listen address (env WXPUSH_ADDR)")
 	fs.StringVar(&c.RedisURL, "redis-url", env(EnvRedisURL, ""), "Redis URL: redis://, rediss://, redis://...?master_name=M (Sentinel), cluster+redis://... (Cluster); empty: embedded, not durable (env WXPUSH_REDIS_URL)")
 	fs.StringVar(&c.WeChatBaseURL, "wechat-base-url", env(EnvWeChatBaseURL, wechat.DefaultBaseURL), "WeChat API base URL (env WXPUSH_WECHAT_BASE_URL)")
-	fs.StringVar(&keys, "api-keys", env(EnvAPIKeys, ""), "comma-separated bearer API keys (env WXPUSH_API_KEYS)")
+	fs.StringVar(keys, "api-keys", env(EnvAPIKeys, ""), "comma-separated bearer API keys (env WXPUSH_API_KEYS)")
 	fs.BoolVar(&c.InsecureNoAuth, "insecure-no-auth", false, "serve the API without authentication (development only)")
 	fs.BoolVar(&c.NoWorkers, "no-workers", false, "serve the API only, without sending (other instances send)")
-	consoleOn := true
-	if v := getenv(EnvConsole); v != "" {
-		on, err := strconv.ParseBool(v)
+	if s := getenv(EnvConsole); s != "" {
+		on, err := strconv.ParseBool(s)
 		if err != nil {
-			return Config{}, fmt.Errorf("%w: %s %q: must be true or false", ErrUsage, EnvConsole, clipName(v))
+			envErrs["console"] = fmt.Errorf("%s %q: must be true or false", EnvConsole, clipName(s))
+		} else {
+			v.consoleOn = on
 		}
-		consoleOn = on
 	}
-	fs.BoolVar(&consoleOn, "console", consoleOn, "serve the web console at /console (sign-in with an API key); -console=false turns it off (env "+EnvConsole+")")
-	fs.StringVar(&configPath, "config", env(EnvConfig, ""), "YAML file with apps (env WXPUSH_CONFIG)")
-	fs.StringVar(&mode, "token-mode", env("WXPUSH_TOKEN_MODE", string(token.ModeStable)), "stable (/cgi-bin/stable_token) or classic (/cgi-bin/token) (env WXPUSH_TOKEN_MODE)")
+	fs.BoolVar(&v.consoleOn, "console", v.consoleOn, "serve the web console at /console (sign-in with an API key); -console=false turns it off (env "+EnvConsole+")")
+	fs.StringVar(configPath, "config", env(EnvConfig, ""), "YAML file with apps (env WXPUSH_CONFIG)")
+	fs.StringVar(mode, "token-mode", env("WXPUSH_TOKEN_MODE", string(token.ModeStable)), "stable (/cgi-bin/stable_token) or classic (/cgi-bin/token) (env WXPUSH_TOKEN_MODE)")
 	intVar := func(p *int, name, envName string, def int, usage string) {
 		d := def
-		if v := getenv(envName); v != "" {
-			if n, err := strconv.Atoi(v); err == nil {
+		if s := getenv(envName); s != "" {
+			if n, err := strconv.Atoi(s); err == nil {
 				d = n
+			} else {
+				envErrs[name] = fmt.Errorf("%s %q: want an integer", envName, clipName(s))
 			}
 		}
 		fs.IntVar(p, name, d, usage+" (env "+envName+")")
 	}
 	durVar := func(p *time.Duration, name, envName string, def time.Duration, usage string) {
 		d := def
-		if v := getenv(envName); v != "" {
-			if x, err := time.ParseDuration(v); err == nil {
+		if s := getenv(envName); s != "" {
+			if x, err := time.ParseDuration(s); err == nil {
 				d = x
+			} else {
+				envErrs[name] = fmt.Errorf("%s %q: want a duration such as 30s or 5m", envName, clipName(s))
 			}
 		}
 		fs.DurationVar(p, name, d, usage+" (env "+envName+")")
 	}
 	floatVar := func(p *float64, name, envName string, def float64, usage string) {
 		d := def
-		if v := getenv(envName); v != "" {
-			if x, err := strconv.ParseFloat(v, 64); err == nil {
+		if s := getenv(envName); s != "" {
+			if x, err := strconv.ParseFloat(s, 64); err == nil {
 				d = x
+			} else {
+				envErrs[name] = fmt.Errorf("%s %q: want a number", envName, clipName(s))
 			}
 		}
 		fs.Float64Var(p, name, d, usage+" (env "+envName+")")
@@ -291,12 +311,67 @@ func LoadConfig(args []string, getenv func(string) string, stderr io.Writer) (Co
 	intVar(&c.RateBurstGlobal, "rate-burst-global", "WXPUSH_RATE_BURST_GLOBAL", 0, "requests the service may take at once within --rate-limit-global; 0: one second's worth")
 	durVar(&c.CallbackMaxSkew, "callback-max-skew", "WXPUSH_CALLBACK_MAX_SKEW", 5*time.Minute, "WeChat callbacks whose timestamp is further than this from the clock are refused (replay protection)")
 	durVar(&c.StoreCheckInterval, "store-check-interval", "WXPUSH_STORE_CHECK_INTERVAL", 5*time.Second, "how often to check that Redis kept its data (the store epoch; also checked on every reconnect): a store that came back empty raises the store-reset alarm")
-	fs.StringVar(&followerCheck, "follower-check", env(EnvFollowerCheck, "on"), "on: a send to a user known not to follow the account (unsubscribe event, or errcode 43004) fails as not_following without calling WeChat; off: send anyway (env WXPUSH_FOLLOWER_CHECK)")
+	fs.StringVar(followerCheck, "follower-check", env(EnvFollowerCheck, "on"), "on: a send to a user known not to follow the account (unsubscribe event, or errcode 43004) fails as not_following without calling WeChat; off: send anyway (env WXPUSH_FOLLOWER_CHECK)")
 	fs.StringVar(&c.Instance, "instance", env("WXPUSH_INSTANCE", ""), "this instance's name in the consumer group (env WXPUSH_INSTANCE)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	return fs, v, envErrs
+}
+
+// DefaultHealthcheckURL is what `wxpushd -healthcheck` probes without a URL.
+const DefaultHealthcheckURL = "http://127.0.0.1:8080/readyz"
+
+// PrintUsage writes wxpushd's help to w: how to run it, then every flag
+// with the variable it defaults to and its built-in default, then the
+// settings read from the environment only.
+func PrintUsage(w io.Writer) {
+	fs, _, _ := newFlagSet(func(string) string { return "" })
+	fmt.Fprintf(w, usageHead, version.Version, DefaultHealthcheckURL)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fmt.Fprintf(w, appEnvUsage, logging.DefaultRedisLogLimit, logging.DefaultRedisLogInterval)
+}
+
+const usageHead = `wxpushd %s: the WeChat template message push service (HTTP API, Redis queue, workers).
+
+usage:
+  wxpushd [flags]             serve; every flag defaults to the environment variable it names
+  wxpushd -healthcheck [URL]  probe a running instance instead of serving (default %s):
+                              exit 0 on a 2xx answer, 1 otherwise (the container healthcheck)
+  wxpushd -version            print the version and exit
+  wxpushd -h, --help          print this help and exit
+
+flags:
+`
+
+// LoadConfig parses flags whose defaults come from WXPUSH_* variables, and
+// the apps: from the YAML file named by -config / WXPUSH_CONFIG, or one app
+// "default" from WXPUSH_APP_ID, WXPUSH_APP_SECRET, WXPUSH_CALLBACK_TOKEN,
+// WXPUSH_ENCODING_AES_KEY and WXPUSH_CALLBACK_MODE. On -h or --help it
+// writes PrintUsage to out and returns an error that wraps flag.ErrHelp
+// (and ErrUsage, as every other error). A variable whose value does not
+// parse is an error unless its flag is given.
+func LoadConfig(args []string, getenv func(string) string, out io.Writer) (Config, error) {
+	fs, v, envErrs := newFlagSet(getenv)
 	if err := fs.Parse(args); err != nil {
-		return Config{}, fmt.Errorf("%w: %v", ErrUsage, err)
+		if errors.Is(err, flag.ErrHelp) {
+			PrintUsage(out)
+		}
+		return Config{}, fmt.Errorf("%w: %w", ErrUsage, err)
 	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var bad []error
+	fs.VisitAll(func(f *flag.Flag) { // in flag order: a stable message
+		if err := envErrs[f.Name]; err != nil && !given[f.Name] {
+			bad = append(bad, err)
+		}
+	})
+	if len(bad) > 0 {
+		return Config{}, fmt.Errorf("%w: %w", ErrUsage, errors.Join(bad...))
+	}
+	c := v.c
+	keys, configPath, mode, followerCheck := v.keys, v.configPath, v.mode, v.followerCheck
+	consoleOn := v.consoleOn
 	if fs.NArg() > 0 {
 		return Config{}, fmt.Errorf("%w: unexpected arguments %q", ErrUsage, fs.Args())
 	}
@@ -584,6 +659,16 @@ func (c Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateHTTP()...)
+	if c.RedisURL != "" {
+		if err := redisurl.Check(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("redis-url (%s): %w", EnvRedisURL, err))
+		}
+	}
+	if c.LogLevel != "" {
+		if _, err := logging.ParseLevel(c.LogLevel); err != nil {
+			errs = append(errs, fmt.Errorf("log-level (LOG_LEVEL): %w", err))
+		}
+	}
 	if c.WeChatBaseURL != "" {
 		if _, err := wechat.NewClient(c.WeChatBaseURL, nil); err != nil {
 			errs = append(errs, err)

@@ -2,6 +2,7 @@ package wxpushd
 
 import (
 	"bytes"
+	"flag"
 	"maps"
 	"os"
 	"path/filepath"
@@ -17,6 +18,13 @@ import (
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+// withEnv returns a copy of m with k set to v.
+func withEnv(m map[string]string, k, v string) map[string]string {
+	out := maps.Clone(m)
+	out[k] = v
+	return out
+}
 
 func TestLoadConfigFromEnv(t *testing.T) {
 	env := map[string]string{
@@ -113,6 +121,12 @@ func TestLoadConfigErrors(t *testing.T) {
 		{"negative rate limit", []string{"-rate-limit-per-key", "-2"}, withKeys, "rate-limit-per-key: must be > 0"},
 		{"infinite global rate", []string{"-rate-limit-global", "+Inf"}, withKeys, "rate-limit-global: must be > 0"},
 		{"negative burst", []string{"-rate-limit-global", "5", "-rate-burst-global", "-1"}, withKeys, "rate-limit-global burst"},
+		{"redis URL without a scheme", []string{"-redis-url", "127.0.0.1:6379"}, withKeys, "no scheme: use redis://host:6379/0 (here redis://127.0.0.1:6379/0)"},
+		{"redis URL with another scheme", []string{"-redis-url", "http://127.0.0.1:6379"}, withKeys, `unknown scheme "http"`},
+		{"bad log level", []string{"-log-level", "loud"}, withKeys, "want debug, info, warn or error"},
+		{"bad integer variable", nil, withEnv(withKeys, "WXPUSH_MAX_ATTEMPTS", "eight"), `WXPUSH_MAX_ATTEMPTS "eight": want an integer`},
+		{"bad duration variable", nil, withEnv(withKeys, "WXPUSH_BACKOFF_CAP", "300"), `WXPUSH_BACKOFF_CAP "300": want a duration`},
+		{"bad number variable", nil, withEnv(withKeys, "WXPUSH_RATE_LIMIT_GLOBAL", "lots"), `WXPUSH_RATE_LIMIT_GLOBAL "lots": want a number`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,6 +137,28 @@ func TestLoadConfigErrors(t *testing.T) {
 			assert.False(t, strings.Contains(err.Error(), "app-secret-value"), "no secret in errors")
 		})
 	}
+}
+
+// TestLoadConfigBadVariableOverridden: a variable whose value does not
+// parse is an error only when its flag does not override it; -h works
+// whatever the variables hold.
+func TestLoadConfigBadVariableOverridden(t *testing.T) {
+	env := map[string]string{EnvAPIKeys: "a-long-enough-api-key-01", EnvAppID: "wx0123456789abcdef", EnvAppSecret: "s",
+		"WXPUSH_WORKERS": "many", EnvConsole: "maybe"}
+	cfg, err := LoadConfig([]string{"-workers", "3", "-console=false"}, envOf(env), &bytes.Buffer{})
+	require.NoError(t, err)
+	assert.Equal(t, 3, cfg.Workers)
+	assert.True(t, cfg.NoConsole)
+
+	_, err = LoadConfig(nil, envOf(env), &bytes.Buffer{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "WXPUSH_WORKERS")
+	assert.Contains(t, err.Error(), EnvConsole, "every bad variable is named")
+
+	var help bytes.Buffer
+	_, err = LoadConfig([]string{"-h"}, envOf(env), &help)
+	require.ErrorIs(t, err, flag.ErrHelp)
+	assert.Contains(t, help.String(), "WXPUSH_WORKERS")
 }
 
 // TestLoadConfigHTTPBounds: the server bounds and inbound rate limits come

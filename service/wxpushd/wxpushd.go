@@ -23,6 +23,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/wxpush/wxpush/internal/logging"
 	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service/internal/apps"
@@ -83,11 +84,11 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	cfg = withDefaults(cfg)
 	log := opts.Logger
 	if log == nil {
-		var level slog.Level
-		if err := level.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-			return nil, fmt.Errorf("log level %q: %w", cfg.LogLevel, err)
+		level, err := logging.ParseLevel(cfg.LogLevel)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrUsage, err)
 		}
-		log = slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+		log = logging.New(os.Stderr, level)
 	}
 	log = log.With("instance", cfg.Instance)
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), kick: make(chan struct{}, 1)}

@@ -5,23 +5,32 @@
 //	wxload run SCENARIO [--service URL --mock URL --api-key K] [--out DIR]
 //	wxload demo | list | validate FILE | schema
 //	wxload report RUNDIR | compare BASE NEW | index [DIR]
+//	wxload help | version
 //
 // Exit status: 0 the expectations held, 1 an expectation failed (or the run
-// could not complete), 2 bad usage or config.
+// could not complete), 2 bad usage or config. go-redis's own log lines (the
+// embedded stack's Redis clients) come on stderr as rate-limited JSON lines.
 package main
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/wxpush/wxpush/internal/logging"
 	"github.com/wxpush/wxpush/loadtest/cli"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	redisLog := logging.NewRedisLogger(logging.New(os.Stderr, slog.LevelInfo), logging.DefaultRedisLogLimit, logging.DefaultRedisLogInterval)
+	redis.SetLogger(redisLog)
 	code := cli.Main(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	redisLog.Flush()
 	stop()
 	os.Exit(code)
 }

@@ -4,10 +4,12 @@
 //	go run ./mockwx/cmd/mockwx            # :9000, demo app printed at start
 //	mockwx -addr 127.0.0.1:9000 -seed 42 -config mock.yaml
 //
-// Flags default to the MOCKWX_* environment variables. The admin API under
+// Flags default to the MOCKWX_* environment variables (mockwx -h lists
+// them and the variables that adjust the demo app). The admin API under
 // /_mock/ is a test tool: never expose it; MOCKWX_ADMIN_TOKEN guards it.
 // `mockwx -healthcheck [URL]` probes a running mock instead (default
-// http://127.0.0.1:9000/_mock/apps): the healthcheck of the FROM-scratch image.
+// http://127.0.0.1:9000/_mock/apps): the healthcheck of the FROM-scratch
+// image. `mockwx -version` prints the version. Logs are JSON lines on stderr.
 package main
 
 import (
@@ -16,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/wxpush/wxpush/internal/healthcheck"
+	"github.com/wxpush/wxpush/internal/logging"
 	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/mockwx"
 )
@@ -45,64 +47,132 @@ func main() {
 
 var errUsage = errors.New("usage")
 
-// run is the whole program; ready, when set, is told the listening address.
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(addr string)) error {
-	if url, ok := healthcheck.FromArgs(args, "http://127.0.0.1:9000/_mock/apps"); ok {
-		// The FROM-scratch image's healthcheck: probe, do not serve.
-		if err := healthcheck.Probe(ctx, url); err != nil {
-			return fmt.Errorf("-healthcheck: %w", err)
-		}
-		return nil
-	}
+// defaultHealthcheckURL is what `mockwx -healthcheck` probes without a URL.
+const defaultHealthcheckURL = "http://127.0.0.1:9000/_mock/apps"
+
+// settings are what the flags parse into.
+type settings struct {
+	addr, configPath, seed, adminToken, logLevel string
+}
+
+// newFlagSet defines mockwx's flags, each defaulting to the variable it
+// names as getenv has it; printUsage passes no variables, so -h shows the
+// built-in defaults and never the admin token from the environment.
+func newFlagSet(getenv func(string) string) (*flag.FlagSet, *settings) {
 	fs := flag.NewFlagSet("mockwx", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // run reports errors, printUsage the help
+	fs.Usage = func() {}
 	envOr := func(name, def string) string {
 		if v := getenv(name); v != "" {
 			return v
 		}
 		return def
 	}
-	addr := fs.String("addr", envOr(mockwx.EnvAddr, ":9000"), "listen address (env MOCKWX_ADDR)")
-	configPath := fs.String("config", envOr(mockwx.EnvConfig, ""), "YAML config: apps, templates, followers, rules (env MOCKWX_CONFIG)")
-	seedText := fs.String("seed", envOr(mockwx.EnvSeed, ""), "seed for every random choice; empty: time-based, printed (env MOCKWX_SEED)")
-	adminToken := fs.String("admin-token", envOr(mockwx.EnvAdminToken, ""), "bearer token guarding /_mock/ (env MOCKWX_ADMIN_TOKEN)")
-	logLevel := fs.String("log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	var s settings
+	fs.StringVar(&s.addr, "addr", envOr(mockwx.EnvAddr, ":9000"), "listen address (env "+mockwx.EnvAddr+")")
+	fs.StringVar(&s.configPath, "config", envOr(mockwx.EnvConfig, ""), "YAML config: settings, apps, templates, followers, rules (env "+mockwx.EnvConfig+")")
+	fs.StringVar(&s.seed, "seed", envOr(mockwx.EnvSeed, ""), "seed for every random choice; empty: time-based, printed (env "+mockwx.EnvSeed+")")
+	fs.StringVar(&s.adminToken, "admin-token", envOr(mockwx.EnvAdminToken, ""), "bearer token guarding /_mock/; empty: unguarded (env "+mockwx.EnvAdminToken+")")
+	fs.StringVar(&s.logLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	return fs, &s
+}
+
+// printUsage writes mockwx's help: how to run it, every flag with the
+// variable it defaults to and its built-in default, and the variables
+// that adjust the demo app.
+func printUsage(w io.Writer) {
+	fs, _ := newFlagSet(func(string) string { return "" })
+	fmt.Fprintf(w, usageHead, version.Version, defaultHealthcheckURL)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	demo := mockwx.DemoApp() // the mock's own test values, shown on purpose as in the banner
+	fmt.Fprintf(w, usageTail, mockwx.EnvAppID, demo.AppID, mockwx.EnvAppSecret, demo.Secret, mockwx.EnvCallbackURL,
+		mockwx.EnvCallbackToken, demo.CallbackToken, mockwx.EnvEncodingAESKey, demo.EncodingAESKey, mockwx.EnvCallbackMode, demo.CallbackMode)
+}
+
+const usageHead = `mockwx %s: a mock of the WeChat Official Account API, for testing WeChat clients offline.
+A test tool: never expose it (the admin API under /_mock/ changes its behaviour).
+
+usage:
+  mockwx [flags]              serve; every flag defaults to the environment variable it names
+  mockwx -healthcheck [URL]   probe a running mock instead of serving (default %s):
+                              exit 0 on a 2xx answer, 1 otherwise (the container healthcheck)
+  mockwx -version             print the version and exit
+  mockwx -h, --help           print this help and exit
+
+flags:
+`
+
+const usageTail = `
+The demo app (served unless the config sets no_demo_app) is adjusted by:
+  %-24s its appid (default %s)
+  %-24s its appsecret (default %s)
+  %-24s where TEMPLATESENDJOBFINISH reports and simulated user events are pushed (default: none)
+  %-24s the callback token (default %s)
+  %-24s the EncodingAESKey, 43 characters (default %s)
+  %-24s plain, compat or safe (default %s)
+The banner printed at start shows the demo app's credentials and templates.
+Logs are JSON lines on stderr at -log-level; durations read as "1.5s".
+`
+
+// run is the whole program; ready, when set, is told the listening address.
+// -h and --help print the help to stdout and return nil.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(addr string)) error {
+	if url, ok := healthcheck.FromArgs(args, defaultHealthcheckURL); ok {
+		// The FROM-scratch image's healthcheck: probe, do not serve.
+		if err := healthcheck.Probe(ctx, url); err != nil {
+			return fmt.Errorf("-healthcheck: %w", err)
+		}
+		return nil
+	}
+	if version.Requested(args) {
+		fmt.Fprintln(stdout, "mockwx", version.Version)
+		return nil
+	}
+	fs, set := newFlagSet(getenv)
 	if err := fs.Parse(args); err != nil {
-		return errUsage
+		if errors.Is(err, flag.ErrHelp) {
+			printUsage(stdout)
+			return nil
+		}
+		return fmt.Errorf("%w: %v (mockwx -h lists every setting)", errUsage, err)
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("%w: -log-level %q: %v", errUsage, *logLevel, err)
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q (mockwx -h lists every setting)", errUsage, fs.Args())
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	level, err := logging.ParseLevel(set.logLevel)
+	if err != nil {
+		return fmt.Errorf("%w: -log-level: %v", errUsage, err)
+	}
+	log := logging.New(stderr, level)
 
 	seed := time.Now().UnixNano()
-	if *seedText != "" {
-		n, err := strconv.ParseInt(*seedText, 10, 64)
+	if set.seed != "" {
+		n, err := strconv.ParseInt(set.seed, 10, 64)
 		if err != nil {
-			return fmt.Errorf("%w: -seed %q: want an integer", errUsage, *seedText)
+			return fmt.Errorf("%w: -seed %q: want an integer", errUsage, set.seed)
 		}
 		seed = n
 	}
 	var cfg mockwx.Config
-	if *configPath != "" {
+	if set.configPath != "" {
 		var err error
-		if cfg, err = mockwx.LoadConfig(*configPath); err != nil {
+		if cfg, err = mockwx.LoadConfig(set.configPath); err != nil {
 			return err
 		}
 	}
 	cfg = mockwx.ApplyEnv(cfg, getenv)
-	srv, err := mockwx.New(cfg, mockwx.Options{Seed: seed, AdminToken: *adminToken, Logger: log})
+	srv, err := mockwx.New(cfg, mockwx.Options{Seed: seed, AdminToken: set.adminToken, Logger: log})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
 	defer srv.Close()
 
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", set.addr)
 	if err != nil {
 		return err
 	}
-	printBanner(stdout, ln.Addr().String(), seed, *adminToken != "", srv.Apps())
+	printBanner(stdout, ln.Addr().String(), seed, set.adminToken != "", srv.Apps())
 	log.Info("mockwx listening", "addr", ln.Addr().String(), "seed", seed, "version", version.Version)
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)

@@ -1,17 +1,24 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wxpush/wxpush/internal/envscan"
 	"github.com/wxpush/wxpush/internal/syncbuf"
+	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/mockwx"
 )
@@ -58,6 +65,72 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("mockwx did not shut down")
 	}
+	// Logs are JSON lines.
+	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
+	var n int
+	for sc.Scan() {
+		var m map[string]any
+		assert.NoError(t, json.Unmarshal(sc.Bytes(), &m), "not a JSON line: %s", sc.Text())
+		n++
+	}
+	assert.Positive(t, n, "mockwx logs its start")
+}
+
+// TestHelpListsEverySetting: -h and --help print, to stdout, every
+// environment variable mockwx reads (found in its source, so a new one
+// fails this test until -h lists it), every flag with its variable and
+// built-in default, -healthcheck and -version; never the admin token of
+// the environment.
+func TestHelpListsEverySetting(t *testing.T) {
+	helpOf := func(arg string, env map[string]string) string {
+		var stdout, stderr bytes.Buffer
+		require.NoError(t, run(t.Context(), []string{arg}, func(k string) string { return env[k] }, &stdout, &stderr, func(string) {
+			t.Errorf("-h must not serve")
+		}), arg)
+		assert.Empty(t, stderr.String())
+		return stdout.String()
+	}
+	out := helpOf("-h", map[string]string{mockwx.EnvAdminToken: "admin-token-from-env", mockwx.EnvAddr: "127.0.0.1:1"})
+	assert.Equal(t, out, helpOf("--help", nil), "-h and --help print the same, whatever the environment")
+	assert.NotContains(t, out, "admin-token-from-env")
+	assert.Contains(t, out, `(default ":9000")`)
+
+	vars, err := envscan.Vars(".", "mockwx", "internal")
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(vars), 10, "the scan finds mockwx's variables")
+	for _, v := range vars {
+		assert.Contains(t, out, v.Name, "mockwx reads %s (%s) but -h does not list it", v.Name, v.Pos)
+	}
+	for _, want := range []string{mockwx.EnvAppID, mockwx.EnvAppSecret, mockwx.EnvCallbackURL, mockwx.EnvCallbackToken,
+		mockwx.EnvEncodingAESKey, mockwx.EnvCallbackMode, "LOG_LEVEL", "-healthcheck [URL]", "-version", mockwx.DemoAppID} {
+		assert.Contains(t, out, want)
+	}
+	flagLine := regexp.MustCompile(`(?m)^  -([a-z-]+) [a-z]+\n\s+(.*)$`)
+	flags := flagLine.FindAllStringSubmatch(out, -1)
+	assert.Len(t, flags, 5)
+	for _, f := range flags {
+		assert.Regexp(t, `\(env [A-Z_]+\)`, f[2], "-%s names its variable", f[1])
+	}
+}
+
+// TestREADMEListsEverySetting: the README's mockwx table names every
+// variable mockwx reads.
+func TestREADMEListsEverySetting(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	require.NoError(t, err)
+	vars, err := envscan.Vars(".", "mockwx", "internal")
+	require.NoError(t, err)
+	for _, v := range vars {
+		assert.Contains(t, string(readme), "`"+v.Name+"`", "mockwx reads %s (%s) but the README does not list it", v.Name, v.Pos)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"-version", "--version"} {
+		var stdout, stderr bytes.Buffer
+		require.NoError(t, run(t.Context(), []string{arg}, func(string) string { return "" }, &stdout, &stderr, nil))
+		assert.Equal(t, "mockwx "+version.Version+"\n", stdout.String())
+	}
 }
 
 func TestRunRejectsBadInput(t *testing.T) {
@@ -69,6 +142,8 @@ func TestRunRejectsBadInput(t *testing.T) {
 		{"bad seed", []string{"-seed", "x"}, nil},
 		{"bad log level", []string{"-log-level", "loud"}, nil},
 		{"unknown flag", []string{"-nope"}, nil},
+		{"stray argument", []string{"extra"}, nil},
+		{"bad log level in the environment", nil, map[string]string{"LOG_LEVEL": "loud"}},
 		{"bad mode", nil, map[string]string{mockwx.EnvCallbackMode: "loud"}},
 		{"missing config", []string{"-config", "/nonexistent/mock.yaml"}, nil},
 	}

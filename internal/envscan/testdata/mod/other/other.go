@@ -1,0 +1,7 @@
+// Package other is imported from conf.
+package other
+
+import "os"
+
+// Y is read at init.
+var Y = os.Getenv("PROG_TRANSITIVE")
