@@ -78,6 +78,9 @@ index flags:
 environment:
   WXLOAD_API_KEY      default of run --api-key
   MOCKWX_ADMIN_TOKEN  default of run --mock-token
+  XDG_CACHE_HOME      where run keeps this machine's self-check rates, to tell a busy
+                      machine from a slow service: $XDG_CACHE_HOME/wxload/self-check.json
+  HOME                ... or $HOME/.cache/wxload/self-check.json without XDG_CACHE_HOME
   go-redis's own log lines (the embedded stack's Redis clients) come on stderr as JSON,
   at most 5 a minute.
 
