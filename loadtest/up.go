@@ -67,28 +67,29 @@ type UpOptions struct {
 // mode), prints what a developer needs to use it (URLs, API key, apps,
 // templates, recipients and a first message to paste) to out, and keeps it
 // running until ctx is done, then stops it. Bad options are an error
-// wrapping ErrUsage; so is an address already in use.
+// matching ErrUsage; an address already in use is an error that says so.
+// Nothing starts in either case.
 func Up(ctx context.Context, opts UpOptions, out io.Writer) error {
 	opts.Instances = max(opts.Instances, 1)
 	if opts.Instances > 8 {
-		return fmt.Errorf("%w: --instances %d: at most 8", ErrUsage, opts.Instances)
+		return usagef("--instances %d: at most 8", opts.Instances)
 	}
 	addrs, err := instanceAddrs(cmp.Or(opts.Addr, DefaultUpAddr), opts.Instances)
 	if err != nil {
-		return fmt.Errorf("%w: --addr: %v", ErrUsage, err)
+		return usagef("--addr %v", err)
 	}
 	mockAddr, err := normalizeAddr(cmp.Or(opts.MockAddr, DefaultUpMockAddr))
 	if err != nil {
-		return fmt.Errorf("%w: --mock-addr: %v", ErrUsage, err)
+		return usagef("--mock-addr %v", err)
 	}
 	for _, a := range append([]string{mockAddr}, addrs...) {
 		if err := checkFree(a); err != nil {
-			return fmt.Errorf("%w: %v", ErrUsage, err)
+			return err
 		}
 	}
 	apiKey := cmp.Or(opts.APIKey, DevAPIKey)
 	if len(apiKey) < 16 || strings.ContainsFunc(apiKey, func(r rune) bool { return r <= ' ' || r > '~' }) {
-		return fmt.Errorf("%w: --api-key: at least 16 printable ASCII characters, no space", ErrUsage)
+		return usagef("--api-key: at least 16 printable ASCII characters, no space")
 	}
 	logDir, keep := opts.LogDir, opts.LogDir != ""
 	if !keep {
@@ -147,6 +148,16 @@ func Up(ctx context.Context, opts UpOptions, out io.Writer) error {
 	return nil
 }
 
+// usageError is bad usage: errors.Is(err, ErrUsage), without the prefix.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string        { return e.msg }
+func (e usageError) Is(target error) bool { return target == ErrUsage }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Sprintf(format, args...)}
+}
+
 // Deployment is a running stack that wxload up describes instead of
 // starting one (make up's compose stack).
 type Deployment struct {
@@ -161,7 +172,7 @@ type Deployment struct {
 // (read from both) and a first message to paste.
 func Describe(ctx context.Context, d Deployment, out io.Writer) error {
 	if len(d.Services) == 0 || d.MockURL == "" || d.APIKey == "" {
-		return fmt.Errorf("%w: describing a deployment needs --service, --mock and --api-key", ErrUsage)
+		return usagef("describing a running deployment needs --service, --mock and --api-key")
 	}
 	mockApps, err := mockwx.NewClient(d.MockURL, d.MockToken, nil).Apps(ctx)
 	if err != nil {

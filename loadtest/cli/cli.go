@@ -84,7 +84,7 @@ index flags:
 
 exit status: 0 expectations held, 1 an expectation failed, 2 bad usage or config.
 compare: 0 no regression, 1 regressed, 2 bad usage.
-up: 0 stopped by Ctrl-C (SIGINT or SIGTERM), 1 could not start, 2 bad usage or an address in use.
+up: 0 stopped by Ctrl-C (SIGINT or SIGTERM), 1 could not start (an address in use...), 2 bad usage.
 `
 
 // Main runs the command and returns its exit status.
