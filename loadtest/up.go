@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -82,14 +83,14 @@ func Up(ctx context.Context, opts UpOptions, out io.Writer) error {
 	if err != nil {
 		return usagef("--mock-addr %v", err)
 	}
+	apiKey := cmp.Or(opts.APIKey, DevAPIKey)
+	if len(apiKey) < 16 || strings.ContainsFunc(apiKey, func(r rune) bool { return r <= ' ' || r > '~' }) {
+		return usagef("--api-key: at least 16 printable ASCII characters, no space")
+	}
 	for _, a := range append([]string{mockAddr}, addrs...) {
 		if err := checkFree(a); err != nil {
 			return err
 		}
-	}
-	apiKey := cmp.Or(opts.APIKey, DevAPIKey)
-	if len(apiKey) < 16 || strings.ContainsFunc(apiKey, func(r rune) bool { return r <= ' ' || r > '~' }) {
-		return usagef("--api-key: at least 16 printable ASCII characters, no space")
 	}
 	logDir, keep := opts.LogDir, opts.LogDir != ""
 	if !keep {
@@ -127,8 +128,11 @@ func Up(ctx context.Context, opts UpOptions, out io.Writer) error {
 	_, redis := e.Describe()
 	g := guide{
 		services: urls, mockURL: e.mockURL, apiKey: apiKey,
-		redis: redis + " " + e.redisURL,
+		redis: redis + " " + redactURL(e.redisURL),
 		logs:  logDir,
+	}
+	if !isLoopback(mockAddr) {
+		g.warnings = append(g.warnings, "mockwx listens on "+mockAddr+": its admin API (a test tool, no token) is open to other machines")
 	}
 	if !keep {
 		g.logs += " (removed at exit; --logs DIR keeps them)"
@@ -208,6 +212,7 @@ type guide struct {
 	apiKey      string
 	redis       string // "" in a deployment
 	logs        string
+	warnings    []string
 	apps        []guideApp
 }
 
@@ -234,6 +239,9 @@ func (g guide) write(w io.Writer) error {
 	}
 	if g.logs != "" {
 		fmt.Fprintf(&b, "logs      %s\n", g.logs)
+	}
+	for _, w := range g.warnings {
+		fmt.Fprintf(&b, "warning:  %s\n", w)
 	}
 	for _, ga := range g.apps {
 		a := ga.app
@@ -366,6 +374,25 @@ func normalizeAddr(addr string) (string, error) {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, strconv.Itoa(port)), nil
+}
+
+// isLoopback reports whether addr's host is a loopback address.
+func isLoopback(addr string) bool {
+	host, _, _ := net.SplitHostPort(addr)
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// redactURL hides a password in a Redis URL.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // checkFree says clearly when an address is taken, before anything starts.

@@ -288,3 +288,22 @@ func TestDescribeRefuses(t *testing.T) {
 	assert.ErrorContains(t, err, "service at http://127.0.0.1:1")
 	assert.Empty(t, out.String())
 }
+
+func TestRedactURLAndLoopback(t *testing.T) {
+	for in, want := range map[string]string{
+		"redis://127.0.0.1:6379/0":               "redis://127.0.0.1:6379/0",
+		"redis://:hunter2@10.0.0.1:6379/0":       "redis://:xxxxx@10.0.0.1:6379/0",
+		"rediss://user:hunter2@redis.example/1":  "rediss://user:xxxxx@redis.example/1",
+		"redis://127.0.0.1:6379/0?master_name=m": "redis://127.0.0.1:6379/0?master_name=m",
+	} {
+		got := redactURL(in)
+		assert.Equal(t, want, got, in)
+		assert.NotContains(t, got, "hunter2")
+	}
+	for addr, want := range map[string]bool{
+		"127.0.0.1:9000": true, "[::1]:9000": true, "localhost:9000": true,
+		"0.0.0.0:9000": false, "[::]:9000": false, "192.168.1.2:9000": false,
+	} {
+		assert.Equal(t, want, isLoopback(addr), addr)
+	}
+}
