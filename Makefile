@@ -20,7 +20,7 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './.git/*' -not -path './ru
 SAY = @printf '%s\n' 
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint fuzz demo bench conformance images up down clean
+.PHONY: help build test lint fuzz demo up-local bench conformance images up down clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -65,6 +65,13 @@ $(BIN)/wxload: $(GO_SOURCES)
 	$(SAY) "building $(BIN)/wxload (the first build downloads modules and takes a few minutes; later builds reuse Go's build cache)..."
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./loadtest/cmd/wxload
+
+up-local: ## keep the embedded stack running on 127.0.0.1:8080 (mockwx :9000) until Ctrl-C; prints a first message to send (UPFLAGS=--instances 2 ...)
+	@mkdir -p $(BIN)
+	@echo "building $(BIN)/wxload (a first build downloads the modules and takes a few minutes) ..."
+	@$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wxload ./loadtest/cmd/wxload
+	@# The binary itself, not go run: Ctrl-C then ends make with wxload's own exit status (0).
+	@$(BIN)/wxload up $(UPFLAGS)
 
 # ACCEPT_TABLE turns BenchmarkAcceptVsBareGin's metrics into one row per
 # client concurrency, then the peak (each side's best rate) row.
@@ -131,7 +138,7 @@ images: ## build the FROM-scratch images wxpush/wxpushd:local and wxpush/mockwx:
 	$(SAY) "images: compiling static wxpushd and mockwx and building their images..."
 	@conformance/images/build.sh
 
-up: images ## build the images and start the stack with docker compose (Redis, mockwx, two wxpushd)
+up: images ## build the images, start the stack with docker compose (Redis, mockwx, two wxpushd); prints a first message to send
 	@if [ -z "$${WXPUSH_REDIS_IMAGE:-}" ] && ! docker image inspect redis:7-alpine >/dev/null 2>&1; then \
 		img=$$(conformance/images/redis/build.sh); echo "up: no redis:7-alpine here; using $$img"; \
 		WXPUSH_REDIS_IMAGE=$$img $(COMPOSE) up -d; \
@@ -144,7 +151,10 @@ up: images ## build the images and start the stack with docker compose (Redis, m
 		[ $$i -eq 90 ] && { echo "up: the service did not become ready in 90 s"; $(COMPOSE) ps; exit 1; }; \
 		sleep 1; \
 	done
-	@echo "wxpushd: http://127.0.0.1:8081 http://127.0.0.1:8082  mockwx: http://127.0.0.1:9000  (make down to stop)"
+	@key=$${WXPUSH_API_KEYS:-compose-dev-key-0123456789abcdef}; \
+		$(GO) run ./loadtest/cmd/wxload up --service http://127.0.0.1:8081,http://127.0.0.1:8082 \
+			--mock http://127.0.0.1:9000 --api-key "$${key%%,*}"
+	@echo "(make down stops it)"
 
 down: ## stop the docker compose stack and remove its volumes
 	$(COMPOSE) --profile loadtest down -v --remove-orphans

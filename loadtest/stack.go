@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -84,20 +85,39 @@ type instance struct {
 	logFile *os.File
 }
 
+// fixedStack makes the embedded stack predictable for a developer (wxload
+// up): fixed listen addresses and a fixed API key. Its zero value is what a
+// run uses: loopback ports from :0 and a fresh random key.
+type fixedStack struct {
+	// ServiceAddrs[i] is instance i's listen address ("" or missing: :0).
+	ServiceAddrs []string
+	// MockAddr is the mock's listen address ("": :0).
+	MockAddr string
+	// APIKey is the service's API key ("": a random one).
+	APIKey string
+}
+
 // startEmbedded starts the whole stack. redisURL "" starts an embedded Redis.
 // hook, when set, is the event webhook every app forwards its users' pushes
-// to.
-func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook) (_ *embedded, err error) {
+// to; fixed, when given, fixes addresses and the API key.
+func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook, fixed ...fixedStack) (_ *embedded, err error) {
 	e := &embedded{sc: sc, logDir: logDir, redisURL: redisURL, instances: make([]*instance, sc.Stack.Instances), hook: hook}
 	defer func() {
 		if err != nil {
 			e.Close()
 		}
 	}()
+	var fx fixedStack
+	if len(fixed) > 0 {
+		fx = fixed[0]
+	}
 	var k [16]byte
 	h := sha256.Sum256(fmt.Appendf(nil, "wxload-api-key:%d:%d", sc.Seed, time.Now().UnixNano()))
 	copy(k[:], h[:])
 	e.apiKey = "wxl_" + hex.EncodeToString(k[:])
+	if fx.APIKey != "" {
+		e.apiKey = fx.APIKey
+	}
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -163,9 +183,10 @@ func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir 
 			return nil, fmt.Errorf("mock rule: %w", err)
 		}
 	}
-	mockLn, err := net.Listen("tcp", "127.0.0.1:0")
+	mockAddr := cmp.Or(fx.MockAddr, "127.0.0.1:0")
+	mockLn, err := net.Listen("tcp", mockAddr)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("mockwx: listen on %s: %w", mockAddr, err)
 	}
 	e.mockURL = "http://" + mockLn.Addr().String()
 	e.mockHTTP = &http.Server{Handler: e.mock, ReadHeaderTimeout: 10 * time.Second}
@@ -174,6 +195,9 @@ func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir 
 
 	for i := range e.instances {
 		e.instances[i] = &instance{idx: i, addr: "127.0.0.1:0"}
+		if i < len(fx.ServiceAddrs) && fx.ServiceAddrs[i] != "" {
+			e.instances[i].addr = fx.ServiceAddrs[i]
+		}
 		if err := e.StartInstance(ctx, i); err != nil {
 			return nil, err
 		}

@@ -1,4 +1,4 @@
-// Package cli is the wxload command line: run, demo, list, validate,
+// Package cli is the wxload command line: run, demo, up, list, validate,
 // schema, report, compare and index. cmd/wxload is a thin main around
 // Main, so tests drive the command in-process.
 package cli
@@ -40,6 +40,8 @@ summary.json and index.html.
 usage:
   wxload run SCENARIO [flags]   run a catalog scenario (by name) or a scenario file
   wxload demo                   run the smoke scenario on the embedded stack
+  wxload up [flags]             start the embedded stack and keep it running until Ctrl-C,
+                                printing its URLs, API key, apps and a first message to send
   wxload list                   list the catalog
   wxload validate FILE...       check scenario files
   wxload schema                 print the scenario JSON Schema (for editors)
@@ -62,6 +64,19 @@ run flags:
   --quiet            no progress, only the final verdict line
   --no-self-check    skip the generator self-check
   --status-limit N   read at most N message statuses after the drain (default 50000)
+
+up flags:
+  --instances N        wxpushd instances (default 1)
+  --addr HOST:PORT     the first instance (default 127.0.0.1:8080; the next ones on the
+                       next ports; port 0: free ports)
+  --mock-addr HOST:PORT  mockwx (default 127.0.0.1:9000)
+  --redis URL          use this Redis instead of an embedded one
+  --api-key K          the service's API key (default local-dev-key-0123456789abcdef)
+  --logs DIR           keep the logs and Redis data in DIR (default: a temporary
+                       directory removed at exit)
+  --service URL --mock URL --api-key K [--mock-token T]
+                       start nothing: print the same for a running deployment
+                       (make up does, for the compose stack)
 
 compare flags:
   --out FILE         the comparison page (default NEW/compare-vs-BASE.html, or
@@ -86,6 +101,7 @@ environment:
 
 exit status: 0 expectations held, 1 an expectation failed, 2 bad usage or config.
 compare: 0 no regression, 1 regressed, 2 bad usage.
+up: 0 stopped by Ctrl-C (SIGINT or SIGTERM), 1 could not start (an address in use...), 2 bad usage.
 `
 
 // Main runs the command and returns its exit status.
@@ -107,6 +123,8 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 			return ExitUsage
 		}
 		return run(ctx, []string{"smoke"}, getenv, stdout, stderr, "demo")
+	case "up":
+		return up(ctx, args[1:], getenv, stdout, stderr)
 	case "list":
 		return list(stdout, stderr)
 	case "validate":
