@@ -66,10 +66,7 @@ $(BIN)/wxload: $(GO_SOURCES)
 	@mkdir -p $(BIN)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./loadtest/cmd/wxload
 
-up-local: ## keep the embedded stack running on 127.0.0.1:8080 (mockwx :9000) until Ctrl-C; prints a first message to send (UPFLAGS=--instances 2 ...)
-	@mkdir -p $(BIN)
-	@echo "building $(BIN)/wxload (a first build downloads the modules and takes a few minutes) ..."
-	@$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/wxload ./loadtest/cmd/wxload
+up-local: $(BIN)/wxload ## keep the embedded stack running on 127.0.0.1:8080 (mockwx :9000) until Ctrl-C; prints a first message to send (UPFLAGS=--instances 2 ...)
 	@# The binary itself, not go run: Ctrl-C then ends make with wxload's own exit status (0).
 	@$(BIN)/wxload up $(UPFLAGS)
 

@@ -74,9 +74,10 @@ up flags:
   --api-key K          the service's API key (default local-dev-key-0123456789abcdef)
   --logs DIR           keep the logs and Redis data in DIR (default: a temporary
                        directory removed at exit)
-  --service URL --mock URL --api-key K [--mock-token T]
-                       start nothing: print the same for a running deployment
-                       (make up does, for the compose stack)
+  --service URL        start nothing: print the same for this running deployment
+                       (repeat or comma-separate; make up does, for the compose stack)
+  --mock URL           with --service: the deployment's mock
+  --mock-token T       with --service: the mock's admin token (default $MOCKWX_ADMIN_TOKEN)
 
 compare flags:
   --out FILE         the comparison page (default NEW/compare-vs-BASE.html, or
@@ -92,7 +93,7 @@ index flags:
 
 environment:
   WXLOAD_API_KEY      default of run --api-key
-  MOCKWX_ADMIN_TOKEN  default of run --mock-token
+  MOCKWX_ADMIN_TOKEN  default of run --mock-token and up --mock-token
   XDG_CACHE_HOME      where run keeps this machine's self-check rates, to tell a busy
                       machine from a slow service: $XDG_CACHE_HOME/wxload/self-check.json
   HOME                ... or $HOME/.cache/wxload/self-check.json without XDG_CACHE_HOME
