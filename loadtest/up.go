@@ -229,6 +229,7 @@ func (g guide) write(w io.Writer) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "wxpushd   %s\n", strings.Join(g.services, " "))
 	fmt.Fprintf(&b, "API key   %s\n", g.apiKey)
+	fmt.Fprintf(&b, "console   %s/console (sign in with the API key; a browser's view of the messages)\n", g.services[0])
 	guard := "no admin token"
 	if g.mockGuarded {
 		guard = "admin token as given"
