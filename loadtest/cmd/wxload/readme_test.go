@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -167,4 +168,35 @@ func TestReadmeFirstMessage(t *testing.T) {
 		t.Fatal("wxload up did not stop on SIGINT")
 	}
 	assert.Contains(t, rest.String(), "wxload up: stopped")
+}
+
+// TestReadmeStandsAlone fails when the README points outside the
+// repository: a path climbing out of it (../), a Markdown link to a file
+// that is not in the repository, or a web address other than loopback and
+// example hosts, and WeChat's own API hosts named as facts (the README must be readable on a machine with nothing but
+// the clone).
+func TestReadmeStandsAlone(t *testing.T) {
+	root := filepath.Join("..", "..", "..")
+	raw, err := os.ReadFile(filepath.Join(root, "README.md"))
+	require.NoError(t, err)
+	readme := string(raw)
+	for n, line := range strings.Split(readme, "\n") {
+		assert.NotContains(t, line, "../", "README.md:%d climbs out of the repository: %s", n+1, line)
+	}
+	for _, m := range regexp.MustCompile(`\]\(([^)\s]+)\)`).FindAllStringSubmatch(readme, -1) {
+		target := m[1]
+		if strings.HasPrefix(target, "#") {
+			continue
+		}
+		if strings.Contains(target, "://") {
+			t.Errorf("README.md links outside the repository: %s", target)
+			continue
+		}
+		_, err := os.Stat(filepath.Join(root, strings.SplitN(target, "#", 2)[0]))
+		assert.NoError(t, err, "README.md links to %s, which is not in the repository", target)
+	}
+	local := regexp.MustCompile(`^https?://(127\.0\.0\.1|localhost|\[::1\]|[a-z0-9.-]*example\.(com|org|net)|([a-z0-9]+\.)?api[0-9]?\.weixin\.qq\.com)([:/]|$)`)
+	for _, u := range regexp.MustCompile(`https?://[^\s)"'`+"`"+`<>,]+`).FindAllString(readme, -1) {
+		assert.Regexp(t, local, u, "README.md names an address outside the repository and the machine: %s", u)
+	}
 }
