@@ -69,7 +69,10 @@ func TestReadmeFirstMessage(t *testing.T) {
 	if runtime.GOOS == "windows" {
 		bin += ".exe"
 	}
-	build := exec.Command("go", "build", "-o", bin, ".")
+	// Built as make demo and make up-local build bin/wxload (static,
+	// -trimpath), so the packages compiled for one are reused by the other.
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, ".")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 
