@@ -52,6 +52,9 @@ run flags:
   --mock-token T     the mock's admin token (or MOCKWX_ADMIN_TOKEN)
   --api-key K        the service's API key (or WXLOAD_API_KEY)
   --redis URL        embedded stack: use this Redis instead of an embedded one
+  --stack KIND       embedded (default: in this process) or containers (Docker:
+                     images built FROM scratch from the source, nothing pulled;
+                     the timeline's kills and Redis restarts go through Docker)
   --seed N           override the scenario's seed
   --quiet            no progress, only the final verdict line
   --no-self-check    skip the generator self-check
@@ -141,6 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&opts.MockToken, "mock-token", getenv("MOCKWX_ADMIN_TOKEN"), "")
 	fs.StringVar(&opts.APIKey, "api-key", getenv("WXLOAD_API_KEY"), "")
 	fs.StringVar(&opts.RedisURL, "redis", "", "")
+	fs.StringVar(&opts.Stack, "stack", "", "")
 	fs.Int64Var(&seed, "seed", 0, "")
 	fs.BoolVar(&quiet, "quiet", false, "")
 	fs.BoolVar(&opts.NoSelfCheck, "no-self-check", false, "")

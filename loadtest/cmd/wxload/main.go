@@ -16,6 +16,8 @@ import (
 	"os/signal"
 	"syscall"
 
+	// The container stack (wxload run --stack containers).
+	_ "github.com/wxpush/wxpush/internal/harness/containers"
 	"github.com/wxpush/wxpush/loadtest/cli"
 )
 
