@@ -186,9 +186,6 @@ func (e *InProcess) startRedis(ctx context.Context) error {
 	return nil
 }
 
-// owned reports whether the deployment runs its Redis itself.
-func (e *InProcess) owned() bool { return e.mini != nil || e.proc != nil }
-
 func (e *InProcess) createLog(name string) (*os.File, error) {
 	f, err := os.Create(filepath.Join(e.spec.LogDir, name))
 	if err != nil {
