@@ -83,11 +83,11 @@ func Run(ctx context.Context, sc scenarios.Scenario, opts Options) (*Result, err
 	if err := CheckExpectations(sc.Expect); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
+	if err := checkStack(opts); err != nil {
+		return nil, err
+	}
 	remoteMode := len(opts.Services) > 0
 	if remoteMode {
-		if opts.Stack != "" {
-			return nil, fmt.Errorf("%w: --stack starts a stack; --service names a running one", ErrUsage)
-		}
 		if opts.MockURL == "" {
 			return nil, fmt.Errorf("%w: --service needs --mock (the mock's URL, for the ledger)", ErrUsage)
 		}

@@ -79,10 +79,27 @@ func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir 
 	return startStack(ctx, StackEmbedded, sc, redisURL, logDir, ledgerData, hook, nil)
 }
 
+// checkStack refuses stack options that cannot go together, before
+// anything starts.
+func checkStack(opts Options) error {
+	switch {
+	case opts.Stack != "" && opts.Stack != StackEmbedded && opts.Stack != StackContainers:
+		return fmt.Errorf("%w: stack %q: want %s or %s", ErrUsage, opts.Stack, StackEmbedded, StackContainers)
+	case opts.Stack != "" && len(opts.Services) > 0:
+		return fmt.Errorf("%w: --stack starts a stack; --service names a running one", ErrUsage)
+	case opts.Stack == StackContainers && opts.RedisURL != RedisAuto:
+		return fmt.Errorf("%w: --redis applies to the embedded stack; the container stack runs its own Redis", ErrUsage)
+	}
+	return nil
+}
+
 // startStack starts the stack of the given kind (StackEmbedded or
 // StackContainers; redisURL applies to the first); logf, when set, gets
 // progress lines.
 func startStack(ctx context.Context, kind string, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook, logf func(string, ...any)) (*deployment, error) {
+	if err := checkStack(Options{Stack: kind, RedisURL: redisURL}); err != nil {
+		return nil, err
+	}
 	spec, apps := scenarioSpec(sc, ledgerData, hook, kind == StackContainers)
 	spec.LogDir, spec.Logf = logDir, logf
 	var (
@@ -94,16 +111,11 @@ func startStack(ctx context.Context, kind string, sc scenarios.Scenario, redisUR
 		kind = StackEmbedded
 		spec.Redis = redisURL
 		d, err = harness.StartInProcess(ctx, spec)
-	case StackContainers:
-		if redisURL != RedisAuto {
-			return nil, fmt.Errorf("%w: --redis applies to the embedded stack; the container stack runs its own Redis", ErrUsage)
-		}
+	default:
 		d, err = harness.Start(ctx, harness.KindContainers, spec)
 		if errors.Is(err, harness.ErrNoDocker) {
 			err = fmt.Errorf("the container stack needs Docker: %w", err)
 		}
-	default:
-		return nil, fmt.Errorf("%w: stack %q: want %s or %s", ErrUsage, kind, StackEmbedded, StackContainers)
 	}
 	if err != nil {
 		return nil, err
