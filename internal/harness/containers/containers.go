@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"os"
 	"os/exec"
@@ -30,6 +31,7 @@ import (
 	"github.com/moby/moby/client"
 	"github.com/redis/go-redis/v9"
 	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
 	tcnetwork "github.com/testcontainers/testcontainers-go/network"
 	"github.com/testcontainers/testcontainers-go/wait"
 
@@ -96,6 +98,8 @@ type Deployment struct {
 	base     string
 	reach    string
 
+	tcLog *os.File // testcontainers' log, in Spec.LogDir
+
 	mu        sync.Mutex
 	instances []testcontainers.Container
 	urls      []string
@@ -114,6 +118,22 @@ func Start(ctx context.Context, spec harness.Spec) (_ *Deployment, err error) {
 		// The reaper image cannot be pulled here; cleanup is by label instead.
 		_ = os.Setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
 	}
+	if os.Getenv("TESTCONTAINERS_HOST_OVERRIDE") == "" && (os.Getenv("DOCKER_HOST") == "" || strings.HasPrefix(os.Getenv("DOCKER_HOST"), "unix://")) {
+		// A local Docker publishes the ports on this host; testcontainers
+		// guesses a gateway address instead when this process runs in a
+		// container sharing the host's network.
+		_ = os.Setenv("TESTCONTAINERS_HOST_OVERRIDE", "127.0.0.1")
+	}
+	var tcLog *os.File
+	if spec.LogDir != "" {
+		// testcontainers' own lines go to the log directory, not the
+		// terminal.
+		if err := os.MkdirAll(spec.LogDir, 0o755); err == nil {
+			if tcLog, err = os.Create(filepath.Join(spec.LogDir, "testcontainers.log")); err == nil {
+				tclog.SetDefault(stdlog.New(tcLog, "", stdlog.LstdFlags))
+			}
+		}
+	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	cli, err := testcontainers.NewDockerClientWithOpts(pctx)
 	if err == nil {
@@ -121,17 +141,19 @@ func Start(ctx context.Context, spec harness.Spec) (_ *Deployment, err error) {
 	}
 	cancel()
 	if err != nil {
+		closeLog(tcLog)
 		return nil, fmt.Errorf("containers: %w: %v", harness.ErrNoDocker, err)
 	}
 	images.once.Do(func() { buildImages(ctx, spec, cli) })
 	if images.err != nil {
+		closeLog(tcLog)
 		return nil, fmt.Errorf("containers: images: %w", images.err)
 	}
 	owner := LabelOwnerPrefix + spec.Owner
 	if _, done := images.swept.LoadOrStore(owner, true); !done {
 		sweep(ctx, spec, cli, owner, images.run)
 	}
-	e := &Deployment{spec: spec, cli: cli, labels: map[string]string{owner: "true", owner + labelRunSuffix: images.run}}
+	e := &Deployment{spec: spec, cli: cli, tcLog: tcLog, labels: map[string]string{owner: "true", owner + labelRunSuffix: images.run}}
 	defer func() {
 		if err != nil {
 			_ = e.Close(context.Background())
@@ -683,5 +705,15 @@ func (e *Deployment) Close(ctx context.Context) error {
 			}
 		}
 	}
+	closeLog(e.tcLog)
 	return errors.Join(errs...)
+}
+
+// closeLog sends testcontainers' lines nowhere again and closes f (nil:
+// nothing to do).
+func closeLog(f *os.File) {
+	if f != nil {
+		tclog.SetDefault(tclog.NewNoopLogger())
+		_ = f.Close()
+	}
 }
