@@ -92,55 +92,47 @@ func ServiceEnv(cfg wxpushd.Config, appsPath string) (env map[string]string, app
 		return env, nil, nil
 	}
 
-	// The apps file: strings other than secrets escape $ ($$); secrets are
+	// The apps file (its keys are wxpushd's; it reads it strictly): strings
+	// other than secrets escape $ ($$); secrets are
 	// ${WXPUSH_HARNESS_APPi_FIELD} and live in env.
-	type entry struct {
-		Name                   string   `yaml:"name"`
-		AppID                  string   `yaml:"appid"`
-		Secret                 string   `yaml:"secret,omitempty"`
-		CallbackToken          string   `yaml:"callback_token,omitempty"`
-		EncodingAESKey         string   `yaml:"encoding_aes_key,omitempty"`
-		PreviousEncodingAESKey string   `yaml:"previous_encoding_aes_key,omitempty"`
-		CallbackMode           string   `yaml:"callback_mode,omitempty"`
-		RateLimit              *float64 `yaml:"rate_limit,omitempty"`
-		RateBurst              *int     `yaml:"rate_burst,omitempty"`
-		QuotaReset             string   `yaml:"quota_reset,omitempty"`
-		TokenMode              string   `yaml:"token_mode,omitempty"`
-		StatusWebhookURL       string   `yaml:"status_webhook_url,omitempty"`
-		StatusWebhookSecret    string   `yaml:"status_webhook_secret,omitempty"`
-		EventWebhookURL        string   `yaml:"event_webhook_url,omitempty"`
-		EventWebhookSecret     string   `yaml:"event_webhook_secret,omitempty"`
-		Replies                any      `yaml:"replies,omitempty"`
-	}
-	lit := func(s string) string { return strings.ReplaceAll(s, "$", "$$") }
 	var f struct {
-		Apps []entry `yaml:"apps"`
+		Apps []map[string]any `yaml:"apps"`
 	}
 	for i, a := range cfg.Apps {
-		secret := func(field string, s wechat.Secret) string {
-			if s == "" {
-				return ""
+		en := map[string]any{}
+		put := func(key, v string) {
+			if v != "" {
+				en[key] = strings.ReplaceAll(v, "$", "$$")
 			}
-			name := fmt.Sprintf("WXPUSH_HARNESS_APP%d_%s", i, field)
-			env[name] = s.Reveal()
-			return "${" + name + "}"
 		}
-		en := entry{
-			Name: lit(a.Name), AppID: lit(a.AppID), Secret: secret("SECRET", a.Secret),
-			CallbackToken: secret("CALLBACK_TOKEN", a.CallbackToken), EncodingAESKey: secret("ENCODING_AES_KEY", a.EncodingAESKey),
-			PreviousEncodingAESKey: secret("PREVIOUS_ENCODING_AES_KEY", a.PreviousEncodingAESKey),
-			CallbackMode:           lit(string(a.CallbackMode)), QuotaReset: lit(a.QuotaReset), TokenMode: lit(string(a.TokenMode)),
-			StatusWebhookURL: lit(a.StatusWebhookURL), StatusWebhookSecret: secret("STATUS_WEBHOOK_SECRET", a.StatusWebhookSecret),
-			EventWebhookURL: lit(a.EventWebhookURL), EventWebhookSecret: secret("EVENT_WEBHOOK_SECRET", a.EventWebhookSecret),
+		secret := func(key string, s wechat.Secret) {
+			if s != "" {
+				name := fmt.Sprintf("WXPUSH_HARNESS_APP%d_%s", i, strings.ToUpper(key))
+				env[name] = s.Reveal()
+				en[key] = "${" + name + "}"
+			}
 		}
+		put("name", a.Name)
+		put("appid", a.AppID)
+		secret("secret", a.Secret)
+		secret("callback_token", a.CallbackToken)
+		secret("encoding_aes_key", a.EncodingAESKey)
+		secret("previous_encoding_aes_key", a.PreviousEncodingAESKey)
+		put("callback_mode", string(a.CallbackMode))
+		put("quota_reset", a.QuotaReset)
+		put("token_mode", string(a.TokenMode))
+		put("status_webhook_url", a.StatusWebhookURL)
+		secret("status_webhook_secret", a.StatusWebhookSecret)
+		put("event_webhook_url", a.EventWebhookURL)
+		secret("event_webhook_secret", a.EventWebhookSecret)
 		if a.RateLimit != 0 {
-			en.RateLimit = &a.RateLimit
+			en["rate_limit"] = a.RateLimit
 		}
 		if a.RateBurst != 0 {
-			en.RateBurst = &a.RateBurst
+			en["rate_burst"] = a.RateBurst
 		}
 		if len(a.Replies) > 0 {
-			en.Replies = a.Replies // taken verbatim by wxpushd: no ${VAR} in a reply
+			en["replies"] = a.Replies // taken verbatim by wxpushd: no ${VAR} in a reply
 		}
 		f.Apps = append(f.Apps, en)
 	}

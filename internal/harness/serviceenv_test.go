@@ -39,6 +39,8 @@ func TestServiceEnv(t *testing.T) {
 		CallbackToken: "tok3n-callback", EncodingAESKey: "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG",
 		CallbackMode: wechat.ModeSafe, RateLimit: 40, RateBurst: 2,
 		EventWebhookURL: "http://172.17.0.1:4000/event-webhook?a=$x", EventWebhookSecret: "event-webhook-secret-0001",
+		PreviousEncodingAESKey: "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg", QuotaReset: "08:00 UTC", TokenMode: "stable",
+		StatusWebhookURL: "http://172.17.0.1:4000/status", StatusWebhookSecret: "status-webhook-secret-001",
 	}
 	require.NoError(t, json.Unmarshal([]byte(`[{"on":"subscribe","text":"welcome ${NOT_EXPANDED}"},{"keyword":"help","match":"prefix","text":"help"}]`), &callbackApp.Replies))
 	second := wxpushd.AppConfig{Name: "other", AppID: "wx0000000000000002", Secret: "another-secret-0000000000000002"}
@@ -65,7 +67,7 @@ func TestServiceEnv(t *testing.T) {
 			}
 			require.NoError(t, os.WriteFile(path, file, 0o600))
 			for _, a := range tt.apps {
-				for _, s := range []wechat.Secret{a.Secret, a.CallbackToken, a.EncodingAESKey, a.EventWebhookSecret} {
+				for _, s := range []wechat.Secret{a.Secret, a.CallbackToken, a.EncodingAESKey, a.PreviousEncodingAESKey, a.EventWebhookSecret, a.StatusWebhookSecret} {
 					if s != "" {
 						assert.NotContains(t, string(file), s.Reveal(), "a secret in the apps file")
 					}
