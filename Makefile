@@ -124,7 +124,7 @@ conformance: ## run the conformance suites in containers (testcontainers-go; nee
 	TESTCONTAINERS_HOST_OVERRIDE=$${TESTCONTAINERS_HOST_OVERRIDE:-127.0.0.1} \
 		$(GO) test -tags containers -count=1 -timeout 15m -v -run '$(CONFORMANCE_RUN)' ./conformance/ >$$out 2>&1; \
 	status=$$?; \
-	grep -E '^(--- |    --- |ok|FAIL|PASS)|_test\.go:|containers\.go:' $$out; \
+	grep -E '^(--- |    --- |ok|FAIL|PASS)|_test\.go:|containers\.go:|harness\.go:' $$out; \
 	[ $$status -eq 0 ] || { echo "conformance: full log follows"; tail -n 200 $$out; }; \
 	rm -f $$out; \
 	ids=$$(docker ps -aq --filter label=wxpush.conformance=true); [ -z "$$ids" ] || docker rm -f $$ids >/dev/null; \

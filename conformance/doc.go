@@ -1,7 +1,8 @@
 // Package conformance proves wxpushd's guarantees black-box: retries,
 // idempotency, token sharing, crash recovery, Redis outages, delivery
 // reports, pacing and a throughput floor. The suites (this package's
-// tests) are written once against Env and run on three backends:
+// tests) are written once against Env and run on three backends, all
+// started by package internal/harness (which wxload uses too):
 //
 //   - in-process (the default, used by make test): mockwx, N wxpushd
 //     instances and a TCP gate in front of Redis (miniredis, or REDIS_URL

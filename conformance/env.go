@@ -3,64 +3,33 @@ package conformance
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/wxpush/wxpush/internal/harness"
 	"github.com/wxpush/wxpush/mockwx"
 )
 
 // Env is one deployment under test: one or more wxpushd instances sharing
 // a Redis, a mockwx standing in for WeChat, and the control operations the
-// suites use. Instances are numbered from 0. Every operation is bounded by
-// its context; the backends add their own deadline.
+// suites use (harness.Deployment: Kill, Start, StopRedis, CutRedis...).
+// Instances are numbered from 0. Every operation is bounded by its
+// context; the backends add their own deadline. The backend tears the
+// deployment down in t.Cleanup: a suite does not Close it.
 type Env interface {
+	harness.Deployment
 	// Backend names the backend: "inprocess", "containers" or "external".
 	Backend() string
-	// Instances is the number of wxpushd instances, up or down.
-	Instances() int
-	// ServiceURL is instance i's base URL (it may change across a restart).
-	ServiceURL(i int) string
-	// Mock is the mock's admin client; Mock().BaseURL() is WeChat's base URL
-	// as seen from the test.
-	Mock() *mockwx.Client
 	// App is the mock's app the service sends for, under the name "default".
 	App() mockwx.App
-	// APIKey is a bearer key the service accepts.
-	APIKey() string
-	// HandlersURL is the base URL at which the deployment reaches the
-	// test's own handlers (Options.EventWebhook at PathEventWebhook,
-	// Options.ProbeCallback at PathProbeCallback), and Reach says how it
-	// was established and measured; both empty when the options gave none.
-	HandlersURL() string
-	Reach() string
-
-	// Kill stops instance i as kill -9 would: no drain, no hand-back.
-	Kill(ctx context.Context, i int) error
-	// Stop stops instance i gracefully (SIGTERM).
-	Stop(ctx context.Context, i int) error
-	// Start starts a stopped or killed instance i again and waits until it
-	// answers /healthz.
-	Start(ctx context.Context, i int) error
-	// StopRedis makes Redis unreachable for every instance (its data is kept).
-	StopRedis(ctx context.Context) error
-	// StartRedis makes Redis reachable again.
-	StartRedis(ctx context.Context) error
-	// FlushRedis deletes everything the service stored.
-	FlushRedis(ctx context.Context) error
-	// CutRedis cuts the network between instance i and Redis; the rest of
-	// the deployment still reaches both.
-	CutRedis(ctx context.Context, i int) error
-	// RestoreRedis undoes CutRedis.
-	RestoreRedis(ctx context.Context, i int) error
 }
 
-// ErrUnsupported is returned by control operations a backend cannot do
-// (every one of them against an external deployment).
-var ErrUnsupported = errors.New("conformance: operation not supported by this backend")
+// ErrUnsupported is wrapped by the errors of control operations a backend
+// cannot do (every one of them against an external deployment).
+var ErrUnsupported = harness.ErrUnsupported
 
 // Options shape the deployment a suite needs. Zero values take the
 // defaults shown; an external deployment cannot honour them, and New skips
@@ -124,7 +93,6 @@ type Reply struct {
 const (
 	PathEventWebhook  = "/event-webhook"
 	PathProbeCallback = "/probe-callback"
-	pathHandlersProbe = "/healthz" // answers 200: the reachability probe
 )
 
 // ProbeAppID is the appid of the mock's second app when
@@ -185,7 +153,7 @@ const (
 	EnvMockURL     = "WXPUSH_CONFORMANCE_MOCK_URL"     // external: the mock's base URL
 	EnvMockToken   = "WXPUSH_CONFORMANCE_MOCK_TOKEN"   // external: MOCKWX_ADMIN_TOKEN, if set
 	EnvAPIKey      = "WXPUSH_CONFORMANCE_API_KEY"      // external: a key of WXPUSH_API_KEYS
-	EnvRedisImage  = "WXPUSH_REDIS_IMAGE"              // containers: the Redis image (default redis:7-alpine)
+	EnvRedisImage  = "WXPUSH_REDIS_IMAGE"              // containers: the Redis image (default redis:7-alpine, else wxpush/redis:local)
 	EnvRedisURL    = "REDIS_URL"                       // inprocess: a real Redis instead of miniredis
 )
 
@@ -209,6 +177,37 @@ func New(t testing.TB, opts Options) Env {
 	}
 }
 
+// deployed adapts a harness deployment to Env.
+type deployed struct {
+	harness.Deployment
+	app mockwx.App
+}
+
+var _ Env = (*deployed)(nil)
+
+func (d *deployed) Backend() string { return d.Kind() }
+func (d *deployed) App() mockwx.App { return d.app }
+
+// adopt registers d's teardown with t.Cleanup (the instances' last log
+// lines first when the test failed) and returns it as an Env.
+func adopt(t testing.TB, d harness.Deployment, app mockwx.App) Env {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if t.Failed() {
+			for i := range d.Instances() {
+				if logs := d.Logs(ctx, i, 30); logs != "" {
+					t.Logf("wxpushd %d (%s), last log lines:\n%s", i, d.Kind(), logs)
+				}
+			}
+		}
+		if err := d.Close(ctx); err != nil {
+			t.Logf("cleanup: %v", err)
+		}
+	})
+	return &deployed{Deployment: d, app: app}
+}
+
 // Control runs a control operation and skips the test when the backend
 // cannot do it; any other error fails the test.
 func Control(t testing.TB, what string, op func(ctx context.Context) error) {
@@ -222,8 +221,4 @@ func Control(t testing.TB, what string, op func(ctx context.Context) error) {
 	if err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
-}
-
-func errInstance(i, n int) error {
-	return fmt.Errorf("conformance: instance %d out of range (0..%d)", i, n-1)
 }

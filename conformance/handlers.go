@@ -1,27 +1,11 @@
 package conformance
 
 import (
-	"encoding/json"
-	"net"
 	"net/http"
-	"sync"
-	"time"
 
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/mockwx"
 )
-
-// testHandlers serves the handlers of Options (the event webhook receiver
-// and the probe app's callback) on a listener of the test process.
-type testHandlers struct {
-	srv  *http.Server
-	ln   net.Listener
-	base string // the base URL as the deployment reaches it
-
-	mu        sync.Mutex
-	probeFrom string // the remote address of the first reachability probe
-	probeAt   time.Time
-}
 
 // servesHandlers reports whether opts ask the backend to serve handlers.
 func (o Options) servesHandlers() bool {
@@ -34,51 +18,17 @@ func (o Options) needsConfiguredService() bool {
 	return len(o.Replies) > 0 || o.servesHandlers()
 }
 
-// startHandlers listens on addr and serves opts' handlers; base is filled
-// in by the caller (it depends on how the deployment reaches addr).
-func startHandlers(opts Options, addr string) (*testHandlers, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	h := &testHandlers{ln: ln}
+// handlersMux serves opts' handlers at their paths; the backend serves it
+// where the deployment reaches it (Env.HandlersURL).
+func handlersMux(opts Options) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET "+pathHandlersProbe, func(w http.ResponseWriter, r *http.Request) {
-		h.mu.Lock()
-		if h.probeFrom == "" {
-			h.probeFrom, h.probeAt = r.RemoteAddr, time.Now()
-		}
-		h.mu.Unlock()
-		w.WriteHeader(http.StatusOK)
-	})
 	if opts.EventWebhook != nil {
 		mux.Handle(PathEventWebhook, opts.EventWebhook)
 	}
 	if opts.ProbeCallback != nil {
 		mux.Handle(PathProbeCallback, opts.ProbeCallback)
 	}
-	h.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = h.srv.Serve(ln) }()
-	return h, nil
-}
-
-func (h *testHandlers) close() {
-	if h != nil {
-		_ = h.srv.Close()
-	}
-}
-
-// repliesJSON is opts' replies as wxpushd reads them (WXPUSH_REPLIES, and
-// the replies of an apps file: JSON is YAML).
-func repliesJSON(opts Options) string {
-	if len(opts.Replies) == 0 {
-		return ""
-	}
-	b, err := json.Marshal(opts.Replies)
-	if err != nil {
-		panic(err) // strings only
-	}
-	return string(b)
+	return mux
 }
 
 // probeApp is the mock's second app, pushing in safe mode to the test's

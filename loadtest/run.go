@@ -47,6 +47,10 @@ type Options struct {
 	// starts a private redis-server when one is installed and miniredis
 	// otherwise; RedisMini and RedisProcess force one of the two.
 	RedisURL string
+	// Stack is where the stack runs when Services is empty: StackEmbedded
+	// (the default, in this process) or StackContainers (Docker; the
+	// binary must link package internal/harness/containers, as wxload does).
+	Stack string
 	// Progress receives the live progress lines and the final summary;
 	// nil is quiet.
 	Progress io.Writer
@@ -84,6 +88,9 @@ func Run(ctx context.Context, sc scenarios.Scenario, opts Options) (*Result, err
 	}
 	if err := CheckExpectations(sc.Expect); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	if err := checkStack(opts); err != nil {
+		return nil, err
 	}
 	remoteMode := len(opts.Services) > 0
 	if remoteMode {
@@ -198,16 +205,16 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 				return nil, fmt.Errorf("event webhook receiver: %w", err)
 			}
 			defer recv.close()
-			hook = &eventHook{url: recv.url, secret: secret}
+			hook = &eventHook{url: recv.url, secret: secret, handler: recv}
 		}
-		r.stack, err = startEmbedded(ctx, sc, opts.RedisURL, filepath.Join(opts.OutDir, "logs"), ledgerData, hook)
+		r.stack, err = startStack(ctx, opts.Stack, sc, opts.RedisURL, filepath.Join(opts.OutDir, "logs"), ledgerData, hook, r.logf)
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer r.stack.Close()
 	s.Run.Mode, s.Run.Redis = r.stack.Describe()
-	if s.Run.Mode == "embedded" {
+	if s.Run.Mode != "remote" {
 		r.logf("stack: %d wxpushd instance(s) %v, mockwx, Redis %s; logs in %s", sc.Stack.Instances, r.stack.ServiceURLs(), s.Run.Redis, filepath.Join(opts.OutDir, "logs"))
 	}
 	startStats, err := r.stack.Mock().Stats(ctx)

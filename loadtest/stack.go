@@ -1,26 +1,17 @@
 package loadtest
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/url"
-	"os"
-	"path/filepath"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
-
+	"github.com/wxpush/wxpush/internal/harness"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/scenarios"
@@ -46,43 +37,39 @@ type Stack interface {
 	Close()
 }
 
+// The values of Options.RedisURL that choose an embedded Redis rather than
+// naming one.
+const (
+	RedisAuto    = harness.RedisAuto    // a private redis-server if installed, else miniredis
+	RedisMini    = harness.RedisMini    // always the in-process miniredis
+	RedisProcess = harness.RedisProcess // always a private redis-server process
+)
+
+// The values of Options.Stack: where the stack a run starts runs.
+const (
+	StackEmbedded   = "embedded"   // in this process (the default)
+	StackContainers = "containers" // in Docker containers (the wxload binary; needs Docker)
+)
+
 // errRemote is what control operations answer in remote mode.
 var errRemote = errors.New("not possible against a remote deployment (run without --service to use the embedded stack)")
 
-// embedded is the in-process stack: Redis (embedded or --redis), mockwx,
-// N wxpushd instances on loopback, and a small balancer that forwards the
-// mock's delivery callbacks to an instance that is up.
-type embedded struct {
-	sc       scenarios.Scenario
-	logDir   string
-	apiKey   string
-	redisURL string
-	mini     *miniredis.Miniredis // the in-process Redis, if that is the one
-	proc     *redisProc           // the private redis-server, if that is the one
-	mock     *mockwx.Server
-	mockHTTP *http.Server
-	mockURL  string
-	admin    *mockwx.Client
-	apps     map[string]mockwx.App
-	cbHTTP   *http.Server
-	rr       atomic.Uint64
-
-	hook *eventHook
-
-	mu        sync.Mutex
-	instances []*instance
-	closers   []func()
+// deployment is a Stack over a harness deployment: in-process (the
+// embedded stack), in containers, or remote.
+type deployment struct {
+	d    harness.Deployment
+	apps map[string]mockwx.App
+	mode string
 }
 
-type instance struct {
-	idx     int
-	addr    string
-	gen     int
-	srv     *wxpushd.Server
-	cancel  context.CancelFunc
-	done    chan struct{}
-	up      bool
-	logFile *os.File
+var _ Stack = (*deployment)(nil)
+
+// eventHook is an event webhook: where to forward and the signing secret.
+// With handler set, a stack that runs elsewhere (containers) serves it and
+// points the apps at it there; url's path is kept.
+type eventHook struct {
+	url, secret string
+	handler     http.Handler
 }
 
 // fixedStack makes the embedded stack predictable for a developer (wxload
@@ -97,140 +84,149 @@ type fixedStack struct {
 	APIKey string
 }
 
-// startEmbedded starts the whole stack. redisURL "" starts an embedded Redis.
-// hook, when set, is the event webhook every app forwards its users' pushes
-// to; fixed, when given, fixes addresses and the API key.
-func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook, fixed ...fixedStack) (_ *embedded, err error) {
-	e := &embedded{sc: sc, logDir: logDir, redisURL: redisURL, instances: make([]*instance, sc.Stack.Instances), hook: hook}
-	defer func() {
-		if err != nil {
-			e.Close()
-		}
-	}()
+// startEmbedded starts the whole stack in this process. redisURL "" starts
+// an embedded Redis. hook, when set, is the event webhook every app
+// forwards its users' pushes to; fixed, when given, fixes addresses and
+// the API key.
+func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook, fixed ...fixedStack) (*deployment, error) {
 	var fx fixedStack
 	if len(fixed) > 0 {
 		fx = fixed[0]
 	}
-	var k [16]byte
-	h := sha256.Sum256(fmt.Appendf(nil, "wxload-api-key:%d:%d", sc.Seed, time.Now().UnixNano()))
-	copy(k[:], h[:])
-	e.apiKey = "wxl_" + hex.EncodeToString(k[:])
-	if fx.APIKey != "" {
-		e.apiKey = fx.APIKey
-	}
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return nil, err
-	}
-
-	switch redisURL {
-	case RedisAuto, RedisProcess:
-		e.proc, err = startRedisProc(ctx, filepath.Join(logDir, "redis"))
-		if err == nil {
-			e.redisURL = e.proc.url()
-			break
-		}
-		if redisURL == RedisProcess {
-			return nil, err
-		}
-		fallthrough
-	case RedisMini:
-		e.mini = miniredis.NewMiniRedis()
-		if err := e.mini.StartAddr("127.0.0.1:0"); err != nil {
-			return nil, fmt.Errorf("embedded redis: %w", err)
-		}
-		e.redisURL = "redis://" + e.mini.Addr() + "/0"
-	}
-
-	// The callback balancer first: the mock's apps need its URL.
-	cbLn, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	cbURL := "http://" + cbLn.Addr().String()
-	e.cbHTTP = &http.Server{Handler: http.HandlerFunc(e.forwardCallback), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = e.cbHTTP.Serve(cbLn) }()
-
-	cfg := mockwx.Config{NoDemoApp: true, Settings: sc.Mock.Settings}
-	if cfg.Settings.LedgerDataCapacity == 0 {
-		cfg.Settings.LedgerDataCapacity = ledgerData
-	}
-	e.apps = map[string]mockwx.App{}
-	for i, a := range sc.Mock.Apps {
-		ma := a.MockApp(i)
-		if ma.TemplateDailyLimit == 0 {
-			ma.TemplateDailyLimit = 100_000_000
-		}
-		if a.CallbackMode != "off" {
-			ma.CallbackMode = wechat.Mode(a.CallbackMode)
-			ma.CallbackURL = cbURL + "/wechat/callback/" + a.Name
-		}
-		cfg.Apps = append(cfg.Apps, ma)
-		e.apps[a.Name] = ma
-	}
-	mockLog, err := e.logFile("mockwx.log")
-	if err != nil {
-		return nil, err
-	}
-	e.mock, err = mockwx.New(cfg, mockwx.Options{
-		Seed:   sc.Seed,
-		Logger: slog.New(slog.NewJSONHandler(mockLog, &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("mockwx: %w", err)
-	}
-	for _, r := range sc.Mock.Rules {
-		if _, err := e.mock.Faults().Add(r.Rule); err != nil {
-			return nil, fmt.Errorf("mock rule: %w", err)
-		}
-	}
-	mockAddr := cmp.Or(fx.MockAddr, "127.0.0.1:0")
-	mockLn, err := net.Listen("tcp", mockAddr)
-	if err != nil {
-		return nil, fmt.Errorf("mockwx: listen on %s: %w", mockAddr, err)
-	}
-	e.mockURL = "http://" + mockLn.Addr().String()
-	e.mockHTTP = &http.Server{Handler: e.mock, ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = e.mockHTTP.Serve(mockLn) }()
-	e.admin = mockwx.NewClient(e.mockURL, "", nil)
-
-	for i := range e.instances {
-		e.instances[i] = &instance{idx: i, addr: "127.0.0.1:0"}
-		if i < len(fx.ServiceAddrs) && fx.ServiceAddrs[i] != "" {
-			e.instances[i].addr = fx.ServiceAddrs[i]
-		}
-		if err := e.StartInstance(ctx, i); err != nil {
-			return nil, err
-		}
-	}
-	return e, nil
+	return startStackFixed(ctx, StackEmbedded, sc, redisURL, logDir, ledgerData, hook, nil, fx)
 }
 
-func (e *embedded) logFile(name string) (*os.File, error) {
-	f, err := os.Create(filepath.Join(e.logDir, name))
+// redisURL is the URL the embedded stack's instances use ("" for other
+// stacks); it may hold a password.
+func (s *deployment) redisURL() string {
+	if p, ok := s.d.(*harness.InProcess); ok {
+		return p.RedisURL()
+	}
+	return ""
+}
+
+// checkStack refuses stack options that cannot go together, before
+// anything starts.
+func checkStack(opts Options) error {
+	switch {
+	case opts.Stack != "" && opts.Stack != StackEmbedded && opts.Stack != StackContainers:
+		return fmt.Errorf("%w: stack %q: want %s or %s", ErrUsage, opts.Stack, StackEmbedded, StackContainers)
+	case opts.Stack != "" && len(opts.Services) > 0:
+		return fmt.Errorf("%w: --stack starts a stack; --service names a running one", ErrUsage)
+	case opts.Stack == StackContainers && opts.RedisURL != RedisAuto:
+		return fmt.Errorf("%w: --redis applies to the embedded stack; the container stack runs its own Redis", ErrUsage)
+	}
+	return nil
+}
+
+// startStack starts the stack of the given kind (StackEmbedded or
+// StackContainers; redisURL applies to the first); logf, when set, gets
+// progress lines.
+func startStack(ctx context.Context, kind string, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook, logf func(string, ...any)) (*deployment, error) {
+	return startStackFixed(ctx, kind, sc, redisURL, logDir, ledgerData, hook, logf, fixedStack{})
+}
+
+// startStackFixed is startStack with fixed addresses and API key (the
+// addresses apply to the embedded stack).
+func startStackFixed(ctx context.Context, kind string, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook, logf func(string, ...any), fx fixedStack) (*deployment, error) {
+	if err := checkStack(Options{Stack: kind, RedisURL: redisURL}); err != nil {
+		return nil, err
+	}
+	spec, apps := scenarioSpec(sc, ledgerData, hook, kind == StackContainers, fx.APIKey)
+	spec.LogDir, spec.Logf = logDir, logf
+	spec.ServiceAddrs, spec.MockAddr = fx.ServiceAddrs, fx.MockAddr
+	var (
+		d   harness.Deployment
+		err error
+	)
+	switch kind {
+	case "", StackEmbedded:
+		kind = StackEmbedded
+		spec.Redis = redisURL
+		d, err = harness.StartInProcess(ctx, spec)
+	default:
+		d, err = harness.Start(ctx, harness.KindContainers, spec)
+		if errors.Is(err, harness.ErrNoDocker) {
+			err = fmt.Errorf("the container stack needs Docker: %w", err)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
-	e.closers = append(e.closers, func() { _ = f.Close() })
-	return f, nil
+	s := &deployment{d: d, apps: *apps, mode: kind}
+	for i, r := range sc.Mock.Rules {
+		if _, err := d.Mock().AddFault(ctx, r.Rule); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("mock.rules[%d]: %w", i, err)
+		}
+	}
+	return s, nil
 }
 
-func (e *embedded) serviceConfig(in *instance) wxpushd.Config {
-	st := e.sc.Stack
+// scenarioSpec is the deployment a scenario describes; the map is filled
+// with the mock's apps once the deployment has configured them. served
+// makes the deployment serve hook's handler (a stack that does not run on
+// this host's loopback).
+func scenarioSpec(sc scenarios.Scenario, ledgerData int, hook *eventHook, served bool, apiKey string) (harness.Spec, *map[string]mockwx.App) {
+	if apiKey == "" {
+		var k [16]byte
+		h := sha256.Sum256(fmt.Appendf(nil, "wxload-api-key:%d:%d", sc.Seed, time.Now().UnixNano()))
+		copy(k[:], h[:])
+		apiKey = "wxl_" + hex.EncodeToString(k[:])
+	}
+	apps := new(map[string]mockwx.App)
+	spec := harness.Spec{Instances: sc.Stack.Instances, MockSeed: sc.Seed, Owner: "wxload"}
+	if hook != nil && served && hook.handler != nil {
+		spec.Handler = hook.handler
+	}
+	spec.Configure = func(ep harness.Endpoints) (wxpushd.Config, mockwx.Config) {
+		mcfg := mockwx.Config{NoDemoApp: true, Settings: sc.Mock.Settings}
+		if mcfg.Settings.LedgerDataCapacity == 0 {
+			mcfg.Settings.LedgerDataCapacity = ledgerData
+		}
+		*apps = map[string]mockwx.App{}
+		for i, a := range sc.Mock.Apps {
+			ma := a.MockApp(i)
+			if ma.TemplateDailyLimit == 0 {
+				ma.TemplateDailyLimit = 100_000_000
+			}
+			if a.CallbackMode != "off" {
+				ma.CallbackMode = wechat.Mode(a.CallbackMode)
+				ma.CallbackURL = ep.Service + "/wechat/callback/" + a.Name
+			}
+			mcfg.Apps = append(mcfg.Apps, ma)
+			(*apps)[a.Name] = ma
+		}
+		hookURL := ""
+		if hook != nil {
+			hookURL = hook.url
+			if spec.Handler != nil {
+				u, err := url.Parse(hook.url)
+				if err == nil {
+					hookURL = ep.Handlers + u.Path
+				}
+			}
+		}
+		return serviceConfig(sc, *apps, apiKey, hook, hookURL), mcfg
+	}
+	return spec, apps
+}
+
+// serviceConfig is every instance's settings.
+func serviceConfig(sc scenarios.Scenario, apps map[string]mockwx.App, apiKey string, hook *eventHook, hookURL string) wxpushd.Config {
+	st := sc.Stack
 	cfg := wxpushd.Config{
-		Addr:          in.addr,
-		RedisURL:      e.redisURL,
-		WeChatBaseURL: e.mockURL,
-		APIKeys:       []wechat.Secret{wechat.Secret(e.apiKey)},
-		Workers:       st.Workers,
-		MaxAttempts:   st.MaxAttempts,
-		BackoffBase:   st.BackoffBase.D(),
-		BackoffCap:    st.BackoffCap.D(),
-		SendTimeout:   st.SendTimeout.D(),
-		Visibility:    st.Visibility.D(),
-		PaceDelay:     st.PaceDelay.D(),
-		QuotaDelay:    st.QuotaDelay.D(),
-		Instance:      fmt.Sprintf("wxload-%d.%d", in.idx, in.gen),
-		LogLevel:      "info",
+		APIKeys:     []wechat.Secret{wechat.Secret(apiKey)},
+		Workers:     st.Workers,
+		MaxAttempts: st.MaxAttempts,
+		BackoffBase: st.BackoffBase.D(),
+		BackoffCap:  st.BackoffCap.D(),
+		SendTimeout: st.SendTimeout.D(),
+		Visibility:  st.Visibility.D(),
+		PaceDelay:   st.PaceDelay.D(),
+		QuotaDelay:  st.QuotaDelay.D(),
+		Instance:    "wxload",
+		LogLevel:    "info",
 		// A killed instance's sends are reclaimed after Visibility; a
 		// graceful stop at the end of the run should be quick.
 		ShutdownTimeout: 5 * time.Second,
@@ -238,15 +234,15 @@ func (e *embedded) serviceConfig(in *instance) wxpushd.Config {
 	if st.TokenMode == "classic" {
 		cfg.TokenMode = "classic"
 	}
-	for _, a := range e.sc.Mock.Apps {
-		ma := e.apps[a.Name]
+	for _, a := range sc.Mock.Apps {
+		ma := apps[a.Name]
 		ac := wxpushd.AppConfig{
 			Name: a.Name, AppID: ma.AppID, Secret: wechat.Secret(ma.Secret),
 			CallbackToken: wechat.Secret(ma.CallbackToken), EncodingAESKey: wechat.Secret(ma.EncodingAESKey),
 			CallbackMode: callbackMode(ma.CallbackMode), RateLimit: a.RateLimit,
 		}
-		if e.hook != nil {
-			ac.EventWebhookURL, ac.EventWebhookSecret = e.hook.url, wechat.Secret(e.hook.secret)
+		if hook != nil {
+			ac.EventWebhookURL, ac.EventWebhookSecret = hookURL, wechat.Secret(hook.secret)
 		}
 		if len(a.Replies) > 0 {
 			// wxpushd's rules take the scenario's keys (checked by
@@ -259,184 +255,76 @@ func (e *embedded) serviceConfig(in *instance) wxpushd.Config {
 	return cfg
 }
 
-// eventHook is an event webhook: where to forward and the signing secret.
-type eventHook struct{ url, secret string }
-
-// StartInstance starts instance i (again) on its address.
-func (e *embedded) StartInstance(ctx context.Context, i int) error {
-	e.mu.Lock()
-	in := e.instances[i]
-	e.mu.Unlock()
-	if in.up {
-		return fmt.Errorf("instance %d is already up", i)
-	}
-	in.gen++
-	f, err := e.logFile(fmt.Sprintf("wxpushd-%d.%d.log", i, in.gen))
-	if err != nil {
-		return err
-	}
-	var ln net.Listener
-	for try := 0; ; try++ { // the old socket may linger for a moment
-		ln, err = net.Listen("tcp", in.addr)
-		if err == nil || try == 50 {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		return fmt.Errorf("instance %d: listen on %s: %w", i, in.addr, err)
-	}
-	srv, err := wxpushd.New(ctx, e.serviceConfig(in), wxpushd.Options{
-		Logger:   slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})),
-		Listener: ln,
-	})
-	if err != nil {
-		_ = ln.Close()
-		return fmt.Errorf("instance %d: %w", i, err)
-	}
-	runCtx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.Run(runCtx)
-	}()
-	e.mu.Lock()
-	in.addr, in.srv, in.cancel, in.done, in.up, in.logFile = srv.Addr(), srv, cancel, done, true, f
-	e.mu.Unlock()
-	return nil
-}
-
-// KillInstance kills instance i like kill -9.
-func (e *embedded) KillInstance(i int) error {
-	e.mu.Lock()
-	in := e.instances[i]
-	if !in.up {
-		e.mu.Unlock()
-		return fmt.Errorf("instance %d is not up", i)
-	}
-	in.up = false
-	e.mu.Unlock()
-	in.srv.Kill()
-	select {
-	case <-in.done:
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("instance %d did not stop after kill", i)
-	}
-	in.srv.Close()
-	in.cancel()
-	return nil
-}
-
-// RestartRedis stops the embedded Redis for down and starts it again on
-// the same address with its data.
-func (e *embedded) RestartRedis(ctx context.Context, down time.Duration) error {
-	if e.proc != nil {
-		return e.proc.restart(ctx, down)
-	}
-	if e.mini == nil {
-		return errors.New("restart_redis needs an embedded Redis (run without --redis URL)")
-	}
-	e.mini.Close()
-	select {
-	case <-time.After(down):
-	case <-ctx.Done():
-	}
-	return e.mini.Restart()
-}
-
-func (e *embedded) ServiceURLs() []string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
+// ServiceURLs are the URLs of the instances that are up.
+func (s *deployment) ServiceURLs() []string {
 	var urls []string
-	for _, in := range e.instances {
-		if in != nil && in.up {
-			urls = append(urls, "http://"+in.addr)
+	for i := range s.d.Instances() {
+		if s.d.Up(i) {
+			urls = append(urls, s.d.ServiceURL(i))
 		}
 	}
 	return urls
 }
 
-func (e *embedded) Mock() *mockwx.Client            { return e.admin }
-func (e *embedded) MockApps() map[string]mockwx.App { return e.apps }
-func (e *embedded) APIKey() string                  { return e.apiKey }
+func (s *deployment) Mock() *mockwx.Client            { return s.d.Mock() }
+func (s *deployment) MockApps() map[string]mockwx.App { return s.apps }
+func (s *deployment) APIKey() string                  { return s.d.APIKey() }
 
-func (e *embedded) Describe() (string, string) {
-	switch {
-	case e.proc != nil:
-		return "embedded", "redis-server (private process, append-only file)"
-	case e.mini != nil:
-		return "embedded", "miniredis (in-process)"
+func (s *deployment) Describe() (string, string) { return s.mode, s.d.Redis() }
+
+// KillInstance kills instance i like kill -9.
+func (s *deployment) KillInstance(i int) error {
+	if s.d.Kind() == harness.KindExternal {
+		return errRemote
 	}
-	return "embedded", "external"
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return s.d.Kill(ctx, i)
 }
 
-// forwardCallback hands a delivery callback to an instance that is up, as
-// a load balancer in front of the instances would.
-func (e *embedded) forwardCallback(w http.ResponseWriter, r *http.Request) {
-	urls := e.ServiceURLs()
-	if len(urls) == 0 {
-		http.Error(w, "no instance is up", http.StatusServiceUnavailable)
-		return
+// StartInstance starts instance i again.
+func (s *deployment) StartInstance(ctx context.Context, i int) error {
+	if s.d.Kind() == harness.KindExternal {
+		return errRemote
 	}
-	target, err := url.Parse(urls[e.rr.Add(1)%uint64(len(urls))])
+	return s.d.Start(ctx, i)
+}
+
+// RestartRedis stops Redis for down and starts it again with its data.
+func (s *deployment) RestartRedis(ctx context.Context, down time.Duration) error {
+	if s.d.Kind() == harness.KindExternal {
+		return errRemote
+	}
+	err := s.d.StopRedis(ctx)
+	if errors.Is(err, harness.ErrUnsupported) {
+		return errors.New("restart_redis needs a Redis the stack runs (run without --redis URL)")
+	}
 	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadGateway)
-		return
+		return err
 	}
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	proxy.ErrorLog = nil
-	proxy.ServeHTTP(w, r)
+	sleepCtx(ctx, down)
+	// Started even when ctx ended meanwhile: the drain and teardown need it.
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 90*time.Second)
+	defer cancel()
+	return s.d.StartRedis(sctx)
 }
 
-// Close stops everything: the instances gracefully, then the mock, the
-// balancer and Redis.
-func (e *embedded) Close() {
-	var wg sync.WaitGroup
-	for _, in := range e.instances {
-		if in == nil || !in.up {
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			in.cancel()
-			<-in.done
-			in.srv.Close()
-		}()
-		in.up = false
-	}
-	wg.Wait()
-	if e.mockHTTP != nil {
-		_ = e.mockHTTP.Close()
-	}
-	if e.mock != nil {
-		e.mock.Close()
-	}
-	if e.cbHTTP != nil {
-		_ = e.cbHTTP.Close()
-	}
-	if e.mini != nil {
-		e.mini.Close()
-	}
-	if e.proc != nil {
-		e.proc.stop()
-	}
-	for _, c := range e.closers {
-		c()
-	}
+// Close tears the stack down.
+func (s *deployment) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	_ = s.d.Close(ctx)
 }
 
-// remote is a deployment the run does not control.
-type remote struct {
-	services []string
-	admin    *mockwx.Client
-	apiKey   string
-	apps     map[string]mockwx.App
-}
-
-func connectRemote(ctx context.Context, sc scenarios.Scenario, services []string, mockURL, mockToken, apiKey string) (*remote, error) {
-	r := &remote{services: services, admin: mockwx.NewClient(mockURL, mockToken, nil), apiKey: apiKey, apps: map[string]mockwx.App{}}
-	apps, err := r.admin.Apps(ctx)
+// connectRemote names a running deployment and finds the scenario's apps
+// among the mock's.
+func connectRemote(ctx context.Context, sc scenarios.Scenario, services []string, mockURL, mockToken, apiKey string) (*deployment, error) {
+	d, err := harness.ConnectExternal(services, mockURL, mockToken, apiKey)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
+	}
+	s := &deployment{d: d, apps: map[string]mockwx.App{}, mode: "remote"}
+	apps, err := d.Mock().Apps(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("mock at %s: %w", mockURL, err)
 	}
@@ -447,7 +335,7 @@ func connectRemote(ctx context.Context, sc scenarios.Scenario, services []string
 		var found bool
 		for _, ma := range apps {
 			if a.AppID != "" && ma.AppID == a.AppID || a.AppID == "" && i < len(apps) && ma.AppID == apps[i].AppID {
-				r.apps[a.Name] = ma
+				s.apps[a.Name] = ma
 				found = true
 				break
 			}
@@ -456,18 +344,8 @@ func connectRemote(ctx context.Context, sc scenarios.Scenario, services []string
 			return nil, fmt.Errorf("mock.apps[%d] (%s): the mock at %s has no such app", i, a.Name, mockURL)
 		}
 	}
-	return r, nil
+	return s, nil
 }
-
-func (r *remote) ServiceURLs() []string                             { return r.services }
-func (r *remote) Mock() *mockwx.Client                              { return r.admin }
-func (r *remote) MockApps() map[string]mockwx.App                   { return r.apps }
-func (r *remote) APIKey() string                                    { return r.apiKey }
-func (r *remote) KillInstance(int) error                            { return errRemote }
-func (r *remote) StartInstance(context.Context, int) error          { return errRemote }
-func (r *remote) RestartRedis(context.Context, time.Duration) error { return errRemote }
-func (r *remote) Describe() (string, string)                        { return "remote", "the deployment's" }
-func (r *remote) Close()                                            {}
 
 // callbackMode is the mode wxpushd expects an app's pushes in: the mock
 // app's (its empty mode is plain).

@@ -127,8 +127,8 @@ func Up(ctx context.Context, opts UpOptions, out io.Writer) error {
 	urls := e.ServiceURLs()
 	_, redis := e.Describe()
 	g := guide{
-		services: urls, mockURL: e.mockURL, apiKey: apiKey,
-		redis: redis + " " + redactURL(e.redisURL),
+		services: urls, mockURL: e.Mock().BaseURL(), apiKey: apiKey,
+		redis: redis + " " + redactURL(e.redisURL()),
 		logs:  logDir,
 	}
 	if !isLoopback(mockAddr) {
@@ -138,14 +138,14 @@ func Up(ctx context.Context, opts UpOptions, out io.Writer) error {
 		g.logs += " (removed at exit; --logs DIR keeps them)"
 	}
 	for _, a := range sc.Mock.Apps {
-		g.apps = append(g.apps, guideApp{name: a.Name, app: e.apps[a.Name]})
+		g.apps = append(g.apps, guideApp{name: a.Name, app: e.MockApps()[a.Name]})
 	}
 	if err := g.write(out); err != nil {
 		return err
 	}
 	fmt.Fprintln(out, "Running until Ctrl-C.")
 
-	watchMock(ctx, e.admin, cmp.Or(opts.StatusEvery, 10*time.Second), out)
+	watchMock(ctx, e.Mock(), cmp.Or(opts.StatusEvery, 10*time.Second), out)
 	fmt.Fprintln(out, "wxload up: stopping ...")
 	stop()
 	fmt.Fprintln(out, "wxload up: stopped")

@@ -60,6 +60,9 @@ run flags:
   --redis URL        embedded stack: use this Redis (redis://host:6379/0) instead of an embedded
                      one; miniredis or redis-server chooses the embedded one (default: a private
                      redis-server when installed, else miniredis)
+  --stack KIND       embedded (default: in this process) or containers (Docker:
+                     images built FROM scratch from the source, nothing pulled;
+                     the timeline's kills and Redis restarts go through Docker)
   --seed N           override the scenario's seed
   --quiet            no progress, only the final verdict line
   --no-self-check    skip the generator self-check
@@ -97,6 +100,14 @@ environment:
   XDG_CACHE_HOME      where run keeps this machine's self-check rates, to tell a busy
                       machine from a slow service: $XDG_CACHE_HOME/wxload/self-check.json
   HOME                ... or $HOME/.cache/wxload/self-check.json without XDG_CACHE_HOME
+  run --stack containers (testcontainers-go) also reads:
+  WXPUSH_REDIS_IMAGE  the Redis image (default redis:7-alpine when present, else
+                      wxpush/redis:local, built from Debian's redis-server)
+  DOCKER_HOST         the Docker engine (default the local socket)
+  TESTCONTAINERS_HOST_OVERRIDE  the host that reaches the containers' ports (default
+                      127.0.0.1 with a local engine)
+  TESTCONTAINERS_RYUK_DISABLED  set to true when unset (nothing is pulled; wxload removes
+                      its own containers, labelled wxpush.wxload=true)
   go-redis's own log lines (the embedded stack's Redis clients) come on stderr as JSON,
   at most 5 a minute.
 
@@ -184,6 +195,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.StringVar(&opts.MockToken, "mock-token", getenv("MOCKWX_ADMIN_TOKEN"), "")
 	fs.StringVar(&opts.APIKey, "api-key", getenv("WXLOAD_API_KEY"), "")
 	fs.StringVar(&opts.RedisURL, "redis", "", "")
+	fs.StringVar(&opts.Stack, "stack", "", "")
 	fs.Int64Var(&seed, "seed", 0, "")
 	fs.BoolVar(&quiet, "quiet", false, "")
 	fs.BoolVar(&opts.NoSelfCheck, "no-self-check", false, "")

@@ -22,6 +22,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wxpush/wxpush/internal/logging"
+
+	// The container stack (wxload run --stack containers).
+	_ "github.com/wxpush/wxpush/internal/harness/containers"
 	"github.com/wxpush/wxpush/loadtest/cli"
 )
 
