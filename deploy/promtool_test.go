@@ -17,8 +17,8 @@ const (
 	alertsFile = "prometheus/alerts.yml"
 	// composeConfig is the compose profile's Prometheus configuration.
 	composeConfig = "prometheus/prometheus.yml"
-	testsGlob  = "prometheus/tests/*.yml"
-	runbook    = "README.md"
+	testsGlob     = "prometheus/tests/*.yml"
+	runbook       = "README.md"
 )
 
 // ruleFile is the layout of a Prometheus rule file.
