@@ -161,7 +161,7 @@ up-observability: ## make up, plus Prometheus (compose profile observability: sc
 		[ $$i -eq 60 ] && { echo "up-observability: Prometheus did not become ready in 60 s"; $(COMPOSE) --profile observability ps; exit 1; }; \
 		sleep 1; \
 	done
-	@echo "Prometheus: http://127.0.0.1:9090 (alerts: http://127.0.0.1:9090/alerts, targets: http://127.0.0.1:9090/targets); Grafana dashboard to import: deploy/grafana/wxpush.json"
+	@echo "Prometheus: http://127.0.0.1:9090 (alerts: http://127.0.0.1:9090/classic/alerts, targets: http://127.0.0.1:9090/classic/targets; Debian's build serves the classic UI); Grafana dashboard to import: deploy/grafana/wxpush.json"
 
 down: ## stop the docker compose stack and remove its volumes
 	$(COMPOSE) --profile loadtest --profile observability down -v --remove-orphans

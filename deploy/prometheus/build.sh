@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds a Prometheus image FROM scratch out of Debian's prometheus package
 # (installed with apt-get when missing): prometheus, promtool, the shared
-# libraries ldd lists and the web UI under /usr/share/prometheus, the way
+# libraries ldd lists and the web UI under /usr/share/prometheus (the
+# classic UI: /classic/alerts), the way
 # conformance/images/redis/build.sh builds Redis. Nothing is pulled.
 # Usage: build.sh [TAG]; prints the tag.
 set -euo pipefail
@@ -25,7 +26,11 @@ for bin in prometheus promtool; do
 		cp -L "$lib" "$root$lib"
 	done
 done
-cp -r /usr/share/prometheus "$root/usr/share/prometheus"
+# The web UI, its links into /usr/share/javascript followed (Debian ships
+# the UI's libraries as separate packages), without moment-timezone's raw
+# data (200 MB the UI does not load).
+tar -C /usr/share -chf - --exclude='prometheus/web/static/moment-timezone/data' prometheus |
+	tar -C "$root/usr/share" -xf -
 for d in consoles console_libraries; do
 	if [ -d "/etc/prometheus/$d" ]; then cp -r "/etc/prometheus/$d" "$root/etc/prometheus/$d"; fi
 done
