@@ -20,10 +20,10 @@ GO_SOURCES := $(shell find . -name '*.go' -not -path './.git/*' -not -path './ru
 SAY = @printf '%s\n' 
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint fuzz demo up-local bench conformance images up down clean
+.PHONY: help build test lint fuzz demo up-local bench conformance images up up-observability down clean
 
 help: ## list the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 build: ## build bin/wxpushd, bin/mockwx and bin/wxload, static (CGO_ENABLED=0)
 	$(SAY) "build: compiling the three programs (the first build downloads modules and takes a few minutes; later builds reuse Go's build cache)..."
@@ -153,8 +153,18 @@ up: images ## build the images, start the stack with docker compose (Redis, mock
 			--mock http://127.0.0.1:9000 --api-key "$${key%%,*}"
 	@echo "(make down stops it)"
 
+up-observability: ## make up, plus Prometheus (compose profile observability: scrapes both wxpushd, loads deploy/prometheus/alerts.yml); prints its URL
+	@img=$${WXPUSH_PROMETHEUS_IMAGE:-$$(deploy/prometheus/build.sh)}; echo "up-observability: Prometheus image $$img"; \
+		WXPUSH_PROMETHEUS_IMAGE=$$img COMPOSE_PROFILES=observability $(MAKE) --no-print-directory up
+	@for i in $$(seq 60); do \
+		$(GO) run ./service/cmd/wxpushd -healthcheck http://127.0.0.1:9090/-/ready >/dev/null 2>&1 && break; \
+		[ $$i -eq 60 ] && { echo "up-observability: Prometheus did not become ready in 60 s"; $(COMPOSE) --profile observability ps; exit 1; }; \
+		sleep 1; \
+	done
+	@echo "Prometheus: http://127.0.0.1:9090 (alerts: http://127.0.0.1:9090/classic/alerts, targets: http://127.0.0.1:9090/classic/targets; Debian's build serves the classic UI); Grafana dashboard to import: deploy/grafana/wxpush.json"
+
 down: ## stop the docker compose stack and remove its volumes
-	$(COMPOSE) --profile loadtest down -v --remove-orphans
+	$(COMPOSE) --profile loadtest --profile observability down -v --remove-orphans
 
 clean: ## remove build output and run directories
 	rm -rf $(BIN) reports/out runs

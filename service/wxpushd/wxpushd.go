@@ -246,6 +246,7 @@ func (s *Server) build(opts Options) error {
 			s.log.Warn("app takes plaintext callbacks: their body is not signed, so anyone who captured one callback URL can replay it with another body for the skew window (the replay guard refuses a second body, not the first); set an encoding_aes_key and callback_mode safe", "app", a.Name)
 		}
 	}
+	primeMetrics(s.metrics, list)
 	s.store = store.New(s.rdb, store.Options{Prefix: cfg.KeyPrefix, Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL, Apps: names, Events: events})
 	// A reset is shown in /readyz for the idempotency TTL: the time during
 	// which repeats of the lost keys are taken as new messages.

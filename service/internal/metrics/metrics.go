@@ -25,6 +25,7 @@ type Metrics struct {
 	InFlight        prometheus.Gauge         // sends under way in this instance
 	TokenRefreshes  *prometheus.CounterVec   // app, result (ok, error, budget_refused)
 	TokenBudgetUsed *prometheus.GaugeVec     // app: token calls today (shared counter)
+	TokenBudget     *prometheus.GaugeVec     // app: the daily token call budget TokenBudgetUsed counts towards
 	TokenInvalid    *prometheus.CounterVec   // app, result (deleted, stale): 40001/40014/42001 seen
 	SendSeconds     *prometheus.HistogramVec // app: one WeChat send call
 	EndToEndSeconds *prometheus.HistogramVec // app: accepted -> sent
@@ -100,6 +101,7 @@ func New() *Metrics {
 		InFlight:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "wxpush_sends_in_flight", Help: "WeChat sends under way in this instance."}),
 		TokenRefreshes:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_token_refreshes_total", Help: "Access token fetches from WeChat by this instance, by result."}, []string{"app", "result"}),
 		TokenBudgetUsed: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wxpush_token_budget_used", Help: "Token calls made today by all instances (shared counter)."}, []string{"app"}),
+		TokenBudget:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "wxpush_token_daily_budget", Help: "Token calls allowed per app per day across instances (the limit wxpush_token_budget_used counts towards)."}, []string{"app"}),
 		TokenInvalid:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "wxpush_token_invalidations_total", Help: "Token-invalid errcodes seen, by whether the cached token was deleted or was already replaced."}, []string{"app", "result"}),
 		SendSeconds:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wxpush_send_duration_seconds", Help: "Duration of one WeChat template send call.", Buckets: latency}, []string{"app"}),
 		EndToEndSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "wxpush_accept_to_sent_seconds", Help: "From API acceptance to WeChat accepting the message.", Buckets: e2e}, []string{"app"}),
@@ -124,7 +126,7 @@ func New() *Metrics {
 	}
 	for _, c := range []prometheus.Collector{
 		m.Accepted, m.Replayed, m.Sent, m.Failed, m.Attempts, m.Retries, m.Reclaimed, m.InFlight,
-		m.TokenRefreshes, m.TokenBudgetUsed, m.TokenInvalid, m.SendSeconds, m.EndToEndSeconds,
+		m.TokenRefreshes, m.TokenBudgetUsed, m.TokenBudget, m.TokenInvalid, m.SendSeconds, m.EndToEndSeconds,
 		m.HTTPRequests, m.HTTPSeconds, m.RedisErrors, m.Callbacks, m.DeliveryReports,
 		m.AppPaused, m.AppPauses, m.AppWaiting, m.QuotaUsed, m.Held, m.Webhooks, m.StoreResets, m.ClockOffset, m.RateLimited,
 		m.EventsReceived, m.EventWebhooks, m.Replies, m.SendsSkipped,

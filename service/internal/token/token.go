@@ -102,7 +102,8 @@ type Options struct {
 	Now func() time.Time
 	// Logger receives the manager's logs; nil discards them.
 	Logger *slog.Logger
-	// Metrics receives TokenRefreshes, TokenBudgetUsed and TokenInvalid; may be nil.
+	// Metrics receives TokenRefreshes, TokenBudgetUsed, TokenBudget and
+	// TokenInvalid; may be nil.
 	Metrics *metrics.Metrics
 }
 
@@ -265,6 +266,9 @@ func NewManager(rdb redis.UniversalClient, wc *wechat.Client, list []*apps.App, 
 			invalidKey:   p + "tokeninvalid:" + a.Name,
 			budgetPrefix: p + "tokenbudget:" + a.Name + ":",
 			budget:       budget,
+		}
+		if m.met != nil {
+			m.met.TokenBudget.WithLabelValues(a.Name).Set(float64(budget))
 		}
 	}
 	return m, nil

@@ -601,6 +601,7 @@ func TestDailyBudget(t *testing.T) {
 				assert.EqualValues(t, 1, counter(t, a.met.TokenRefreshes, appName, "budget_refused"))
 				assert.EqualValues(t, 2, counter(t, a.met.TokenRefreshes, appName, "ok"))
 				assert.EqualValues(t, 2, gauge(t, a.met.TokenBudgetUsed, appName))
+				assert.EqualValues(t, 2, gauge(t, a.met.TokenBudget, appName), "the configured budget is exported")
 
 				// Right after a refusal the instance answers without Redis.
 				_, err := a.Token(ctx, appName)
@@ -1056,10 +1057,11 @@ func TestPerAppMode(t *testing.T) {
 	r := newMiniredis(t)
 	wc, err := wechat.NewClient("http://127.0.0.1:1", nil)
 	require.NoError(t, err)
+	met := metrics.New()
 	m, err := NewManager(r.rdb, wc, []*apps.App{
 		{Name: "a", AppID: "wx1", Secret: "s3cr3t-value-0123456789"},
 		{Name: "b", AppID: "wx2", Secret: "s3cr3t-value-0123456789", TokenMode: string(ModeClassic)},
-	}, Options{Mode: ModeStable})
+	}, Options{Mode: ModeStable, Metrics: met})
 	require.NoError(t, err)
 	sa, err := m.State(t.Context(), "a")
 	require.NoError(t, err)
@@ -1069,4 +1071,7 @@ func TestPerAppMode(t *testing.T) {
 	assert.Equal(t, defaultBudgetStable, sa.DailyBudget)
 	assert.Equal(t, ModeClassic, sb.Mode)
 	assert.Equal(t, defaultBudgetClassic, sb.DailyBudget)
+	// Each app's budget is exported from the start, before any token call.
+	assert.EqualValues(t, defaultBudgetStable, gauge(t, met.TokenBudget, "a"))
+	assert.EqualValues(t, defaultBudgetClassic, gauge(t, met.TokenBudget, "b"))
 }
