@@ -3,6 +3,8 @@ package harness
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -23,6 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wxpush/wxpush/internal/logging"
+	"github.com/wxpush/wxpush/internal/redisurl"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/service/wxpushd"
 )
@@ -110,6 +113,12 @@ func StartInProcess(ctx context.Context, spec Spec) (_ *InProcess, err error) {
 
 	var mcfg mockwx.Config
 	e.cfg, mcfg = spec.Configure(ep)
+	if e.proc == nil && e.mini == nil && e.cfg.KeyPrefix == "" {
+		// A Redis the deployment does not own (perhaps a real
+		// deployment's, on wxpushd's default prefix): keys of its own,
+		// deleted at Close.
+		e.cfg.KeyPrefix = privatePrefix(spec.Owner)
+	}
 	if len(e.cfg.APIKeys) > 0 {
 		e.apiKey = e.cfg.APIKeys[0].Reveal()
 	}
@@ -186,7 +195,7 @@ func (e *InProcess) startRedis(ctx context.Context) error {
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" || !strings.HasPrefix(u.Scheme, "redis") {
-		return fmt.Errorf("redis %q: not a redis:// URL (use redis://host:6379/0)", raw)
+		return fmt.Errorf("redis %q: not a redis:// URL (use redis://host:6379/0)", redisurl.Redacted(raw))
 	}
 	e.redisURL = u
 	return nil
@@ -603,4 +612,14 @@ func (e *InProcess) Close(ctx context.Context) error {
 		_ = os.RemoveAll(e.tmpDir)
 	}
 	return errors.Join(errs...)
+}
+
+// privatePrefix is a key prefix no other deployment uses, with its own
+// hash tag (every key of one deployment in one Cluster slot, as wxpushd
+// needs): "<owner>:<hex>:{<hex>}:".
+func privatePrefix(owner string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	tag := hex.EncodeToString(b[:])
+	return fmt.Sprintf("%s:%s:{%s}:", owner, tag, tag)
 }
