@@ -171,7 +171,11 @@ type Starter func(ctx context.Context, spec Spec) (Deployment, error)
 var (
 	startersMu sync.Mutex
 	starters   = map[string]Starter{KindInProcess: func(ctx context.Context, spec Spec) (Deployment, error) {
-		return StartInProcess(ctx, spec)
+		d, err := StartInProcess(ctx, spec)
+		if err != nil {
+			return nil, err // not a typed nil inside the interface
+		}
+		return d, nil
 	}}
 )
 

@@ -85,3 +85,53 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// Redacted is raw as an error may show it: any password (everything
+// before the last @ of the authority, found textually, so that it works
+// for URLs url.Parse refuses) replaced by "xxxxx".
+func Redacted(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		return redactSchemeless(raw)
+	}
+	return redact(raw, scheme, rest)
+}
+
+// HideSecret returns err with raw's user information (user:password)
+// replaced by "xxxxx" wherever its text shows it: the errors of parsers
+// that quote the URL they were given (go-redis, net/url) pass through it
+// before anyone prints them. nil stays nil.
+func HideSecret(err error, raw string) error {
+	if err == nil {
+		return nil
+	}
+	_, rest, ok := strings.Cut(raw, "://")
+	if !ok {
+		rest = raw
+	}
+	// The last @ anywhere: a password may hold / or ?, and hiding too
+	// much of an error is better than too little.
+	at := strings.LastIndexByte(rest, '@')
+	if at <= 0 {
+		return err
+	}
+	userinfo := rest[:at]
+	msg := err.Error()
+	for _, s := range []string{userinfo, url.PathEscape(userinfo), url.QueryEscape(userinfo)} {
+		msg = strings.ReplaceAll(msg, s, "xxxxx")
+	}
+	if _, pw, ok := strings.Cut(userinfo, ":"); ok && pw != "" {
+		msg = strings.ReplaceAll(msg, pw, "xxxxx")
+	}
+	return secretError{msg: msg, err: err}
+}
+
+// secretError is an error whose text hides a secret; Unwrap keeps errors.Is
+// working (the wrapped error's own text must not be printed).
+type secretError struct {
+	msg string
+	err error
+}
+
+func (e secretError) Error() string { return e.msg }
+func (e secretError) Unwrap() error { return e.err }

@@ -1,6 +1,9 @@
 package redisurl
 
 import (
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -39,5 +42,32 @@ func TestCheck(t *testing.T) {
 			}
 			assert.NotContains(t, err.Error(), "hunter2secret", "no password in an error")
 		})
+	}
+}
+
+func TestHideSecret(t *testing.T) {
+	for _, raw := range []string{
+		"redis://:s3cretpw%zz@127.0.0.1:6379/0",
+		"redis://user:s3cretpw@127.0.0.1:port/0",
+		"rediss://:s3cret/pw@host:6379/notadb",
+		"user:s3cretpw@host:6379",
+	} {
+		err := HideSecret(fmt.Errorf("parse %q: boom", raw), raw)
+		if strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("HideSecret(%q) = %q: shows the password", raw, err)
+		}
+		if got := Redacted(raw); strings.Contains(got, "s3cret") {
+			t.Errorf("Redacted(%q) = %q: shows the password", raw, got)
+		}
+	}
+	base := errors.New("dial tcp 127.0.0.1:6379: refused")
+	if got := HideSecret(base, "redis://127.0.0.1:6379/0"); got != base {
+		t.Errorf("a URL without a password changed the error: %v", got)
+	}
+	if !errors.Is(HideSecret(base, "redis://:pw@h:1/0"), base) {
+		t.Error("HideSecret breaks errors.Is")
+	}
+	if HideSecret(nil, "redis://:pw@h:1/0") != nil {
+		t.Error("HideSecret(nil) is not nil")
 	}
 }

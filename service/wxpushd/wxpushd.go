@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wxpush/wxpush/internal/logging"
+	"github.com/wxpush/wxpush/internal/redisurl"
 	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service/internal/apps"
@@ -160,7 +161,7 @@ func (s *Server) connect(ctx context.Context) error {
 	}
 	rdb, err := redisClient(s.cfg.RedisURL, s.reconnected)
 	if err != nil {
-		return fmt.Errorf("%w: redis URL: %v", ErrUsage, err)
+		return fmt.Errorf("%w: redis URL: %v", ErrUsage, redisurl.HideSecret(err, s.cfg.RedisURL))
 	}
 	s.rdb = rdb
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -41,7 +41,11 @@ import (
 
 func init() {
 	harness.Register(harness.KindContainers, func(ctx context.Context, spec harness.Spec) (harness.Deployment, error) {
-		return Start(ctx, spec)
+		d, err := Start(ctx, spec)
+		if err != nil {
+			return nil, err // not a typed nil inside the interface
+		}
+		return d, nil
 	})
 }
 
