@@ -40,6 +40,10 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout, 
 		fmt.Fprintf(stderr, "wxload up: unexpected argument %q\n", fs.Arg(0))
 		return ExitUsage
 	}
+	if err := checkRedisFlag(opts.RedisURL); err != nil {
+		fmt.Fprintln(stderr, "wxload up: --redis:", err)
+		return ExitUsage
+	}
 	var err error
 	if len(services) > 0 || dep.MockURL != "" {
 		dep.Services, dep.APIKey = services, opts.APIKey
