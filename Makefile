@@ -12,9 +12,11 @@ BENCHN    ?= 40000
 
 export CGO_ENABLED ?= 0
 
-# Every Go source and the module files: bin/wxload is rebuilt only when one
-# of them changed, so `make demo` compiles once and then reuses the binary.
-GO_SOURCES := $(shell find . -name '*.go' -not -path './.git/*' -not -path './runs/*' 2>/dev/null) go.mod go.sum
+# Every file that can go into a binary (Go sources, and what they embed:
+# scenario catalog, report and console templates and assets), tests and
+# build output aside: bin/wxload is rebuilt only when one of them changed,
+# so `make demo` compiles once and then reuses the binary.
+GO_SOURCES := $(shell find . \( -path ./.git -o -path ./bin -o -path ./runs -o -path ./reports/out -o -name testdata \) -prune -o -type f -not -name '*_test.go' -not -name '*.md' -print 2>/dev/null)
 # SAY prints what a target is about to do, before a silence that can last
 # minutes on a fresh clone (module downloads, a cold build cache).
 SAY = @printf '%s\n' 
