@@ -68,6 +68,7 @@ func (p *RedisServer) Start(ctx context.Context) error {
 	// Its own process group: a Ctrl-C meant for the parent does not stop
 	// it before the parent's teardown does.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	dieWithParent(p.cmd.SysProcAttr)
 	if err := p.cmd.Start(); err != nil {
 		return fmt.Errorf("redis-server: %w", err)
 	}

@@ -29,7 +29,7 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	redisLog := logging.NewRedisLogger(logging.New(os.Stderr, slog.LevelInfo), logging.DefaultRedisLogLimit, logging.DefaultRedisLogInterval)
 	redis.SetLogger(redisLog)
 	code := cli.Main(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
