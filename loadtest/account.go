@@ -9,6 +9,7 @@ import (
 
 	"github.com/wxpush/wxpush/internal/window"
 	"github.com/wxpush/wxpush/mockwx"
+	"github.com/wxpush/wxpush/scenarios"
 	"github.com/wxpush/wxpush/service"
 )
 
@@ -190,6 +191,30 @@ func (a *accountant) unconfirmed() []*tracked {
 	var out []*tracked
 	for _, t := range a.byMarker {
 		if t.deliveries > 0 && t.status != service.StatusDelivered && !t.failed() {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// reportingApps names the apps whose delivery reports the mock sends to
+// the service (callback_mode other than off).
+func reportingApps(apps []scenarios.App) map[string]bool {
+	out := map[string]bool{}
+	for _, a := range apps {
+		if a.CallbackMode != "off" {
+			out[a.Name] = true
+		}
+	}
+	return out
+}
+
+// awaitingReports lists the messages of ts a delivery report can still
+// make final: delivered, not final yet, of an app in reporting.
+func awaitingReports(ts []*tracked, reporting map[string]bool) []*tracked {
+	var out []*tracked
+	for _, t := range ts {
+		if reporting[t.app] && t.deliveries > 0 && t.status != service.StatusDelivered && !t.failed() {
 			out = append(out, t)
 		}
 	}
