@@ -9,6 +9,7 @@ import (
 
 	"github.com/wxpush/wxpush/internal/window"
 	"github.com/wxpush/wxpush/mockwx"
+	"github.com/wxpush/wxpush/scenarios"
 	"github.com/wxpush/wxpush/service"
 )
 
@@ -49,6 +50,10 @@ type accountant struct {
 	startSeq     uint64 // the ledger's end before the run
 	lastSeq      uint64
 	receipts     map[string][]time.Time // first deliveries by app
+	// lateReceipts is the receipts function of the ledger call that
+	// parked a delivery in unacked: accept calls it when it folds the
+	// delivery in.
+	lateReceipts func(t *tracked, at time.Time)
 }
 
 func newAccountant(tag string, apps map[string]mockwx.App, since time.Time) *accountant {
@@ -63,7 +68,10 @@ func newAccountant(tag string, apps map[string]mockwx.App, since time.Time) *acc
 // accept records an acknowledged message: sent is the scheduled send time
 // of the request that carried it, at the arrival of the API's answer. A
 // repeat with the same marker keeps the first acknowledgement, and the
-// earliest send time.
+// earliest send time. A delivery the ledger showed before the answer
+// is folded in here, and reaches the app's receipts and the receipts
+// function that ledger call was given: the caller must not hold a lock
+// that function takes.
 func (a *accountant) accept(it item, id string, sent, at time.Time) {
 	if t, ok := a.byMarker[it.marker]; ok {
 		if t.id != id {
@@ -75,13 +83,23 @@ func (a *accountant) accept(it item, id string, sent, at time.Time) {
 		return
 	}
 	t := &tracked{id: id, marker: it.marker, app: it.app, touser: it.touser, sentAt: sent, acceptedAt: at}
+	a.byMarker[it.marker] = t
+	a.byID[id] = t
 	if n := a.unacked[it.marker]; n > 0 { // the ledger saw it before the answer was processed
-		t.deliveries, t.firstAt = n, a.unackedFirst[it.marker]
+		t.deliveries = n
+		a.firstDelivery(t, a.unackedFirst[it.marker], a.lateReceipts)
 		delete(a.unacked, it.marker)
 		delete(a.unackedFirst, it.marker)
 	}
-	a.byMarker[it.marker] = t
-	a.byID[id] = t
+}
+
+// firstDelivery records t's first delivery, received at at.
+func (a *accountant) firstDelivery(t *tracked, at time.Time, receipts func(t *tracked, at time.Time)) {
+	t.firstAt = at
+	a.receipts[t.app] = append(a.receipts[t.app], at)
+	if receipts != nil {
+		receipts(t, at)
+	}
 }
 
 // ledgerData is the part of a ledger entry's data the accounting reads.
@@ -111,7 +129,8 @@ func (a *accountant) markerOf(e mockwx.LedgerEntry) (string, bool) {
 }
 
 // ledger applies one ledger entry. entry, when set, sees every entry of
-// this run; receipts sees each message's first delivery.
+// this run; receipts sees each message's first delivery (one seen before
+// its accept when accept folds it in).
 func (a *accountant) ledger(e mockwx.LedgerEntry, entry func(mockwx.LedgerEntry), receipts func(t *tracked, at time.Time)) {
 	if e.Seq > a.lastSeq {
 		a.lastSeq = e.Seq
@@ -135,15 +154,12 @@ func (a *accountant) ledger(e mockwx.LedgerEntry, entry func(mockwx.LedgerEntry)
 			a.unackedFirst[marker] = e.ReceivedAt
 		}
 		a.unacked[marker]++
+		a.lateReceipts = receipts
 		return
 	}
 	t.deliveries++
 	if t.deliveries == 1 {
-		t.firstAt = e.ReceivedAt
-		a.receipts[t.app] = append(a.receipts[t.app], e.ReceivedAt)
-		if receipts != nil {
-			receipts(t, e.ReceivedAt)
-		}
+		a.firstDelivery(t, e.ReceivedAt, receipts)
 	}
 }
 
@@ -175,6 +191,30 @@ func (a *accountant) unconfirmed() []*tracked {
 	var out []*tracked
 	for _, t := range a.byMarker {
 		if t.deliveries > 0 && t.status != service.StatusDelivered && !t.failed() {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// reportingApps names the apps whose delivery reports the mock sends to
+// the service (callback_mode other than off).
+func reportingApps(apps []scenarios.App) map[string]bool {
+	out := map[string]bool{}
+	for _, a := range apps {
+		if a.CallbackMode != "off" {
+			out[a.Name] = true
+		}
+	}
+	return out
+}
+
+// awaitingReports lists the messages of ts a delivery report can still
+// make final: delivered, not final yet, of an app in reporting.
+func awaitingReports(ts []*tracked, reporting map[string]bool) []*tracked {
+	var out []*tracked
+	for _, t := range ts {
+		if reporting[t.app] && t.deliveries > 0 && t.status != service.StatusDelivered && !t.failed() {
 			out = append(out, t)
 		}
 	}

@@ -221,12 +221,16 @@ type scrape struct {
 
 // sampler reads every live instance's /metrics once a second and keeps
 // per-run deltas of their counters. It is safe for concurrent use: the
-// sampling loop and the timeline (a scrape before a kill) both scrape.
+// sampling loop and the timeline (a scrape before a kill) both scrape, and
+// their fetches may end in any order: each scrape is numbered when it
+// starts, and a result older than the one already applied for an instance
+// is discarded.
 type sampler struct {
 	urls func() []string
 	hc   http.Client
 
 	mu       sync.Mutex
+	seq      uint64 // the last scrape started
 	counters counterTracker
 	maxDepth float64
 	failures int
@@ -258,6 +262,10 @@ func (s *sampler) baseline(ctx context.Context) scrape {
 // scrapeAll scrapes every instance up and returns the run's figures so
 // far.
 func (s *sampler) scrapeAll(ctx context.Context) scrape {
+	s.mu.Lock()
+	s.seq++
+	seq := s.seq
+	s.mu.Unlock()
 	urls := s.urls()
 	type result struct {
 		vals  map[string]float64
@@ -282,7 +290,7 @@ func (s *sampler) scrapeAll(ctx context.Context) scrape {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out scrape
-	s.counters.present(urls)
+	s.counters.present(urls, seq)
 	for i, u := range urls {
 		if res[i].err != nil {
 			s.failures++
@@ -290,7 +298,7 @@ func (s *sampler) scrapeAll(ctx context.Context) scrape {
 		}
 		out.up++
 		out.queueDepth = max(out.queueDepth, res[i].depth)
-		s.counters.observe(u, res[i].vals)
+		s.counters.observe(u, res[i].vals, seq)
 	}
 	s.maxDepth = max(s.maxDepth, out.queueDepth)
 	out.figures = s.counters.figures()
@@ -372,28 +380,36 @@ type instCounters struct {
 	base, last map[string]float64 // the current process's baseline and last scrape
 	earlier    map[string]float64 // what earlier processes at this URL counted
 	gone       bool               // it left the list of instances up
+	// seq numbers the latest scrape applied: one that started earlier is
+	// stale (its lower values are not a restart) and is discarded.
+	seq uint64
 }
 
-// present marks the instances not in urls as gone: the next scrape of one
-// of them is a new process.
-func (c *counterTracker) present(urls []string) {
+// present marks the instances not in urls, the list scrape seq started
+// from, as gone: the next scrape of one of them is a new process. A list
+// older than an instance's last applied scrape says nothing of it.
+func (c *counterTracker) present(urls []string, seq uint64) {
 	up := make(map[string]bool, len(urls))
 	for _, u := range urls {
 		up[u] = true
 	}
 	for u, in := range c.insts {
-		if !up[u] {
-			in.gone = true
+		if !up[u] && seq > in.seq {
+			in.gone, in.seq = true, seq
 		}
 	}
 }
 
-// observe applies one scrape of the instance at url.
-func (c *counterTracker) observe(url string, vals map[string]float64) {
+// observe applies scrape seq of the instance at url, unless a later
+// scrape of it was applied already.
+func (c *counterTracker) observe(url string, vals map[string]float64, seq uint64) {
 	if c.insts == nil {
 		c.insts = map[string]*instCounters{}
 	}
 	in := c.insts[url]
+	if in != nil && seq < in.seq {
+		return
+	}
 	switch {
 	case in == nil:
 		in = &instCounters{base: map[string]float64{}, earlier: map[string]float64{}}
@@ -411,7 +427,7 @@ func (c *counterTracker) observe(url string, vals map[string]float64) {
 		c.restarts++
 	}
 	in.gone = false
-	in.last = vals
+	in.last, in.seq = vals, seq
 }
 
 // wentDown reports whether any counter of last is higher than in vals (a

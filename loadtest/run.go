@@ -642,11 +642,9 @@ func (r *runner) drain(ctx context.Context, acct *accountant, entry func(mockwx.
 	}
 	// Delivery reports: statuses move to delivered (or failed) when the
 	// mock's callbacks are applied. Read them all (up to the limit),
-	// repeating for those not final yet, within the drain budget.
-	callbacks := false
-	for _, a := range r.sc.Mock.Apps {
-		callbacks = callbacks || a.CallbackMode != "off"
-	}
+	// repeating for those not final yet, within the drain budget; only
+	// the messages of apps with delivery reports can become final.
+	reporting := reportingApps(r.sc.Mock.Apps)
 	all := make([]*tracked, 0, len(acct.byMarker))
 	for _, t := range acct.byMarker {
 		all = append(all, t)
@@ -656,7 +654,7 @@ func (r *runner) drain(ctx context.Context, acct *accountant, entry func(mockwx.
 		all = all[:r.opts.StatusCheckLimit]
 	}
 	checked += r.checkStatuses(ctx, all)
-	if !callbacks {
+	if len(reporting) == 0 {
 		return checked, true
 	}
 	confirmBy := time.Now().Add(15 * time.Second)
@@ -664,12 +662,7 @@ func (r *runner) drain(ctx context.Context, acct *accountant, entry func(mockwx.
 		confirmBy = deadline
 	}
 	for time.Now().Before(confirmBy) && ctx.Err() == nil {
-		var pending []*tracked
-		for _, t := range all {
-			if t.deliveries > 0 && t.status != service.StatusDelivered && !t.failed() {
-				pending = append(pending, t)
-			}
-		}
+		pending := awaitingReports(all, reporting)
 		live.unconfirmed.Store(int64(len(pending)))
 		if len(pending) == 0 {
 			break
