@@ -89,11 +89,27 @@ func (c *Comparison) Regressed() bool {
 var ErrDifferentScenarios = errors.New("the runs are of different scenarios")
 
 // Comparable reports whether the two runs can be compared: they must be
-// runs of the same scenario (ErrDifferentScenarios otherwise).
+// runs of the same scenario (ErrDifferentScenarios otherwise): the same
+// name and, since a scenario file may reuse a name, the same stack (mode
+// and instances) and offered rate. The description may differ (a catalog
+// edit between the two versions measured).
 func (c *Comparison) Comparable() error {
-	b, n := c.Base.Summary.Scenario, c.New.Summary.Scenario
-	if b != n {
-		return fmt.Errorf("%w: %s is a run of %q, %s a run of %q", ErrDifferentScenarios, c.BaseDir, b, c.NewDir, n)
+	b, n := c.Base.Summary, c.New.Summary
+	if b.Scenario != n.Scenario {
+		return fmt.Errorf("%w: %s is a run of %q, %s a run of %q", ErrDifferentScenarios, c.BaseDir, b.Scenario, c.NewDir, n.Scenario)
+	}
+	var diff []string
+	if b.Run.Mode != n.Run.Mode {
+		diff = append(diff, fmt.Sprintf("stack %s vs %s", b.Run.Mode, n.Run.Mode))
+	}
+	if b.Run.Instances != n.Run.Instances {
+		diff = append(diff, fmt.Sprintf("instances %d vs %d", b.Run.Instances, n.Run.Instances))
+	}
+	if br, nr := b.Generator.TargetRate, n.Generator.TargetRate; math.Abs(br-nr) > 0.01*math.Max(br, nr) {
+		diff = append(diff, fmt.Sprintf("offered rate %.4g/s vs %.4g/s", br, nr))
+	}
+	if len(diff) > 0 {
+		return fmt.Errorf("%w: both are called %q, but they differ (%s)", ErrDifferentScenarios, b.Scenario, strings.Join(diff, ", "))
 	}
 	return nil
 }
