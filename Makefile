@@ -69,7 +69,7 @@ $(BIN)/wxload: $(GO_SOURCES)
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./loadtest/cmd/wxload
 
 up-local: $(BIN)/wxload ## keep the embedded stack running on 127.0.0.1:8080 (mockwx :9000) until Ctrl-C; prints a first message to send (UPFLAGS=--instances 2 ...)
-	@# The binary itself, not go run: Ctrl-C then ends make with wxload's own exit status (0).
+	@# The binary itself, not go run: Ctrl-C reaches wxload, which tears its stack down and exits 0 (go run would report exit 1).
 	@$(BIN)/wxload up $(UPFLAGS)
 
 # ACCEPT_TABLE turns BenchmarkAcceptVsBareGin's metrics into one row per
