@@ -8,9 +8,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -131,22 +133,40 @@ func TestInProcess(t *testing.T) {
 	}
 }
 
-// TestInProcessWithoutGates: the operations that need gates say so.
+// TestInProcessWithoutGates: the operations that need gates say so, and
+// a Redis the deployment does not own is flushed only of the deployment's
+// own keys (the private prefix it gets), never of anyone else's.
 func TestInProcessWithoutGates(t *testing.T) {
-	srv := miniAddr(t)
+	mr := miniredis.RunT(t)
+	require.NoError(t, mr.Set("wxp:{wxp}:someone-else", "kept"))
 	spec := testSpec(1)
-	spec.Gates, spec.Redis = false, "redis://"+srv+"/0"
+	spec.Gates, spec.Redis = false, "redis://"+mr.Addr()+"/0"
 	d, err := harness.StartInProcess(t.Context(), spec)
 	require.NoError(t, err)
 	t.Cleanup(func() { assert.NoError(t, d.Close(context.Background())) })
 	for name, op := range map[string]func(context.Context) error{
-		"cut":   func(ctx context.Context) error { return d.CutRedis(ctx, 0) },
-		"stop":  d.StopRedis,
-		"flush": d.FlushRedis, // a shared Redis without a private prefix
+		"cut":  func(ctx context.Context) error { return d.CutRedis(ctx, 0) },
+		"stop": d.StopRedis,
 	} {
 		err := op(t.Context())
 		assert.True(t, errors.Is(err, harness.ErrUnsupported), "%s: %v", name, err)
 	}
+	eventually(t, "ready", func() bool { return ready(d.ServiceURL(0)) })
+	// The deployment's prefix, from a key of its own; a key planted under
+	// it must go, the other deployment's must stay.
+	prefix := ""
+	for _, k := range mr.Keys() {
+		if i := strings.Index(k, "}:"); i > 0 && !strings.HasPrefix(k, "wxp:{wxp}:") {
+			prefix = k[:i+2]
+		}
+	}
+	require.NotEmpty(t, prefix, "the deployment wrote no key of its own in %v", mr.Keys())
+	require.NoError(t, mr.Set(prefix+"planted", "x"))
+	require.NoError(t, d.FlushRedis(t.Context()))
+	assert.False(t, mr.Exists(prefix+"planted"), "the flush left the deployment's own key")
+	got, err := mr.Get("wxp:{wxp}:someone-else")
+	assert.NoError(t, err, "the flush deleted a key outside the deployment's prefix")
+	assert.Equal(t, "kept", got)
 	eventually(t, "still ready", func() bool { return ready(d.ServiceURL(0)) })
 }
 
