@@ -52,6 +52,9 @@ func TestOperatorFindsFixesAndTracesAMessage(t *testing.T) {
 	}
 	happy := send(openid(500), "checkout-500")
 	r1 := send(reported, "checkout-501")
+	// Ids order by their millisecond; two from the same one have no
+	// defined order, and the "newest first" check below needs one.
+	time.Sleep(5 * time.Millisecond)
 	b1 := send(busy, "checkout-502")
 	a.waitStatus(happy, service.StatusDelivered, 20*time.Second)
 	require.Equal(t, service.ReasonSystemFailed, a.waitStatus(r1, service.StatusFailed, 20*time.Second).Reason)
