@@ -207,7 +207,7 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 			defer recv.close()
 			hook = &eventHook{url: recv.url, secret: secret, handler: recv}
 		}
-		r.stack, err = startStack(ctx, opts.Stack, sc, opts.RedisURL, filepath.Join(opts.OutDir, "logs"), ledgerData, hook, r.logf)
+		r.stack, err = startStack(ctx, opts.Stack, sc, opts.RedisURL, filepath.Join(opts.OutDir, "logs"), ledgerData, hook, r.logf, fixedStack{})
 	}
 	if err != nil {
 		return nil, err

@@ -93,7 +93,7 @@ func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir 
 	if len(fixed) > 0 {
 		fx = fixed[0]
 	}
-	return startStackFixed(ctx, StackEmbedded, sc, redisURL, logDir, ledgerData, hook, nil, fx)
+	return startStack(ctx, StackEmbedded, sc, redisURL, logDir, ledgerData, hook, nil, fx)
 }
 
 // redisURL is the URL the embedded stack's instances use ("" for other
@@ -121,14 +121,8 @@ func checkStack(opts Options) error {
 
 // startStack starts the stack of the given kind (StackEmbedded or
 // StackContainers; redisURL applies to the first); logf, when set, gets
-// progress lines.
-func startStack(ctx context.Context, kind string, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook, logf func(string, ...any)) (*deployment, error) {
-	return startStackFixed(ctx, kind, sc, redisURL, logDir, ledgerData, hook, logf, fixedStack{})
-}
-
-// startStackFixed is startStack with fixed addresses and API key (the
-// addresses apply to the embedded stack).
-func startStackFixed(ctx context.Context, kind string, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook, logf func(string, ...any), fx fixedStack) (*deployment, error) {
+// progress lines; fx fixes addresses (embedded stack) and the API key.
+func startStack(ctx context.Context, kind string, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook, logf func(string, ...any), fx fixedStack) (*deployment, error) {
 	if err := checkStack(Options{Stack: kind, RedisURL: redisURL}); err != nil {
 		return nil, err
 	}
