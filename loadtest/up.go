@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -18,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/wxpush/wxpush/internal/redisurl"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/scenarios"
 	"github.com/wxpush/wxpush/service"
@@ -128,7 +128,7 @@ func Up(ctx context.Context, opts UpOptions, out io.Writer) error {
 	_, redis := e.Describe()
 	g := guide{
 		services: urls, mockURL: e.Mock().BaseURL(), apiKey: apiKey,
-		redis: redis + " " + redactURL(e.redisURL()),
+		redis: redis + " " + redisurl.Redacted(e.redisURL()),
 		logs:  logDir,
 	}
 	if !isLoopback(mockAddr) {
@@ -385,15 +385,6 @@ func isLoopback(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// redactURL hides a password in a Redis URL.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable URL)"
-	}
-	return u.Redacted()
 }
 
 // checkFree says clearly when an address is taken, before anything starts.

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/wxpush/wxpush/internal/redisurl"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/mockwx/mockwxtest"
 	"github.com/wxpush/wxpush/service"
@@ -296,7 +297,7 @@ func TestRedactURLAndLoopback(t *testing.T) {
 		"rediss://user:hunter2@redis.example/1":  "rediss://user:xxxxx@redis.example/1",
 		"redis://127.0.0.1:6379/0?master_name=m": "redis://127.0.0.1:6379/0?master_name=m",
 	} {
-		got := redactURL(in)
+		got := redisurl.Redacted(in)
 		assert.Equal(t, want, got, in)
 		assert.NotContains(t, got, "hunter2")
 	}
