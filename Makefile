@@ -62,7 +62,7 @@ demo: $(BIN)/wxload ## run the smoke scenario on the embedded stack (Redis, mock
 	$(SAY) "demo: running the smoke scenario (about 30 s: 10 s of load, then every message followed to its delivery report)..."
 	$(BIN)/wxload demo
 
-# bin/wxload, rebuilt only when a Go source or the module files changed.
+# bin/wxload, rebuilt only when one of GO_SOURCES changed.
 $(BIN)/wxload: $(GO_SOURCES)
 	$(SAY) "building $(BIN)/wxload (the first build downloads modules and takes a few minutes; later builds reuse Go's build cache)..."
 	@mkdir -p $(BIN)
