@@ -107,9 +107,10 @@ bench: ## side-by-side performance ratios, measured in one run (BENCHN requests 
 	@echo "mockwx ledger, 10 million entries (bytes per entry, heap):"
 	@$(GO) test -run 'TestLedgerTenMillionEntries' -v ./mockwx/ | grep -E 'bytes/entry|heap|ok|FAIL' | sed 's/^/  /'
 
-# The container suites: images FROM scratch, no pulls. Redis comes from
-# WXPUSH_REDIS_IMAGE; when it is unset and redis:7-alpine is not in the
-# local cache, a Redis image is built from Debian's redis-server.
+# The container suites: images FROM scratch (deploy/*/Dockerfile), no pulls.
+# Redis comes from WXPUSH_REDIS_IMAGE; when it is unset and redis:7-alpine
+# is not in the local cache, deploy/build.sh builds one from Debian's
+# redis-server.
 CONFORMANCE_RUN ?= .
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
@@ -118,7 +119,7 @@ conformance: ## run the conformance suites in containers (testcontainers-go; nee
 	@img="$${WXPUSH_REDIS_IMAGE:-}"; \
 	if [ -z "$$img" ]; then \
 		if docker image inspect redis:7-alpine >/dev/null 2>&1; then img=redis:7-alpine; \
-		else img=$$(conformance/images/redis/build.sh); fi; \
+		else img=$$(deploy/build.sh redis); fi; \
 	fi; \
 	echo "conformance: Redis image $$img; compiling the suites, then running them in containers (about 8 minutes; the summary prints at the end)"; \
 	out=$$(mktemp); \
@@ -133,17 +134,12 @@ conformance: ## run the conformance suites in containers (testcontainers-go; nee
 	nets=$$(docker network ls -q --filter label=wxpush.conformance=true); [ -z "$$nets" ] || docker network rm $$nets >/dev/null; \
 	exit $$status
 
-images: ## build the FROM-scratch images wxpush/wxpushd:local and wxpush/mockwx:local from static binaries (no pull)
-	$(SAY) "images: compiling static wxpushd and mockwx and building their images..."
-	@conformance/images/build.sh
+images: ## fill the build contexts deploy/*/rootfs/ and build the FROM-scratch images of wxpushd, mockwx and Redis (no pull)
+	$(SAY) "images: compiling static wxpushd and mockwx, copying Debian's redis-server, building the images..."
+	@deploy/build.sh wxpushd mockwx redis
 
 up: images ## build the images, start the stack with docker compose (Redis, mockwx, two wxpushd); prints a first message to send
-	@if [ -z "$${WXPUSH_REDIS_IMAGE:-}" ] && ! docker image inspect redis:7-alpine >/dev/null 2>&1; then \
-		img=$$(conformance/images/redis/build.sh); echo "up: no redis:7-alpine here; using $$img"; \
-		WXPUSH_REDIS_IMAGE=$$img $(COMPOSE) up -d; \
-	else \
-		$(COMPOSE) up -d; \
-	fi
+	@$(COMPOSE) up -d
 	@for i in $$(seq 90); do \
 		$(GO) run ./service/cmd/wxpushd -healthcheck http://127.0.0.1:8081/readyz >/dev/null 2>&1 && \
 		$(GO) run ./service/cmd/wxpushd -healthcheck http://127.0.0.1:8082/readyz >/dev/null 2>&1 && break; \
@@ -156,8 +152,8 @@ up: images ## build the images, start the stack with docker compose (Redis, mock
 	@echo "(make down stops it)"
 
 up-observability: ## make up, plus Prometheus (compose profile observability: scrapes both wxpushd, loads deploy/prometheus/alerts.yml); prints its URL
-	@img=$${WXPUSH_PROMETHEUS_IMAGE:-$$(deploy/prometheus/build.sh)}; echo "up-observability: Prometheus image $$img"; \
-		WXPUSH_PROMETHEUS_IMAGE=$$img COMPOSE_PROFILES=observability $(MAKE) --no-print-directory up
+	@if [ -z "$${WXPUSH_PROMETHEUS_IMAGE:-}" ]; then echo "up-observability: Prometheus image $$(deploy/build.sh prometheus)"; fi
+	@COMPOSE_PROFILES=observability $(MAKE) --no-print-directory up
 	@for i in $$(seq 60); do \
 		$(GO) run ./service/cmd/wxpushd -healthcheck http://127.0.0.1:9090/-/ready >/dev/null 2>&1 && break; \
 		[ $$i -eq 60 ] && { echo "up-observability: Prometheus did not become ready in 60 s"; $(COMPOSE) --profile observability ps; exit 1; }; \

@@ -1,5 +1,5 @@
 // Package containers is harness's container backend: wxpushd and mockwx
-// built with CGO_ENABLED=0 into images FROM scratch (conformance/images),
+// built with CGO_ENABLED=0 into images FROM scratch (deploy/*/Dockerfile),
 // Redis from WXPUSH_REDIS_IMAGE, two private networks (app: the mock and
 // the instances; data: Redis and the instances), kills through the Docker
 // API (SIGKILL), partitions by network disconnect, a deadline on every
@@ -51,7 +51,7 @@ func init() {
 
 // EnvRedisImage names the Redis image (default redis:7-alpine when it is
 // in the local cache, else wxpush/redis:local, built by
-// conformance/images/redis/build.sh when missing).
+// `deploy/build.sh redis` when missing).
 const EnvRedisImage = "WXPUSH_REDIS_IMAGE"
 
 // LabelOwnerPrefix prefixes the owner label on everything the backend
@@ -195,7 +195,7 @@ func Start(ctx context.Context, spec harness.Spec) (_ *Deployment, err error) {
 		WaitingFor:     wait.ForListeningPort(redisPort).SkipInternalCheck().WithStartupTimeout(60 * time.Second),
 	}})
 	if err != nil {
-		return nil, fmt.Errorf("containers: redis (%s; set %s, or build one with conformance/images/redis/build.sh): %w", images.redis, EnvRedisImage, err)
+		return nil, fmt.Errorf("containers: redis (%s; set %s, or build one with deploy/build.sh redis): %w", images.redis, EnvRedisImage, err)
 	}
 
 	cfg, mcfg := spec.Configure(harness.Endpoints{Service: "http://wxpushd:8080", Handlers: e.base})
@@ -281,7 +281,7 @@ func randomHex(n int) string {
 }
 
 // buildImages builds wxpushd and mockwx with CGO_ENABLED=0 and the images
-// FROM scratch from the Dockerfiles in conformance/images, and finds the
+// FROM scratch from the Dockerfiles in deploy/, and finds the
 // Redis image.
 func buildImages(ctx context.Context, spec harness.Spec, cli *testcontainers.DockerClient) {
 	images.run = randomHex(6)
@@ -314,14 +314,25 @@ func buildImages(ctx context.Context, spec harness.Spec, cli *testcontainers.Doc
 	spec.Progress("containers: images %s and %s built FROM scratch, Redis %s (run %s)", images.wxpushd, images.mockwx, images.redis, images.run)
 }
 
+// buildImage lays out a context the way deploy/build.sh does (rootfs/ with
+// the static binary and the CA bundle, and deploy/NAME/Dockerfile) in a
+// directory of its own, so that a run never touches the contexts compose
+// builds from, and builds it under a tag of its own.
 func buildImage(ctx context.Context, provider *testcontainers.DockerProvider, root, name, pkg string) (string, error) {
 	dir, err := os.MkdirTemp("", "wxpush-image-")
 	if err != nil {
 		return "", err
 	}
 	defer os.RemoveAll(dir)
+	bin := filepath.Join(dir, "rootfs", "usr", "local", "bin")
+	certs := filepath.Join(dir, "rootfs", "etc", "ssl", "certs")
+	for _, d := range []string{bin, certs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	cmd := exec.CommandContext(bctx, "go", "build", "-trimpath", "-tags", "timetzdata", "-ldflags", "-s -w", "-o", filepath.Join(dir, name), pkg)
+	cmd := exec.CommandContext(bctx, "go", "build", "-trimpath", "-tags", "timetzdata", "-ldflags", "-s -w", "-o", filepath.Join(bin, name), pkg)
 	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
 	out, err := cmd.CombinedOutput()
 	cancel()
@@ -332,12 +343,12 @@ func buildImage(ctx context.Context, provider *testcontainers.DockerProvider, ro
 	if err != nil {
 		ca = nil // no CA bundle here: the images only talk to the mock
 	}
-	dockerfile, err := os.ReadFile(filepath.Join(root, "conformance", "images", name, "Dockerfile"))
+	dockerfile, err := os.ReadFile(filepath.Join(root, "deploy", name, "Dockerfile"))
 	if err == nil {
 		err = os.WriteFile(filepath.Join(dir, "Dockerfile"), dockerfile, 0o644)
 	}
 	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, "ca-certificates.crt"), ca, 0o644)
+		err = os.WriteFile(filepath.Join(certs, "ca-certificates.crt"), ca, 0o644)
 	}
 	if err != nil {
 		return "", err
@@ -355,7 +366,7 @@ func buildImage(ctx context.Context, provider *testcontainers.DockerProvider, ro
 
 // redisImage is WXPUSH_REDIS_IMAGE, else redis:7-alpine when it is in the
 // local cache, else wxpush/redis:local (built from Debian's redis-server by
-// conformance/images/redis/build.sh when it is missing too): nothing is
+// `deploy/build.sh redis` when it is missing too): nothing is
 // pulled.
 func redisImage(ctx context.Context, cli *testcontainers.DockerClient, root string) (string, error) {
 	if img := os.Getenv(EnvRedisImage); img != "" {
@@ -370,8 +381,8 @@ func redisImage(ctx context.Context, cli *testcontainers.DockerClient, root stri
 	}
 	bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
-	script := filepath.Join(root, "conformance", "images", "redis", "build.sh")
-	out, err := exec.CommandContext(bctx, script).CombinedOutput()
+	script := filepath.Join(root, "deploy", "build.sh")
+	out, err := exec.CommandContext(bctx, script, "redis").CombinedOutput()
 	if err != nil {
 		return "", fmt.Errorf("no Redis image here (redis:7-alpine cannot be pulled); %s failed: %w\n%s (set %s to one)", script, err, out, EnvRedisImage)
 	}
