@@ -180,6 +180,8 @@ const (
 	EnvCallbackToken  = "MOCKWX_CALLBACK_TOKEN"
 	EnvEncodingAESKey = "MOCKWX_ENCODING_AES_KEY"
 	EnvCallbackMode   = "MOCKWX_CALLBACK_MODE"
+	EnvCACert         = "MOCKWX_CA_CERT"
+	EnvCAKey          = "MOCKWX_CA_KEY"
 )
 
 // LoadConfig reads a YAML config file strictly: unknown keys are errors

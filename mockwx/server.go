@@ -32,6 +32,10 @@ type Options struct {
 	// CallbackClient makes the TEMPLATESENDJOBFINISH pushes; nil is a
 	// default client.
 	CallbackClient *http.Client
+	// CA signs the certificate of the HTTPS proxy mode (CONNECT for
+	// WeChatAPIHosts); nil generates one on first use, which lives as long
+	// as the Server. LoadOrCreateCA keeps one across restarts.
+	CA *CA
 }
 
 // Server is the mock WeChat API and its admin API, as one http.Handler.
@@ -50,6 +54,7 @@ type Server struct {
 	eventLog *eventLog
 	closing  chan struct{} // closed by Close: hung connections give up
 	closeOne sync.Once
+	proxy    proxy // the HTTPS proxy mode, started on first use
 
 	mu      sync.Mutex // guards everything below
 	rng     *rand.Rand
@@ -200,13 +205,26 @@ func (s *Server) Reset() {
 func (s *Server) Close() {
 	s.closeOne.Do(func() {
 		close(s.closing)
+		s.closeProxy()
 		s.pusher.Close()
 		s.events.Close()
 	})
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// ServeHTTP implements http.Handler. Besides the WeChat and admin APIs it
+// is an HTTPS proxy for WeChatAPIHosts: a CONNECT to one of them is served
+// by the same handlers over TLS (see PathCAPEM for the CA to trust);
+// CONNECTs elsewhere and plain-HTTP proxy requests are refused.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodConnect:
+		s.serveConnect(w, r)
+	case r.URL.Scheme != "" || (r.URL.Host != "" && r.TLS == nil):
+		s.serveProxyRequest(w, r)
+	default:
+		s.mux.ServeHTTP(w, r)
+	}
+}
 
 // Apps returns the apps the mock serves, with their defaults applied.
 func (s *Server) Apps() []App {
@@ -257,6 +275,7 @@ func (s *Server) routes() {
 		adminError(w, http.StatusNotFound, "not_found", "no admin route "+r.Method+" "+r.URL.Path, "")
 	})
 	m.Handle("/_mock/", s.adminAuth(admin))
+	m.HandleFunc("GET "+PathCAPEM, s.handleCAPEM) // public: a client needs it first
 	m.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_, _ = io.WriteString(w, "ok\n")

@@ -199,6 +199,10 @@ The apps file (-config) has the same per app (event_webhook_url, event_webhook_s
 replies), plus rate_limit, rate_burst, quota_reset, token_mode, previous_encoding_aes_key,
 status_webhook_url and status_webhook_secret; values other than reply texts may use ${VAR}.
 
+Calls to WeChat honour HTTPS_PROXY, HTTP_PROXY and NO_PROXY, and SSL_CERT_FILE or
+SSL_CERT_DIR for the CAs to trust, as any Go program does: to test an unmodified
+deployment offline, HTTPS_PROXY=http://<mockwx address> and SSL_CERT_FILE=<mockwx's CA>.
+
 Logs are JSON lines on stderr at -log-level (LOG_LEVEL); durations read as "1.5s". go-redis's
 own lines come as {"msg":"go-redis","text":...}, at most %d per %s; the rest are counted
 in a {"msg":"go-redis log lines suppressed","suppressed":N} line.

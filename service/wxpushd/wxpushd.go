@@ -220,7 +220,10 @@ func (s *Server) build(opts Options) error {
 	cfg := s.cfg
 	hc := opts.HTTPClient
 	if hc == nil {
-		hc = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}
+		// HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply, as in any Go
+		// program: a corporate proxy, or mockwx's HTTPS proxy mode with
+		// SSL_CERT_FILE naming its CA.
+		hc = &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second}}
 	}
 	wc, err := wechat.NewClient(cfg.WeChatBaseURL, hc)
 	if err != nil {

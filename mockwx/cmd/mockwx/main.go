@@ -18,10 +18,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,6 +55,7 @@ const defaultHealthcheckURL = "http://127.0.0.1:9000/_mock/apps"
 // settings are what the flags parse into.
 type settings struct {
 	addr, configPath, seed, adminToken, logLevel string
+	caCert, caKey                                string
 }
 
 // newFlagSet defines mockwx's flags, each defaulting to the variable it
@@ -74,6 +77,8 @@ func newFlagSet(getenv func(string) string) (*flag.FlagSet, *settings) {
 	fs.StringVar(&s.seed, "seed", envOr(mockwx.EnvSeed, ""), "seed for every random choice; empty: time-based, printed (env "+mockwx.EnvSeed+")")
 	fs.StringVar(&s.adminToken, "admin-token", envOr(mockwx.EnvAdminToken, ""), "bearer token guarding /_mock/; empty: unguarded (env "+mockwx.EnvAdminToken+")")
 	fs.StringVar(&s.logLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&s.caCert, "ca-cert", envOr(mockwx.EnvCACert, ""), "the HTTPS proxy mode's CA certificate, PEM (env "+mockwx.EnvCACert+"); generated with -ca-key\non first start when neither exists; empty: "+defaultCADescription)
+	fs.StringVar(&s.caKey, "ca-key", envOr(mockwx.EnvCAKey, ""), "the CA's private key, PEM, written owner-only (env "+mockwx.EnvCAKey+"); empty: ca-key.pem beside\nthe default certificate")
 	return fs, &s
 }
 
@@ -111,6 +116,16 @@ The demo app (served unless the config sets no_demo_app) is adjusted by:
   %-24s the callback token (default %s)
   %-24s the EncodingAESKey, 43 characters (default %s)
   %-24s plain, compat or safe (default %s)
+
+HTTPS proxy mode: the listener also answers CONNECT for WeChat's API hosts
+(api.weixin.qq.com, api2., sh.api., sz.api., hk.api.), terminating TLS with a
+certificate from the mock's CA and serving the same API; any other host is
+refused. A client needs only HTTPS_PROXY=http://<addr> and to trust the CA
+(the file above, or GET /_mock/ca.pem). The default CA location is read from:
+  XDG_CONFIG_HOME          $XDG_CONFIG_HOME/mockwx/ca.pem and ca-key.pem, else
+  HOME                     $HOME/.config/mockwx/; with neither (or unwritable),
+                           a CA is generated for this run only.
+
 The banner printed at start shows the demo app's credentials and templates.
 Logs are JSON lines on stderr at -log-level; durations read as "1.5s".
 `
@@ -162,7 +177,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 	}
 	cfg = mockwx.ApplyEnv(cfg, getenv)
-	srv, err := mockwx.New(cfg, mockwx.Options{Seed: seed, AdminToken: set.adminToken, Logger: log})
+	ca, caPath, err := loadCA(set, getenv, log)
+	if err != nil {
+		return err
+	}
+	srv, err := mockwx.New(cfg, mockwx.Options{Seed: seed, AdminToken: set.adminToken, Logger: log, CA: ca})
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
@@ -172,7 +191,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	printBanner(stdout, ln.Addr().String(), seed, set.adminToken != "", srv.Apps())
+	printBanner(stdout, ln.Addr().String(), seed, set.adminToken != "", caPath, srv.Apps())
 	log.Info("mockwx listening", "addr", ln.Addr().String(), "seed", seed, "version", version.Version)
 	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
@@ -197,7 +216,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 // printBanner shows what a developer needs to point a client at the mock.
 // The credentials are the mock's own test values, shown on purpose.
-func printBanner(w io.Writer, addr string, seed int64, guarded bool, apps []mockwx.App) {
+func printBanner(w io.Writer, addr string, seed int64, guarded bool, caPath string, apps []mockwx.App) {
 	host := addr
 	if strings.HasPrefix(host, "[::]:") || strings.HasPrefix(host, "0.0.0.0:") {
 		host = "127.0.0.1:" + host[strings.LastIndex(host, ":")+1:]
@@ -205,6 +224,10 @@ func printBanner(w io.Writer, addr string, seed int64, guarded bool, apps []mock
 	fmt.Fprintf(w, "mockwx %s — a mock WeChat API. Test tool: never expose it.\n", version.Version)
 	fmt.Fprintf(w, "  WeChat API base URL: http://%s   admin API: http://%s/_mock/ (guarded: %v)\n", host, host, guarded)
 	fmt.Fprintf(w, "  seed: %d (rerun with -seed %d to replay)\n", seed, seed)
+	if caPath == "" {
+		caPath = "(this run only)"
+	}
+	fmt.Fprintf(w, "  HTTPS proxy for https://api.weixin.qq.com & co: HTTPS_PROXY=http://%s, trust CA %s (or GET http://%s%s)\n", host, caPath, host, mockwx.PathCAPEM)
 	for _, a := range apps {
 		fmt.Fprintf(w, "  app %s  secret %s  original id %s\n", a.AppID, a.Secret, a.OriginalID)
 		cb := a.CallbackURL
@@ -223,5 +246,54 @@ func printBanner(w io.Writer, addr string, seed int64, guarded bool, apps []mock
 			fmt.Fprintf(w, "    not following (43004): %s  blocked (failed:user block): %s\n",
 				strings.Join(a.Followers.NotFollowing, ","), strings.Join(a.Followers.Blocked, ","))
 		}
+	}
+}
+
+// defaultCADescription is how -h describes the default CA location.
+const defaultCADescription = "$XDG_CONFIG_HOME/mockwx/ca.pem or $HOME/.config/mockwx/ca.pem"
+
+// loadCA returns the proxy mode's CA and the file its certificate is in:
+// -ca-cert/-ca-key (loaded, or generated there on first start; any failure
+// is an error), else the user's config directory, else (no such directory,
+// or it cannot be written, as in a read-only container) a CA for this run
+// only, with a warning: clients then fetch it from /_mock/ca.pem.
+func loadCA(set *settings, getenv func(string) string, log *slog.Logger) (*mockwx.CA, string, error) {
+	now := time.Now()
+	if set.caCert != "" || set.caKey != "" {
+		if set.caCert == "" || set.caKey == "" {
+			return nil, "", fmt.Errorf("%w: -ca-cert and -ca-key go together", errUsage)
+		}
+		ca, created, err := mockwx.LoadOrCreateCA(set.caCert, set.caKey, now)
+		if err != nil {
+			return nil, "", fmt.Errorf("proxy CA: %w", err)
+		}
+		logCA(log, set.caCert, created)
+		return ca, set.caCert, nil
+	}
+	dir := getenv("XDG_CONFIG_HOME")
+	if dir == "" && getenv("HOME") != "" {
+		dir = filepath.Join(getenv("HOME"), ".config")
+	}
+	if dir != "" {
+		cert, key := filepath.Join(dir, "mockwx", "ca.pem"), filepath.Join(dir, "mockwx", "ca-key.pem")
+		ca, created, err := mockwx.LoadOrCreateCA(cert, key, now)
+		if err == nil {
+			logCA(log, cert, created)
+			return ca, cert, nil
+		}
+		log.Warn("proxy CA: cannot keep one in the config directory; using one for this run only (GET /_mock/ca.pem)", "dir", filepath.Dir(cert), "err", err)
+	}
+	ca, err := mockwx.NewCA(now)
+	if err != nil {
+		return nil, "", fmt.Errorf("proxy CA: %w", err)
+	}
+	return ca, "", nil
+}
+
+func logCA(log *slog.Logger, cert string, created bool) {
+	if created {
+		log.Info("proxy CA generated", "cert", cert)
+	} else {
+		log.Info("proxy CA loaded", "cert", cert)
 	}
 }

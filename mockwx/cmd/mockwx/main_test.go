@@ -107,7 +107,7 @@ func TestHelpListsEverySetting(t *testing.T) {
 	}
 	flagLine := regexp.MustCompile(`(?m)^  -([a-z-]+) [a-z]+\n\s+(.*)$`)
 	flags := flagLine.FindAllStringSubmatch(out, -1)
-	assert.Len(t, flags, 5)
+	assert.Len(t, flags, 7)
 	for _, f := range flags {
 		assert.Regexp(t, `\(env [A-Z_]+\)`, f[2], "-%s names its variable", f[1])
 	}
