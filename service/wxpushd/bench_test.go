@@ -2,10 +2,12 @@ package wxpushd
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -94,6 +96,7 @@ var benchConcurrency = []int{16, 64, 256}
 type sideStats struct {
 	wall, cpu, redisCPU time.Duration
 	n                   int
+	cmds, calls         int64 // commands sent to Redis; commands Redis ran (scripts' too)
 }
 
 func (s sideStats) rate() float64 { return float64(s.n) / s.wall.Seconds() }
@@ -234,7 +237,8 @@ func BenchmarkDeliveryVsDirectSend(b *testing.B) {
 		APIKeys: []wechat.Secret{testAPIKey}, Workers: conc, LogLevel: "info",
 		Apps: []AppConfig{{Name: "default", AppID: app.AppID, Secret: wechat.Secret(app.Secret)}},
 	}
-	in := startInstance(b, cfg)
+	var cmds commandCounter
+	in := startInstanceWith(b, cfg, Options{RedisHooks: []redis.Hook{&cmds}})
 	sent := in.Metrics().Sent.WithLabelValues("default")
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc * 2}}
@@ -276,12 +280,25 @@ func BenchmarkDeliveryVsDirectSend(b *testing.B) {
 	pipeline(500)
 
 	var ds, ps sideStats
+	var sent0 int64
+	byCommand := map[string]int64{}
+	var stats0 map[string]int64
 	round := min(b.N, 5000)
 	b.ResetTimer()
 	for done := 0; done < b.N; done += round {
 		n := min(round, b.N-done)
 		ds.measure(r.Client, n, func() time.Duration { return direct(n) })
+		sent0, stats0 = cmds.n.Load(), commandStats(b.Context(), r.Client)
 		ps.measure(r.Client, n, func() time.Duration { return pipeline(n) })
+		// Only the pipeline's rounds count (the direct side sends nothing
+		// to Redis; the INFO calls themselves are left out).
+		ps.cmds += cmds.n.Load() - sent0
+		for name, c := range commandStats(b.Context(), r.Client) {
+			if name != "info" {
+				ps.calls += c - stats0[name]
+				byCommand[name] += c - stats0[name]
+			}
+		}
 	}
 	b.StopTimer()
 	b.ReportMetric(ds.rate(), "direct_msg/s")
@@ -289,8 +306,58 @@ func BenchmarkDeliveryVsDirectSend(b *testing.B) {
 	b.ReportMetric(ps.rate()/ds.rate(), "ratio")
 	b.ReportMetric(ds.perReq(ds.cpu), "direct_cpu_us/msg")
 	b.ReportMetric(ps.perReq(ps.cpu), "wxpushd_cpu_us/msg")
+	// Commands wxpushd sent per delivered message (a script call or a
+	// pipelined command counts once), and every command Redis ran for it,
+	// those inside scripts included (INFO commandstats).
+	b.ReportMetric(float64(ps.cmds)/float64(ps.n), "redis_cmds/msg")
 	if r.Real() {
+		b.ReportMetric(float64(ps.calls)/float64(ps.n), "redis_calls_all/msg")
+		names := slices.SortedFunc(maps.Keys(byCommand), func(x, y string) int { return cmp.Compare(byCommand[y], byCommand[x]) })
+		var top []string
+		for _, name := range names[:min(len(names), 12)] {
+			top = append(top, fmt.Sprintf("%s %.2f", name, float64(byCommand[name])/float64(ps.n)))
+		}
+		b.Logf("Redis commands per delivered message, scripts' included: %s", strings.Join(top, ", "))
 		b.ReportMetric(ps.perReq(ps.redisCPU), "redis_cpu_us/msg")
 	}
 	reportRealRedis(b, r)
+}
+
+// commandCounter is a go-redis hook that counts the commands a client
+// sends: one per command, a pipeline's commands each.
+type commandCounter struct{ n atomic.Int64 }
+
+func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		c.n.Add(1)
+		return next(ctx, cmd)
+	}
+}
+
+func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		c.n.Add(int64(len(cmds)))
+		return next(ctx, cmds)
+	}
+}
+
+// commandStats returns INFO commandstats' calls per command (nil when the
+// server does not answer it, as miniredis does not).
+func commandStats(ctx context.Context, c redis.UniversalClient) map[string]int64 {
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return nil
+	}
+	out := map[string]int64{}
+	for line := range strings.SplitSeq(info, "\r\n") {
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+		if !ok {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+		out[name] = n
+	}
+	return out
 }

@@ -74,6 +74,9 @@ type Options struct {
 	// Clock is this host's clock (nil: time.Now); the workers run on it
 	// corrected to Redis's clock.
 	Clock func() time.Time
+	// RedisHooks are added to the Redis client (go-redis hooks): to count
+	// or trace every command the instance sends, as make bench does.
+	RedisHooks []redis.Hook
 }
 
 // New connects to Redis (or starts the embedded store), builds the
@@ -95,6 +98,9 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, metrics: metrics.New(), kick: make(chan struct{}, 1)}
 	if err := s.connect(ctx); err != nil {
 		return nil, err
+	}
+	for _, h := range opts.RedisHooks {
+		s.rdb.AddHook(h)
 	}
 	if err := s.build(opts); err != nil {
 		s.Close()
