@@ -680,44 +680,55 @@ func (st Settlement) event(now time.Time) *service.HistoryEvent {
 // errmsg, retentionSec, refund, id, quotaTTLSec, events, attempt,
 // ambiguousMs, history event.
 var settleScript = redis.NewScript(statusLua + `
+local f = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'ambiguous_at')
+local status = f[1]
 if ARGV[16] ~= '0' and ARGV[3] ~= 'drop' then
-  local attempts = redis.call('HGET', KEYS[1], 'attempts')
-  if attempts and attempts ~= ARGV[16] then return {0, '', ''} end
+  if f[2] and f[2] ~= ARGV[16] then return {0, '', ''} end
 end
 local applied, appliedReason = '', ''
-local exists = redis.call('EXISTS', KEYS[1]) == 1
+-- Every record has a status; EXISTS only for one that lost it.
+local exists = status or redis.call('EXISTS', KEYS[1]) == 1
 if exists and ARGV[3] ~= 'drop' then
-  local status = redis.call('HGET', KEYS[1], 'status')
   if status ~= 'sent' and status ~= 'delivered' and status ~= 'failed' then
     local final = false
     local id = ARGV[13]
-    redis.call('HSET', KEYS[1], 'updated_at', ARGV[4])
+    -- The record's changes, written by one HSET at the end.
+    local h = {'updated_at', ARGV[4]}
+    local function set(k, v) h[#h + 1] = k; h[#h + 1] = v end
     if ARGV[8] == '1' then
-      redis.call('HSET', KEYS[1], 'last_errcode', ARGV[9], 'last_errmsg', ARGV[10])
+      set('last_errcode', ARGV[9])
+      set('last_errmsg', ARGV[10])
     end
     if ARGV[17] ~= '0' then
-      local amb = redis.call('HGET', KEYS[1], 'ambiguous_at')
-      if not amb or tonumber(ARGV[17]) < tonumber(amb) then redis.call('HSET', KEYS[1], 'ambiguous_at', ARGV[17]) end
+      local amb = f[3]
+      if not amb or tonumber(ARGV[17]) < tonumber(amb) then set('ambiguous_at', ARGV[17]) end
     end
+    local refund = ARGV[12] == '1'
+    if refund and ARGV[3] ~= 'sent' then set('attempts', tonumber(f[2] or '0') - 1) end
     remember(KEYS[10], ARGV[18], ARGV[11])
     if ARGV[3] == 'sent' then
-      redis.call('HSET', KEYS[1], 'status', 'sent', 'msgid', ARGV[5], 'sent_at', ARGV[4])
+      set('msgid', ARGV[5])
+      set('sent_at', ARGV[4])
       move(12, id, status, 'sent')
       count(KEYS[11], 'sent', 1)
       redis.call('SET', KEYS[5], ARGV[13], 'EX', ARGV[11])
-      redis.call('INCR', KEYS[8])
-      redis.call('EXPIRE', KEYS[8], ARGV[14])
+      if redis.call('INCR', KEYS[8]) == 1 then redis.call('EXPIRE', KEYS[8], ARGV[14]) end
       local early = redis.call('HMGET', KEYS[6], 'result', 'reason', 'status', 'at')
       if early[1] == 'delivered' then
-        redis.call('HSET', KEYS[1], 'status', 'delivered', 'delivered_at', early[4], 'delivery_status', early[3])
+        set('status', 'delivered')
+        set('delivered_at', early[4])
+        set('delivery_status', early[3])
         applied = 'delivered'
         final = true
       elseif early[1] == 'failed' then
-        redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', early[2], 'delivery_status', early[3])
+        set('status', 'failed')
+        set('reason', early[2])
+        set('delivery_status', early[3])
         applied, appliedReason = 'failed', early[2]
         final = true
-      elseif ARGV[15] == '2' then
-        final = true
+      else
+        set('status', 'sent')
+        if ARGV[15] == '2' then final = true end
       end
       if early[1] then
         redis.call('DEL', KEYS[6])
@@ -728,21 +739,20 @@ if exists and ARGV[3] ~= 'drop' then
         remember(KEYS[10], cjson.encode(ev), ARGV[11])
       end
     elseif ARGV[3] == 'retry' then
-      redis.call('HSET', KEYS[1], 'status', 'retrying')
-      if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
+      set('status', 'retrying')
       redis.call('ZADD', KEYS[3], ARGV[6], ARGV[13])
     elseif ARGV[3] == 'park' then
-      if status == 'sending' then redis.call('HSET', KEYS[1], 'status', 'retrying') end
-      if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
+      if status == 'sending' then set('status', 'retrying') end
       redis.call('ZADD', KEYS[7], ARGV[6], ARGV[13])
     elseif ARGV[3] == 'fail' then
-      redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', ARGV[7])
-      if ARGV[12] == '1' then redis.call('HINCRBY', KEYS[1], 'attempts', -1) end
+      set('status', 'failed')
+      set('reason', ARGV[7])
       redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100000', '*', 'id', ARGV[13], 'reason', ARGV[7], 'errcode', ARGV[9], 'errmsg', ARGV[10])
       move(12, id, status, 'failed')
       count(KEYS[11], 'failed:' .. ARGV[7], 1)
       final = true
     end
+    redis.call('HSET', KEYS[1], unpack(h))
     if final and ARGV[15] ~= '0' then
       redis.call('ZADD', KEYS[9], 'NX', ARGV[4], ARGV[13])
     end
