@@ -124,10 +124,12 @@ func Run(ctx context.Context, opts ...Option) (_ *Container, err error) {
 		_, err = provider.Client().Ping(pctx, client.PingOptions{NegotiateAPIVersion: true})
 	}
 	cancel()
+	if provider != nil {
+		defer provider.Close()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("mockwxcontainer: %w: %v", ErrNoDocker, err)
 	}
-	defer provider.Close()
 	image, err := resolveImage(ctx, provider, s.image)
 	if err != nil {
 		return nil, fmt.Errorf("mockwxcontainer: %w", err)
