@@ -307,4 +307,14 @@ func TestProxyServesWeChatsHostsWithTheMocksCA(t *testing.T) {
 	if st.TokenCalls != 2 {
 		t.Errorf("the mock counted %d token calls, want the 2 made through the proxy", st.TokenCalls)
 	}
+	// HTTPClient also reaches the mock's own address (plain http, direct).
+	fetchToken(t, c.HTTPClient(), tokenURL(c.BaseURL(), mockwx.DemoApp()))
+
+	// The CA is what makes it work: through the proxy with the system
+	// roots, TLS fails.
+	untrusting := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxy)}}
+	var unknown x509.UnknownAuthorityError
+	if _, err := untrusting.Get(real); !errors.As(err, &unknown) {
+		t.Errorf("through the proxy without the mock's CA: %v, want an unknown authority error", err)
+	}
 }

@@ -76,7 +76,7 @@ const (
 const (
 	containerPort = Port + "/tcp"
 	configPath    = "/etc/mockwx.yaml"
-	caPath        = "/_mock/ca.pem"
+	caPath        = mockwx.PathCAPEM
 	readyPath     = "/_mock/apps"
 )
 
@@ -276,22 +276,30 @@ func (c *Container) NetworkURL() string { return c.networkURL }
 
 // CACertPEM is the PEM-encoded CA certificate that signs the proxy's
 // certificates for WeChat's hosts (GET /_mock/ca.pem), to mount into a
-// service's trust store. The caller may keep it; it is a copy.
+// service's trust store. Each container generates a CA of its own at
+// start (FROM scratch, it has nowhere to keep one). The caller may keep
+// the slice; it is a copy.
 func (c *Container) CACertPEM() []byte { return append([]byte(nil), c.caPEM...) }
 
 // CertPool is a pool holding only the mock's CA certificate.
 func (c *Container) CertPool() *x509.CertPool { return c.pool.Clone() }
 
 // HTTPClient is an HTTP client for Go tests that reaches WeChat's real
-// URLs (https://api.weixin.qq.com/...) at the mock: every request goes
-// through ProxyURL, and TLS trusts only the mock's CA.
+// URLs (https://api.weixin.qq.com/...) at the mock: https requests go
+// through ProxyURL with TLS trusting only the mock's CA, and plain http
+// requests (to BaseURL) go straight to the mock, as the mock wants them.
 func (c *Container) HTTPClient() *http.Client {
 	proxy, err := url.Parse(c.baseURL)
 	if err != nil {
 		panic("mockwxcontainer: the base URL does not parse: " + err.Error()) // Run built it from a host and a port
 	}
 	return &http.Client{Transport: &http.Transport{
-		Proxy:           http.ProxyURL(proxy),
+		Proxy: func(r *http.Request) (*url.URL, error) {
+			if r.URL.Scheme == "https" {
+				return proxy, nil
+			}
+			return nil, nil
+		},
 		TLSClientConfig: &tls.Config{RootCAs: c.pool.Clone(), MinVersion: tls.VersionTLS12},
 	}}
 }
