@@ -167,6 +167,9 @@ func Run(ctx context.Context, opts ...Option) (_ *Container, err error) {
 	sctx, cancel := context.WithTimeout(ctx, dockerTimeout+startupTimeout)
 	defer cancel()
 	ctr, err := testcontainers.GenericContainer(sctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
+	if d, ok := ctr.(*testcontainers.DockerContainer); ok && d == nil {
+		ctr = nil // a failed create returns a typed nil: nothing to remove
+	}
 	c := &Container{ctr: ctr, image: image}
 	defer func() {
 		if err != nil && ctr != nil {
