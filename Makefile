@@ -115,7 +115,7 @@ bench: ## side-by-side performance ratios, measured in one run (BENCHN requests 
 CONFORMANCE_RUN ?= .
 COMPOSE := $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
 
-conformance: ## run the conformance suites in containers (testcontainers-go; needs Docker, pulls nothing)
+conformance: ## run the conformance suites and mockwx/mockwxcontainer's tests in containers (testcontainers-go; needs Docker, pulls nothing)
 	@docker info >/dev/null 2>&1 || { echo "conformance: Docker does not answer"; exit 1; }
 	@img="$${WXPUSH_REDIS_IMAGE:-}"; \
 	if [ -z "$$img" ]; then \
@@ -130,9 +130,17 @@ conformance: ## run the conformance suites in containers (testcontainers-go; nee
 	status=$$?; \
 	grep -E '^(--- |    --- |ok|FAIL|PASS)|_test\.go:|containers\.go:|harness\.go:' $$out; \
 	[ $$status -eq 0 ] || { echo "conformance: full log follows"; tail -n 200 $$out; }; \
+	echo "conformance: mockwx/mockwxcontainer (the mock in a container for other projects' tests), after the suites: never two at once"; \
+	TESTCONTAINERS_RYUK_DISABLED=true TESTCONTAINERS_HOST_OVERRIDE=$${TESTCONTAINERS_HOST_OVERRIDE:-127.0.0.1} \
+		$(GO) test -tags containers -count=1 -timeout 15m -v -run '$(CONFORMANCE_RUN)' ./mockwx/mockwxcontainer/ >$$out 2>&1; \
+	mstatus=$$?; \
+	grep -E '^(--- |    --- |ok|FAIL|PASS)|_test\.go:' $$out; \
+	[ $$mstatus -eq 0 ] || { echo "conformance: mockwxcontainer's full log follows"; tail -n 100 $$out; status=$$mstatus; }; \
 	rm -f $$out; \
-	ids=$$(docker ps -aq --filter label=wxpush.conformance=true); [ -z "$$ids" ] || docker rm -f $$ids >/dev/null; \
-	nets=$$(docker network ls -q --filter label=wxpush.conformance=true); [ -z "$$nets" ] || docker network rm $$nets >/dev/null; \
+	for label in wxpush.conformance wxpush.mockwxcontainer; do \
+		ids=$$(docker ps -aq --filter label=$$label=true); [ -z "$$ids" ] || docker rm -f $$ids >/dev/null; \
+		nets=$$(docker network ls -q --filter label=$$label=true); [ -z "$$nets" ] || docker network rm $$nets >/dev/null; \
+	done; \
 	exit $$status
 
 images: ## fill the build contexts deploy/*/rootfs/ and build the FROM-scratch images of wxpushd, mockwx and Redis (no pull)

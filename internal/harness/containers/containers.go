@@ -36,6 +36,7 @@ import (
 	"github.com/testcontainers/testcontainers-go/wait"
 
 	"github.com/wxpush/wxpush/internal/harness"
+	"github.com/wxpush/wxpush/internal/imagebuild"
 	"github.com/wxpush/wxpush/mockwx"
 )
 
@@ -285,7 +286,7 @@ func randomHex(n int) string {
 // Redis image.
 func buildImages(ctx context.Context, spec harness.Spec, cli *testcontainers.DockerClient) {
 	images.run = randomHex(6)
-	root, err := moduleRoot()
+	root, err := imagebuild.ModuleRoot(ctx)
 	if err != nil {
 		images.err = err
 		return
@@ -303,8 +304,12 @@ func buildImages(ctx context.Context, spec harness.Spec, cli *testcontainers.Doc
 	for _, img := range []struct {
 		name, pkg string
 		dst       *string
-	}{{"wxpushd", "./service/cmd/wxpushd", &images.wxpushd}, {"mockwx", "./mockwx/cmd/mockwx", &images.mockwx}} {
-		tag, err := buildImage(ctx, provider, root, img.name, img.pkg)
+	}{{"wxpushd", "service/cmd/wxpushd", &images.wxpushd}, {"mockwx", "mockwx/cmd/mockwx", &images.mockwx}} {
+		// A build context of its own per run, so that a run never touches
+		// the contexts compose builds from, under a tag of its own.
+		tag, err := imagebuild.Build(ctx, provider, imagebuild.Image{
+			Name: img.name, Package: imagebuild.ModulePath + "/" + img.pkg, Repo: "wxpush-harness/" + img.name, Tag: "test",
+		})
 		if err != nil {
 			images.err = err
 			return
@@ -312,56 +317,6 @@ func buildImages(ctx context.Context, spec harness.Spec, cli *testcontainers.Doc
 		*img.dst = tag
 	}
 	spec.Progress("containers: images %s and %s built FROM scratch, Redis %s (run %s)", images.wxpushd, images.mockwx, images.redis, images.run)
-}
-
-// buildImage lays out a context the way deploy/build.sh does (rootfs/ with
-// the static binary and the CA bundle, and deploy/NAME/Dockerfile) in a
-// directory of its own, so that a run never touches the contexts compose
-// builds from, and builds it under a tag of its own.
-func buildImage(ctx context.Context, provider *testcontainers.DockerProvider, root, name, pkg string) (string, error) {
-	dir, err := os.MkdirTemp("", "wxpush-image-")
-	if err != nil {
-		return "", err
-	}
-	defer os.RemoveAll(dir)
-	bin := filepath.Join(dir, "rootfs", "usr", "local", "bin")
-	certs := filepath.Join(dir, "rootfs", "etc", "ssl", "certs")
-	for _, d := range []string{bin, certs} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", err
-		}
-	}
-	bctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	cmd := exec.CommandContext(bctx, "go", "build", "-trimpath", "-tags", "timetzdata", "-ldflags", "-s -w", "-o", filepath.Join(bin, name), pkg)
-	cmd.Dir, cmd.Env = root, append(os.Environ(), "CGO_ENABLED=0")
-	out, err := cmd.CombinedOutput()
-	cancel()
-	if err != nil {
-		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
-	}
-	ca, err := os.ReadFile("/etc/ssl/certs/ca-certificates.crt")
-	if err != nil {
-		ca = nil // no CA bundle here: the images only talk to the mock
-	}
-	dockerfile, err := os.ReadFile(filepath.Join(root, "deploy", name, "Dockerfile"))
-	if err == nil {
-		err = os.WriteFile(filepath.Join(dir, "Dockerfile"), dockerfile, 0o644)
-	}
-	if err == nil {
-		err = os.WriteFile(filepath.Join(certs, "ca-certificates.crt"), ca, 0o644)
-	}
-	if err != nil {
-		return "", err
-	}
-	bctx, cancel = context.WithTimeout(ctx, opTimeout)
-	defer cancel()
-	tag, err := provider.BuildImage(bctx, &testcontainers.ContainerRequest{FromDockerfile: testcontainers.FromDockerfile{
-		Context: dir, Repo: "wxpush-harness/" + name, Tag: "test", KeepImage: true, BuildLogWriter: io.Discard,
-	}})
-	if err != nil {
-		return "", fmt.Errorf("image %s: %w", name, err)
-	}
-	return tag, nil
 }
 
 // redisImage is WXPUSH_REDIS_IMAGE, else redis:7-alpine when it is in the
@@ -424,18 +379,6 @@ func sweep(ctx context.Context, spec harness.Spec, cli *testcontainers.DockerCli
 	if removed > 0 {
 		spec.Progress("containers: removed %d containers and networks left by an earlier run", removed)
 	}
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD (the images are built from the source, with the Go toolchain): %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("the images are built from the source: run inside the wxpush module")
-	}
-	return filepath.Dir(mod), nil
 }
 
 func (e *Deployment) endpoint(ctx context.Context, c testcontainers.Container, port string) (string, error) {
