@@ -622,7 +622,7 @@ func (m *merger) buildSeries() Series {
 		}
 	}
 	s := &m.sum
-	attackEnd := s.Run.Started.Add(time.Duration(s.Run.DurationSeconds*float64(time.Second))).Sub(m.start).Seconds()
+	attackEnd := s.Run.Started.Add(time.Duration(s.Run.DurationSeconds * float64(time.Second))).Sub(m.start).Seconds()
 	end := s.Run.Finished.Sub(m.start).Seconds()
 	return Series{Start: m.start, Seconds: m.series.build(m.sc.Load.RateAt), Bands: bands(m.sc, s.Run.Timeline, attackEnd),
 		AttackEnd: attackEnd, End: end,
