@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -66,6 +67,10 @@ func newObject(tm metav1.TypeMeta) any {
 		return &policyv1.PodDisruptionBudget{}
 	case "autoscaling/v2 HorizontalPodAutoscaler":
 		return &autoscalingv2.HorizontalPodAutoscaler{}
+	case "batch/v1 Job":
+		return &batchv1.Job{}
+	case "v1 PersistentVolumeClaim":
+		return &corev1.PersistentVolumeClaim{}
 	}
 	return nil
 }
@@ -361,4 +366,95 @@ func loadContainerConfig(t *testing.T, m manifests, c corev1.Container) wxpushd.
 	cfg, err := wxpushd.LoadConfig(c.Args, func(k string) string { return env[k] }, io.MultiWriter(&out))
 	require.NoError(t, err, "wxpushd refuses the manifest's settings: %s", out.String())
 	return cfg
+}
+
+// wxloadShardsJob is the example of a load run over several generators:
+// not a kustomization resource.
+const wxloadShardsJob = "examples/wxload-shards-job.yaml"
+
+// TestWxloadShardsJobExample decodes the example strictly and checks that
+// its indexed Job runs one wxload shard per completion index, all of one
+// run (the Job's uid), each writing its own directory on the shared
+// volume, never retried.
+func TestWxloadShardsJobExample(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(k8sDir, wxloadShardsJob))
+	require.NoError(t, err)
+	objs, err := decodeManifest(raw)
+	require.NoError(t, err, "%s does not decode strictly into the Kubernetes API types", wxloadShardsJob)
+	var job *batchv1.Job
+	var pvc *corev1.PersistentVolumeClaim
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *batchv1.Job:
+			job = o
+		case *corev1.PersistentVolumeClaim:
+			pvc = o
+		default:
+			t.Errorf("unexpected %T", o)
+		}
+	}
+	require.NotNil(t, job, "a Job")
+	require.NotNil(t, pvc, "the shared volume's claim")
+
+	k, err := os.ReadFile(filepath.Join(k8sDir, kustomizationFile))
+	require.NoError(t, err)
+	assert.NotContains(t, string(k), "examples/", "the example is not deployed with the service")
+
+	spec := job.Spec
+	require.NotNil(t, spec.CompletionMode)
+	assert.Equal(t, batchv1.IndexedCompletion, *spec.CompletionMode)
+	require.NotNil(t, spec.Completions)
+	require.NotNil(t, spec.Parallelism)
+	n := int(*spec.Completions)
+	assert.Equal(t, n, int(*spec.Parallelism), "every shard runs at once")
+	require.NotNil(t, spec.BackoffLimitPerIndex)
+	assert.Zero(t, *spec.BackoffLimitPerIndex, "a shard is not retried")
+	assert.Equal(t, corev1.RestartPolicyNever, spec.Template.Spec.RestartPolicy)
+
+	require.Len(t, spec.Template.Spec.Containers, 1)
+	c := spec.Template.Spec.Containers[0]
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	require.Contains(t, env, "SHARD")
+	require.NotNil(t, env["SHARD"].ValueFrom)
+	assert.Equal(t, "metadata.annotations['batch.kubernetes.io/job-completion-index']", env["SHARD"].ValueFrom.FieldRef.FieldPath)
+	require.Contains(t, env, "RUN_ID")
+	require.NotNil(t, env["RUN_ID"].ValueFrom)
+	assert.Equal(t, "metadata.labels['batch.kubernetes.io/controller-uid']", env["RUN_ID"].ValueFrom.FieldRef.FieldPath)
+	require.Contains(t, env, "WXLOAD_API_KEY")
+	require.NotNil(t, env["WXLOAD_API_KEY"].ValueFrom.SecretKeyRef, "the API key from a Secret")
+
+	args := c.Args
+	require.NotEmpty(t, args)
+	assert.Equal(t, "run", args[0])
+	flag := func(name string) string {
+		i := slices.Index(args, name)
+		require.GreaterOrEqual(t, i, 0, "the shards run with %s", name)
+		require.Less(t, i+1, len(args), name)
+		return args[i+1]
+	}
+	assert.Equal(t, fmt.Sprintf("$(SHARD)/%d", n), flag("--shard"), "shard I of the Job's completions")
+	assert.Equal(t, "$(RUN_ID)", flag("--run-id"))
+	assert.NotEmpty(t, flag("--service"))
+	assert.NotEmpty(t, flag("--mock"))
+	out := flag("--out")
+	assert.Contains(t, out, "$(RUN_ID)", "each run its own directory")
+	assert.Contains(t, out, "$(SHARD)", "each shard its own directory")
+
+	require.Len(t, c.VolumeMounts, 1)
+	assert.True(t, strings.HasPrefix(out, c.VolumeMounts[0].MountPath+"/"), "--out %s on the shared volume", out)
+	require.Len(t, spec.Template.Spec.Volumes, 1)
+	v := spec.Template.Spec.Volumes[0]
+	assert.Equal(t, c.VolumeMounts[0].Name, v.Name)
+	require.NotNil(t, v.PersistentVolumeClaim)
+	assert.Equal(t, pvc.Name, v.PersistentVolumeClaim.ClaimName)
+	assert.Contains(t, pvc.Spec.AccessModes, corev1.ReadWriteMany, "every shard's pod writes to it")
+
+	// The comment's merge names every shard's directory.
+	for i := range n {
+		assert.Contains(t, string(raw), fmt.Sprintf("/runs/'$RUN'/shard-%d", i), "the merge command names shard %d", i)
+	}
+	assert.Contains(t, string(raw), `"merge"`)
 }

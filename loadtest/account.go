@@ -36,7 +36,11 @@ func (t *tracked) failed() bool { return t.status == service.StatusFailed }
 // accountant attributes the mock's ledger entries to accepted messages by
 // their marker. It is used from one goroutine.
 type accountant struct {
+	// tag is the run's tag: every marker of the run starts with it. tags,
+	// when set (a merge of shards), are the tags a marker's own tag must
+	// be one of; tag is then the prefix they share.
 	tag      string
+	tags     map[string]bool
 	appIDs   map[string]bool // the run's appids, to count unattributed entries
 	since    time.Time
 	byMarker map[string]*tracked
@@ -122,10 +126,18 @@ func (a *accountant) markerOf(e mockwx.LedgerEntry) (string, bool) {
 		return "", false
 	}
 	m := d[MarkerKey].Value
-	if !strings.HasPrefix(m, a.tag+"-") {
+	if !a.ours(m) {
 		return "", false
 	}
 	return m, true
+}
+
+// ours reports whether a marker is one of the run's.
+func (a *accountant) ours(marker string) bool {
+	if a.tags != nil {
+		return a.tags[tagOf(marker)]
+	}
+	return strings.HasPrefix(marker, a.tag+"-")
 }
 
 // ledger applies one ledger entry. entry, when set, sees every entry of
@@ -141,6 +153,15 @@ func (a *accountant) ledger(e mockwx.LedgerEntry, entry func(mockwx.LedgerEntry)
 			a.unattributed++
 		}
 		return
+	}
+	a.marked(e, marker, entry, receipts)
+}
+
+// marked applies a ledger entry of the run whose marker is known (read
+// from the entry's data, or from a run directory's ledger.jsonl).
+func (a *accountant) marked(e mockwx.LedgerEntry, marker string, entry func(mockwx.LedgerEntry), receipts func(t *tracked, at time.Time)) {
+	if e.Seq > a.lastSeq {
+		a.lastSeq = e.Seq
 	}
 	if entry != nil {
 		entry(e)

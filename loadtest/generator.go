@@ -81,10 +81,13 @@ type generator struct {
 
 const maxRepeatable = 4096
 
-func newGenerator(sc scenarios.Scenario, tag, apiKey string, mockApps map[string]mockwx.App, targets func() []string) (*generator, error) {
+// newGenerator mints the scenario's messages with markers tag-1, tag-2...;
+// stream picks the random sequence (a shard's index, so that shards of one
+// seed do not address the same recipients in step; 0 otherwise).
+func newGenerator(sc scenarios.Scenario, tag string, stream uint64, apiKey string, mockApps map[string]mockwx.App, targets func() []string) (*generator, error) {
 	g := &generator{
 		load: sc.Load, tag: tag, apiKey: apiKey, targets: targets,
-		rng:  rand.New(rand.NewPCG(uint64(sc.Seed), 0x77786c6f6164)),
+		rng:  rand.New(rand.NewPCG(uint64(sc.Seed), 0x77786c6f6164^stream)),
 		reqs: map[uint64]*request{},
 	}
 	for _, a := range sc.Mock.Apps {
@@ -291,20 +294,24 @@ func (t echoTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // pacer adapts a scenario's load shape to vegeta: request n is due at
 // HitTime(n); the attack never runs behind by skipping requests (it bursts
-// to catch up, and the lag is measured).
-type pacer struct{ load scenarios.Load }
+// to catch up, and the lag is measured). With a share set, vegeta's
+// request k is the scenario's request share.global(k).
+type pacer struct {
+	load  scenarios.Load
+	share share
+}
 
 func (p pacer) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
-	if elapsed >= p.load.Duration.D() || float64(hits) >= p.load.TotalHits() {
+	if elapsed >= p.load.Duration.D() || float64(p.share.global(hits)) >= p.load.TotalHits() {
 		return 0, true
 	}
-	due := p.load.HitTime(hits)
+	due := p.share.hitTime(p.load, hits)
 	if due <= elapsed {
 		return 0, false
 	}
 	return due - elapsed, false
 }
 
-func (p pacer) Rate(elapsed time.Duration) float64 { return p.load.RateAt(elapsed) }
+func (p pacer) Rate(elapsed time.Duration) float64 { return p.share.rateAt(p.load, elapsed) }
 
 var _ vegeta.Pacer = pacer{}

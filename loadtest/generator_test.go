@@ -109,7 +109,7 @@ func TestGeneratorRequests(t *testing.T) {
   templates: [{id: order_shipped, weight: 2}, {id: payment_received}]
   batch: {share: 0.2, size: 4}`)
 	apps := demoApps("shop", "news")
-	g, err := newGenerator(sc, "wltag", "k3y", apps, func() []string { return []string{"http://a", "http://b"} })
+	g, err := newGenerator(sc, "wltag", 0, "k3y", apps, func() []string { return []string{"http://a", "http://b"} })
 	require.NoError(t, err)
 	tgt := g.Targeter()
 
@@ -209,7 +209,7 @@ func TestGeneratorSeeded(t *testing.T) {
   duplicate_ratio: 0.5
   batch: {share: 0.3, size: 2}`)
 	mint := func() []string {
-		g, err := newGenerator(sc, "wlseed", "", demoApps("shop", "news"), func() []string { return []string{"http://x"} })
+		g, err := newGenerator(sc, "wlseed", 0, "", demoApps("shop", "news"), func() []string { return []string{"http://x"} })
 		require.NoError(t, err)
 		var out []string
 		for range 50 {
@@ -226,7 +226,7 @@ func TestGeneratorBlocked(t *testing.T) {
 	sc := genScenario(t, `  duration: 1s
   pacer: {rate: 10}
   blocked_ratio: 1`)
-	g, err := newGenerator(sc, "wlb", "", demoApps("shop", "news"), func() []string { return []string{"http://x"} })
+	g, err := newGenerator(sc, "wlb", 0, "", demoApps("shop", "news"), func() []string { return []string{"http://x"} })
 	require.NoError(t, err)
 	for range 20 {
 		assert.Equal(t, mockwx.DemoBlocked, g.mint().items[0].touser)
@@ -239,20 +239,20 @@ func TestGeneratorBlocked(t *testing.T) {
 func TestGeneratorErrors(t *testing.T) {
 	sc := genScenario(t, `  duration: 1s
   pacer: {rate: 10}`)
-	_, err := newGenerator(sc, "wl", "", demoApps("shop"), nil)
+	_, err := newGenerator(sc, "wl", 0, "", demoApps("shop"), nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `app "news"`)
 
 	sc = genScenario(t, `  duration: 1s
   pacer: {rate: 10}
   templates: [{id: nope}]`)
-	_, err = newGenerator(sc, "wl", "", demoApps("shop", "news"), nil)
+	_, err = newGenerator(sc, "wl", 0, "", demoApps("shop", "news"), nil)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), `no template "nope"`)
 
 	sc = genScenario(t, `  duration: 1s
   pacer: {rate: 10}`)
-	g, err := newGenerator(sc, "wl", "", demoApps("shop", "news"), func() []string { return nil })
+	g, err := newGenerator(sc, "wl", 0, "", demoApps("shop", "news"), func() []string { return nil })
 	require.NoError(t, err)
 	var target vegeta.Target
 	assert.Error(t, g.Targeter()(&target))

@@ -69,6 +69,11 @@ type Options struct {
 	// self-check rates, so that a run can tell a busy machine from its
 	// usual self (generator.usual_self_check_rate); "" keeps no history.
 	SelfCheckHistory string
+	// Shard, when its Count is set, runs one share of the scenario
+	// (remote mode only; see Shard): its run directory also holds
+	// messages.jsonl and shard.json for wxload merge. Only shard 0 runs
+	// the timeline and the users, which act on the shared deployment.
+	Shard Shard
 }
 
 // Result is a finished run.
@@ -93,6 +98,9 @@ func Run(ctx context.Context, sc scenarios.Scenario, opts Options) (*Result, err
 		return nil, err
 	}
 	remoteMode := len(opts.Services) > 0
+	if err := checkShard(opts.Shard, remoteMode); err != nil {
+		return nil, err
+	}
 	if remoteMode {
 		if opts.MockURL == "" {
 			return nil, fmt.Errorf("%w: --service needs --mock (the mock's URL, for the ledger)", ErrUsage)
@@ -164,8 +172,15 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	s.Scenario, s.Description = sc.Name, sc.Description
 	s.Run.Seed, s.Run.Version, s.Run.GoVersion, s.Run.Cores = sc.Seed, version.Version, runtime.Version(), runtime.NumCPU()
 	s.Run.Instances = sc.Stack.Instances
-	s.Generator.PeakRate = sc.Load.PeakRate()
+	sh := opts.Shard.share()
+	s.Generator.PeakRate = sc.Load.PeakRate() / float64(sh.n())
 	s.Generator.TargetRate = sc.Load.TotalHits() / sc.Load.Duration.D().Seconds()
+	if opts.Shard.sharded() {
+		s.Generator.TargetRate = float64(sh.requests(sc.Load)) / sc.Load.Duration.D().Seconds()
+	}
+	// Shard 0 alone acts on the shared deployment: the timeline programs
+	// the mock, the users push to it.
+	actor := !opts.Shard.sharded() || opts.Shard.Index == 0
 	if src, err := yaml.Marshal(sc); err == nil {
 		_ = os.WriteFile(filepath.Join(opts.OutDir, "scenario.yaml"), src, 0o644)
 	}
@@ -226,7 +241,15 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	startSeq := startStats.Ledger.Total
 
 	tag := runTag(sc.Seed)
-	gen, err := newGenerator(sc, tag, r.stack.APIKey(), r.stack.MockApps(), r.stack.ServiceURLs)
+	if opts.Shard.sharded() {
+		tag = shardTag(opts.Shard.RunID, opts.Shard.Index)
+		s.Run.Shard = ShardInfo{RunID: opts.Shard.RunID, Index: opts.Shard.Index, Count: opts.Shard.Count, Marker: tag, LedgerFrom: startSeq}
+		r.logf("shard %s of run %s: markers %s-N; %d of the scenario's %.0f requests", opts.Shard, opts.Shard.RunID, tag, sh.requests(sc.Load), ceilHits(sc.Load.TotalHits()))
+		if !actor && (len(sc.Mock.Timeline) > 0 || sc.Load.Users != nil) {
+			r.logf("the timeline and the users run in shard 0 only")
+		}
+	}
+	gen, err := newGenerator(sc, tag, uint64(opts.Shard.Index), r.stack.APIKey(), r.stack.MockApps(), r.stack.ServiceURLs)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
@@ -259,8 +282,10 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 				sampler.scrapeAll(ctx) // the killed instance's last counters
 			}
 		}}
-	bg.Add(1)
-	go func() { defer bg.Done(); tl.run(bgCtx, sc.Mock.Timeline) }()
+	if actor {
+		bg.Add(1)
+		go func() { defer bg.Done(); tl.run(bgCtx, sc.Mock.Timeline) }()
+	}
 	bg.Add(1)
 	go func() {
 		defer bg.Done()
@@ -288,7 +313,7 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	var unfollowSends []unfollowSend
 	usersCtx, stopUsers := context.WithCancel(ctx)
 	defer stopUsers()
-	if sc.Load.Users != nil {
+	if sc.Load.Users != nil && actor {
 		users = newUserSim(sc, r.stack.Mock(), r.stack.MockApps())
 		r.logf("users: %.0f events/s (%s)%s", sc.Load.Users.Rate, describeMix(sc.Load.Users.EffectiveMix()), describeUnfollow(sc.Load.Users.Unfollow, users.unfollowN))
 		bg.Add(1)
@@ -314,14 +339,14 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 		vegeta.Workers(uint64(max(16, runtime.NumCPU()*8))),
 	)
 	r.logf("attack: %s for %s (%.0f requests), recipients %d, duplicates %.0f%%, batches %.0f%%",
-		describePacer(sc.Load), sc.Load.Duration, sc.Load.TotalHits(), sc.Load.Recipients, sc.Load.DuplicateRatio*100, sc.Load.Batch.Share*100)
+		describePacer(sc.Load)+map[bool]string{true: fmt.Sprintf(" / %d shards", sh.n()), false: ""}[opts.Shard.sharded()], sc.Load.Duration, float64(sh.requests(sc.Load)), sc.Load.Recipients, sc.Load.DuplicateRatio*100, sc.Load.Batch.Share*100)
 	var vm vegeta.Metrics
 	acceptHist, lagHist := newHist(), newHist()
 	attackStart := time.Now()
-	for res := range atk.Attack(gen.Targeter(), pacer{load: sc.Load}, sc.Load.Duration.D(), sc.Name) {
+	for res := range atk.Attack(gen.Targeter(), pacer{load: sc.Load, share: sh}, sc.Load.Duration.D(), sc.Name) {
 		vm.Add(res)
 		_ = acceptHist.RecordValue(max(res.Latency.Microseconds(), 1))
-		due := attackStart.Add(sc.Load.HitTime(res.Seq))
+		due := attackStart.Add(sh.hitTime(sc.Load, res.Seq))
 		_ = lagHist.RecordValue(max(res.Timestamp.Sub(due).Microseconds(), 0))
 		n, _ := strconv.ParseUint(res.Headers.Get(reqHeader), 10, 64)
 		req := gen.take(n)
@@ -341,9 +366,10 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 	stopProbe()
 	close(attackDone)
 	attackEnd := time.Now()
-	s.Generator.ProbeMS = percentiles(<-probeDone)
+	probeHist := <-probeDone
+	s.Generator.ProbeMS = percentiles(probeHist)
 	s.Run.DurationSeconds = attackEnd.Sub(start).Seconds()
-	r.fillAccept(&vm)
+	fillAccept(&s.Accept, &vm)
 	s.Generator.LagMS = percentiles(lagHist)
 	s.Generator.AchievedRate = float64(s.Accept.Requests) / sc.Load.Duration.D().Seconds()
 	judgeGenerator(&s.Generator)
@@ -390,8 +416,12 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 
 	// Figures from the mock and the service.
 	s.Service = sampler.scrapeAll(ctx).figures
-	if err := r.mockFigures(ctx, startStats); err != nil {
+	var endStats *mockwx.Stats // nil: the mock did not answer
+	if st, err := r.stack.Mock().Stats(ctx); err != nil {
 		s.Run.Warnings = append(s.Run.Warnings, "mock stats: "+err.Error())
+	} else {
+		endStats = &st
+		s.Mock = mockDelta(startStats, st)
 	}
 	s.Mock.SendsByErrcode = sendCodes
 	acct.fill(&s.Delivery, checked)
@@ -426,11 +456,17 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 		}
 	}
 	lat := acct.latencies()
-	ser := Series{Start: start, Seconds: series.build(sc.Load.RateAt), Bands: bands(sc, s.Run.Timeline, attackEnd.Sub(start).Seconds()),
+	ser := Series{Start: start, Seconds: series.build(func(t time.Duration) float64 { return sh.rateAt(sc.Load, t) }), Bands: bands(sc, s.Run.Timeline, attackEnd.Sub(start).Seconds()),
 		AttackEnd: attackEnd.Sub(start).Seconds(), End: time.Since(start).Seconds(),
 		Spectrum: spectrum(acceptHist), E2ESpectrum: spectrum(lat.e2e), ConfirmedSpectrum: spectrum(lat.confirmed)}
-	if err := r.write(acct, ser); err != nil {
+	hists := runHistograms{Lag: lagHist, Probe: probeHist, Accept: acceptHist, E2E: lat.e2e, Confirmed: lat.confirmed}
+	if err := r.write(acct, ser, hists); err != nil {
 		return nil, err
+	}
+	if opts.Shard.sharded() {
+		if err := writeShardFiles(opts.OutDir, acct, shardStats{Before: startStats, After: endStats}); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
@@ -519,8 +555,8 @@ func classifyTransport(e string) string {
 	}
 }
 
-func (r *runner) fillAccept(vm *vegeta.Metrics) {
-	a := &r.sum.Accept
+// fillAccept fills the accept figures vegeta's metrics give.
+func fillAccept(a *Accept, vm *vegeta.Metrics) {
 	a.Requests = int(vm.Requests)
 	a.Rate = vm.Rate
 	a.Throughput = vm.Throughput
@@ -711,12 +747,10 @@ func (r *runner) checkStatuses(ctx context.Context, ts []*tracked) int {
 	return int(n.Load())
 }
 
-func (r *runner) mockFigures(ctx context.Context, before mockwx.Stats) error {
-	st, err := r.stack.Mock().Stats(ctx)
-	if err != nil {
-		return err
-	}
-	m := &r.sum.Mock
+// mockDelta is the mock's figures between two reads of its stats (the
+// sends by errcode from the ledger are the caller's).
+func mockDelta(before, st mockwx.Stats) MockFigures {
+	var m MockFigures
 	m.TokenCalls = st.TokenCalls - before.TokenCalls
 	m.StableTokenCalls = st.StableTokenCalls - before.StableTokenCalls
 	m.SendCalls = st.SendCalls - before.SendCalls
@@ -738,7 +772,7 @@ func (r *runner) mockFigures(ctx context.Context, before mockwx.Stats) error {
 	m.CallbacksSent = st.Callbacks.Sent - before.Callbacks.Sent
 	m.CallbacksAcked = st.Callbacks.Acked - before.Callbacks.Acked
 	m.CallbacksFailed = st.Callbacks.Failed - before.Callbacks.Failed
-	return nil
+	return m
 }
 
 func runTag(seed int64) string {

@@ -41,26 +41,35 @@ type LedgerRecord struct {
 	Marker       string    `json:"marker"`
 }
 
-func (r *runner) write(acct *accountant, ser Series) error {
+func (r *runner) write(acct *accountant, ser Series, hists runHistograms) error {
 	dir := r.opts.OutDir
-	if err := writeJSON(filepath.Join(dir, SummaryFile), &r.sum); err != nil {
+	if err := r.writeLedger(acct); err != nil {
+		r.sum.Run.Warnings = append(r.sum.Run.Warnings, "ledger extract: "+err.Error())
+	}
+	if err := writeHistograms(filepath.Join(dir, HistogramsFile), hists); err != nil {
+		return err
+	}
+	return writeRunDir(dir, &r.sum, ser, r.opts.Render)
+}
+
+// writeRunDir writes a run directory's summary.json, series.json,
+// summary.txt and report (render, or the plain one when nil).
+func writeRunDir(dir string, s *Summary, ser Series, render func(dir string) error) error {
+	if err := writeJSON(filepath.Join(dir, SummaryFile), s); err != nil {
 		return err
 	}
 	if err := writeJSON(filepath.Join(dir, SeriesFile), &ser); err != nil {
 		return err
 	}
-	if err := r.writeLedger(acct); err != nil {
-		r.sum.Run.Warnings = append(r.sum.Run.Warnings, "ledger extract: "+err.Error())
-	}
-	text := TextReport(&r.sum)
+	text := TextReport(s)
 	if err := os.WriteFile(filepath.Join(dir, TextFile), []byte(text), 0o644); err != nil {
 		return err
 	}
-	if r.opts.Render != nil {
-		if err := r.opts.Render(dir); err != nil {
+	if render != nil {
+		if err := render(dir); err != nil {
 			return fmt.Errorf("report: %w", err)
 		}
-	} else if err := WritePlainReport(dir, &r.sum); err != nil {
+	} else if err := WritePlainReport(dir, s); err != nil {
 		return err
 	}
 	return nil
@@ -133,7 +142,11 @@ func TextReport(s *Summary) string {
 		verdict = "FAILED"
 	}
 	fmt.Fprintf(&b, "scenario %s: %s\n", s.Scenario, verdict)
-	fmt.Fprintf(&b, "  %s\n\n", s.Description)
+	fmt.Fprintf(&b, "  %s\n", s.Description)
+	if line := ShardLine(s); line != "" {
+		fmt.Fprintf(&b, "  %s\n", line)
+	}
+	b.WriteString("\n")
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	a := s.Accept
 	w("accept     %d requests (%d batches, %d repeats) at %.1f/s; success %.2f%%; replayed %d; errors %d %s",
@@ -205,6 +218,21 @@ func TextReport(s *Summary) string {
 		b.WriteString(line + "\n")
 	}
 	return b.String()
+}
+
+// ShardLine says which part of a sharded run a summary is: a shard (and
+// that the run's verdict is wxload merge's) or the merge of N shards; ""
+// for a run that is not sharded.
+func ShardLine(s *Summary) string {
+	sh := s.Run.Shard
+	switch {
+	case sh.Count == 0:
+		return ""
+	case sh.Index < 0:
+		return fmt.Sprintf("merged from %d shards of run %s (ledger: %s)", sh.Count, sh.RunID, sh.LedgerSource)
+	default:
+		return fmt.Sprintf("shard %d/%d of run %s (markers %s-N): its figures are its share of the load; wxload merge gives the run's verdict", sh.Index, sh.Count, sh.RunID, sh.Marker)
+	}
 }
 
 func fmtMap(m map[string]int) string {

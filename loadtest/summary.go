@@ -55,6 +55,48 @@ type RunInfo struct {
 	Timeline        []TimelineEvent `json:"timeline"`
 	TimelineErrors  int             `json:"timeline_errors"`
 	Warnings        []string        `json:"warnings"`
+	// Shard is the run's place in a sharded run (wxload run --shard I/N,
+	// wxload merge); its count is 0 for a run that is not sharded.
+	Shard ShardInfo `json:"shard"`
+}
+
+// ShardInfo identifies one shard of a sharded run, or in a merged
+// summary the run its shards made up.
+type ShardInfo struct {
+	// RunID is shared by every shard of one run (--run-id).
+	RunID string `json:"run_id"`
+	// Index is the shard's index, from 0; -1 in a merged summary.
+	Index int `json:"index"`
+	// Count is the number of shards (N); 0: the run is not sharded.
+	Count int `json:"count"`
+	// Marker is the tag of the shard's messages: each one's marker is
+	// Marker, '-' and a number (empty in a merged summary).
+	Marker string `json:"marker,omitempty"`
+	// LedgerFrom is the mock ledger's last seq before the shard's load:
+	// its messages come after it.
+	LedgerFrom uint64 `json:"ledger_from"`
+	// Merged lists the shards a merged summary combines, by index.
+	Merged []MergedShard `json:"merged,omitempty"`
+	// LedgerSource is where a merged summary's accounting read the
+	// mock's ledger: "mock" (the live mock, wxload merge --mock) or
+	// "shards" (the shards' ledger.jsonl extracts).
+	LedgerSource string `json:"ledger_source,omitempty"`
+}
+
+// MergedShard is one shard of a merged summary, as its own summary has it.
+type MergedShard struct {
+	Index    int       `json:"index"`
+	Dir      string    `json:"dir"`
+	Marker   string    `json:"marker"`
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Requests int       `json:"requests"`
+	Accepted int       `json:"accepted"`
+	Lost     int       `json:"lost"`
+	// Passed is the shard's verdict on its own share (figures such as
+	// accept.requests are 1/N of the run's there).
+	Passed    bool `json:"passed"`
+	Saturated bool `json:"saturated"`
 }
 
 // TimelineEvent is one timeline action as it happened.

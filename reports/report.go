@@ -337,6 +337,9 @@ func eventsView(e loadtest.Events) ([]kv, [][]string) {
 func metaLine(s *loadtest.Summary) string {
 	r := s.Run
 	parts := []string{}
+	if line := loadtest.ShardLine(s); line != "" {
+		parts = append(parts, line)
+	}
 	if !r.Started.IsZero() {
 		parts = append(parts, "started "+r.Started.UTC().Format("2006-01-02 15:04:05 MST"))
 	}

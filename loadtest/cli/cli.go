@@ -1,5 +1,5 @@
 // Package cli is the wxload command line: run, demo, up, list, validate,
-// schema, report, compare and index. cmd/wxload is a thin main around
+// schema, report, compare, index and merge. cmd/wxload is a thin main around
 // Main, so tests drive the command in-process.
 package cli
 
@@ -48,6 +48,8 @@ usage:
   wxload report RUNDIR          render RUNDIR/index.html again and print the summary
   wxload compare BASE NEW       compare run NEW with run BASE; exit 1 if NEW regressed
   wxload index [DIR]            list the runs in DIR (default runs) as an HTML page
+  wxload merge DIR... [flags]   combine the run directories of a sharded run's shards
+                                (run --shard) into one summary, verdict and report
   wxload help                   this help (also -h or --help, after any command too)
   wxload version                print the version (also --version)
 
@@ -67,6 +69,16 @@ run flags:
   --quiet            no progress, only the final verdict line
   --no-self-check    skip the generator self-check
   --status-limit N   read at most N message statuses after the drain (default 50000)
+  --shard I/N        remote mode: run shard I (from 0) of N: requests I, I+N, I+2N... of
+                     the scenario's load, on its schedule (each shard offers 1/N of the
+                     rate; the shards' requests sum to the scenario's exactly), with its
+                     own markers; shard 0 alone runs the timeline and the users. The
+                     directory adds messages.jsonl and shard.json for wxload merge. A
+                     shard exits 0 once its directory is written: its expectations read
+                     its share only, and the run's verdict is wxload merge's
+  --run-id ID        with --shard: the run's id, the same for every shard and new for
+                     each run (a Kubernetes Job's uid; markers and idempotency keys
+                     derive from it, so shards started apart agree)
 
 up flags:
   --instances N        wxpushd instances (default 1)
@@ -94,6 +106,15 @@ compare flags:
 index flags:
   --out FILE         the page (default reports/out/index.html)
 
+merge flags:
+  --out DIR          the merged run directory (default runs/NAME-merged-TIMESTAMP)
+  --mock URL         account for every shard's messages against this mock's ledger (else
+                     against the ledger.jsonl extracts the shards wrote)
+  --mock-token T     the mock's admin token (default $MOCKWX_ADMIN_TOKEN)
+  --quiet            only the final verdict line
+  The directories must be the N shards of one run (same --run-id, scenario and N, each
+  index once); merge names what is missing or given twice (exit 2).
+
 environment:
   WXLOAD_API_KEY      default of run --api-key
   MOCKWX_ADMIN_TOKEN  default of run --mock-token and up --mock-token
@@ -113,6 +134,8 @@ environment:
 
 exit status: 0 expectations held, 1 an expectation failed, 2 bad usage or config.
 compare: 0 no regression, 1 regressed, 2 bad usage.
+run --shard: 0 the shard ran and wrote its directory, 1 it could not, 2 bad usage.
+merge: 0 the merged run's expectations held, 1 one failed, 2 bad usage (not the shards of one run).
 up: 0 stopped by Ctrl-C (SIGINT or SIGTERM), 1 could not start (an address in use...), 2 bad usage.
 `
 
@@ -155,6 +178,8 @@ func Main(ctx context.Context, args []string, getenv func(string) string, stdout
 		return compare(args[1:], stdout, stderr)
 	case "index":
 		return index(args[1:], stdout, stderr)
+	case "merge":
+		return merge(ctx, args[1:], getenv, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return ExitPassed
@@ -188,6 +213,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		services multi
 		seed     int64
 		quiet    bool
+		shard    string
 	)
 	fs.StringVar(&opts.OutDir, "out", "", "")
 	fs.Var(&services, "service", "")
@@ -200,6 +226,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.BoolVar(&quiet, "quiet", false, "")
 	fs.BoolVar(&opts.NoSelfCheck, "no-self-check", false, "")
 	fs.IntVar(&opts.StatusCheckLimit, "status-limit", 0, "")
+	fs.StringVar(&shard, "shard", "", "")
+	fs.StringVar(&opts.Shard.RunID, "run-id", "", "")
 	// Flags may follow the scenario.
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -211,6 +239,26 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	if len(pos) != 1 {
 		fmt.Fprintln(stderr, "wxload run: name one scenario (a catalog name, see wxload list, or a file)")
+		return ExitUsage
+	}
+	if shard != "" {
+		sh, err := loadtest.ParseShard(shard)
+		if err != nil {
+			fmt.Fprintln(stderr, "wxload run:", strings.TrimPrefix(err.Error(), loadtest.ErrUsage.Error()+": "))
+			return ExitUsage
+		}
+		sh.RunID = opts.Shard.RunID
+		opts.Shard = sh
+		if len(services) == 0 {
+			fmt.Fprintln(stderr, "wxload run: --shard runs a share of the load against a running deployment: give --service URL --mock URL --api-key K (the embedded stack belongs to one process)")
+			return ExitUsage
+		}
+		if err := loadtest.CheckRunID(opts.Shard.RunID); err != nil {
+			fmt.Fprintln(stderr, "wxload run:", strings.TrimPrefix(err.Error(), loadtest.ErrUsage.Error()+": "))
+			return ExitUsage
+		}
+	} else if opts.Shard.RunID != "" {
+		fmt.Fprintln(stderr, "wxload run: --run-id names a sharded run: it goes with --shard I/N")
 		return ExitUsage
 	}
 	sc, err := loadScenario(pos[0])
@@ -255,8 +303,65 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		verdict = "FAILED"
 	}
 	report, _ := filepath.Abs(filepath.Join(res.Dir, loadtest.ReportFile))
+	if opts.Shard.Count > 0 {
+		fmt.Fprintf(stdout, "\n%s shard %s of run %s done (its share: %s): accepted %d, delivered %d, failed %d, lost %d, duplicates %d; report: %s\nthe run's verdict: wxload merge DIR... with the %d shards' directories\n",
+			s.Scenario, opts.Shard, opts.Shard.RunID, verdict, s.Delivery.Accepted, s.Delivery.Delivered, s.Delivery.Failed, s.Delivery.Lost, s.Delivery.Duplicates, report, opts.Shard.Count)
+		return ExitPassed
+	}
 	fmt.Fprintf(stdout, "\n%s %s: accepted %d, delivered %d, failed %d, lost %d, duplicates %d; report: %s\n",
 		s.Scenario, verdict, s.Delivery.Accepted, s.Delivery.Delivered, s.Delivery.Failed, s.Delivery.Lost, s.Delivery.Duplicates, report)
+	if !s.Passed {
+		return ExitFailed
+	}
+	return ExitPassed
+}
+
+func merge(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wxload merge", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	var (
+		opts  loadtest.MergeOptions
+		quiet bool
+	)
+	fs.StringVar(&opts.OutDir, "out", "", "")
+	fs.StringVar(&opts.MockURL, "mock", "", "")
+	fs.StringVar(&opts.MockToken, "mock-token", getenv("MOCKWX_ADMIN_TOKEN"), "")
+	fs.BoolVar(&quiet, "quiet", false, "")
+	dirs, err := parseInterleaved(fs, args)
+	if err != nil {
+		return ExitUsage
+	}
+	if len(dirs) == 0 {
+		fmt.Fprintln(stderr, "wxload merge: name the run directories of the shards (wxload run --shard I/N --out DIR)")
+		return ExitUsage
+	}
+	opts.MockURL = strings.TrimRight(opts.MockURL, "/")
+	if !quiet {
+		opts.Progress = stderr
+	}
+	opts.Render = Render
+	res, err := loadtest.Merge(ctx, dirs, opts)
+	if err != nil {
+		if errors.Is(err, loadtest.ErrUsage) {
+			fmt.Fprintln(stderr, "wxload merge:", strings.TrimPrefix(err.Error(), loadtest.ErrUsage.Error()+": "))
+			return ExitUsage
+		}
+		fmt.Fprintln(stderr, "wxload merge:", err)
+		return ExitFailed
+	}
+	s := res.Summary
+	if !quiet {
+		fmt.Fprintln(stdout)
+		fmt.Fprint(stdout, loadtest.TextReport(s))
+	}
+	verdict := "PASSED"
+	if !s.Passed {
+		verdict = "FAILED"
+	}
+	report, _ := filepath.Abs(filepath.Join(res.Dir, loadtest.ReportFile))
+	fmt.Fprintf(stdout, "\n%s %s (merged from %d shards): accepted %d, delivered %d, failed %d, lost %d, duplicates %d; report: %s\n",
+		s.Scenario, verdict, s.Run.Shard.Count, s.Delivery.Accepted, s.Delivery.Delivered, s.Delivery.Failed, s.Delivery.Lost, s.Delivery.Duplicates, report)
 	if !s.Passed {
 		return ExitFailed
 	}

@@ -27,7 +27,7 @@ import (
 // the usage to stdout and exit 0.
 func TestHelpOnStdout(t *testing.T) {
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}, {"-help"}, {"run", "-h"}, {"run", "smoke", "--help"},
-		{"compare", "-h"}, {"index", "--help"}, {"report", "-h"}, {"validate", "-h"}} {
+		{"compare", "-h"}, {"index", "--help"}, {"report", "-h"}, {"validate", "-h"}, {"merge", "-h"}, {"run", "smoke", "--shard", "0/2", "-h"}} {
 		code, stdout, stderr := wxload(t, nil, args...)
 		assert.Equal(t, ExitPassed, code, "%q: %s", args, stderr)
 		assert.Equal(t, usage, stdout, "%q", args)

@@ -5,6 +5,7 @@
 //	wxload run SCENARIO [--service URL --mock URL --api-key K] [--out DIR]
 //	wxload demo | list | validate FILE | schema
 //	wxload report RUNDIR | compare BASE NEW | index [DIR]
+//	wxload run SCENARIO --shard I/N --run-id ID ... | merge DIR... [--out DIR] [--mock URL]
 //	wxload help | version
 //
 // Exit status: 0 the expectations held, 1 an expectation failed (or the run
