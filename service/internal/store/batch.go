@@ -15,36 +15,38 @@ import (
 // maxPipeline bounds how many messages one Redis pipeline carries.
 const maxPipeline = 256
 
-// enqueueCall is one Enqueue call waiting to be written.
-type enqueueCall struct {
-	msgs []NewMessage
-	res  []EnqueueResult
+// batchCall is one call waiting in a coalescer: its input, and its output
+// or error once its batch is written.
+type batchCall[In, Out any] struct {
+	in   In
+	out  Out
 	err  error
-	wake chan struct{} // closed when res/err are set, or when this call must lead
+	wake chan struct{} // closed when out/err are set, or when this call must lead
 	lead bool
 }
 
-// coalescer turns concurrent Enqueue calls into shared pipelines, without
-// a goroutine of its own: the first caller leads a batch made of every call
+// coalescer turns concurrent calls into shared script calls, without a
+// goroutine of its own: the first caller leads a batch made of every call
 // pending at that moment, then hands the lead to the next waiting caller.
-// Under light load a call goes alone and waits for nothing; under heavy load
-// one round trip carries many messages.
-type coalescer struct {
+// Under light load a call goes alone and waits for nothing; under heavy
+// load one round trip carries many calls. Enqueue and Settle use one each.
+type coalescer[In, Out any] struct {
+	op      string         // for errors: "enqueue", "settle"
+	size    func(In) int   // how many messages a call carries
+	write   func(context.Context, []*batchCall[In, Out])
+	timeout time.Duration // bounds one write, which may serve many callers
+
 	mu      sync.Mutex
-	pending []*enqueueCall
+	pending []*batchCall[In, Out]
 	busy    bool
 }
 
-// Enqueue stores and queues messages: one atomic script each, written in
-// pipelines shared with concurrent callers. It fails (ErrUnavailable) only
-// when Redis could not be reached; then none of these messages may be
-// acknowledged.
-func (s *Store) Enqueue(ctx context.Context, msgs []NewMessage) ([]EnqueueResult, error) {
-	if len(msgs) == 0 {
-		return nil, nil
-	}
-	call := &enqueueCall{msgs: msgs, wake: make(chan struct{})}
-	c := &s.batch
+// do adds a call and returns its output once a batch carrying it is
+// written (by this caller or another). A call cancelled before its batch
+// is written is withdrawn (ErrUnavailable); one already being written
+// finishes, bounded by c.timeout.
+func (c *coalescer[In, Out]) do(ctx context.Context, in In) (Out, error) {
+	call := &batchCall[In, Out]{in: in, wake: make(chan struct{})}
 	c.mu.Lock()
 	c.pending = append(c.pending, call)
 	if c.busy {
@@ -57,7 +59,8 @@ func (s *Store) Enqueue(ctx context.Context, msgs []NewMessage) ([]EnqueueResult
 				// Not written yet: withdraw it.
 				c.pending = slices.Delete(c.pending, i, i+1)
 				c.mu.Unlock()
-				return nil, fmt.Errorf("%w: enqueue: %v", ErrUnavailable, ctx.Err())
+				var zero Out
+				return zero, fmt.Errorf("%w: %s: %v", ErrUnavailable, c.op, ctx.Err())
 			}
 			c.mu.Unlock()
 			// Already in a batch being written, or chosen to lead: finish
@@ -65,40 +68,40 @@ func (s *Store) Enqueue(ctx context.Context, msgs []NewMessage) ([]EnqueueResult
 			<-call.wake
 		}
 		if !call.lead {
-			return call.res, call.err
+			return call.out, call.err
 		}
 		c.mu.Lock()
 	}
 	c.busy = true
 	if len(c.pending) == 1 {
-		// Alone so far: yield once so that requests already being handled
-		// can join this pipeline (no timer: an idle service adds no delay).
+		// Alone so far: yield once so that calls already under way can
+		// join this batch (no timer: an idle service adds no delay).
 		c.mu.Unlock()
 		runtime.Gosched()
 		c.mu.Lock()
 	}
-	s.leadBatches(c)
-	return call.res, call.err
+	c.lead()
+	return call.out, call.err
 }
 
-// leadBatches runs one batch: the calls pending now, up to maxPipeline
+// lead writes one batch: the calls pending now, up to maxPipeline
 // messages (a larger single call goes alone). Then it wakes the next
 // waiting call to lead, or marks the coalescer idle. c.mu is held on entry
 // and released on return.
-func (s *Store) leadBatches(c *coalescer) {
-	var batch []*enqueueCall
+func (c *coalescer[In, Out]) lead() {
+	var batch []*batchCall[In, Out]
 	n := 0
-	for len(c.pending) > 0 && (n == 0 || n+len(c.pending[0].msgs) <= maxPipeline) {
+	for len(c.pending) > 0 && (n == 0 || n+c.size(c.pending[0].in) <= maxPipeline) {
 		batch = append(batch, c.pending[0])
-		n += len(c.pending[0].msgs)
+		n += c.size(c.pending[0].in)
 		c.pending = c.pending[1:]
 	}
 	c.mu.Unlock()
 
 	// The batch serves many callers: it must not fail because the leader's
 	// own request was cancelled.
-	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
-	s.writeBatch(ctx, batch)
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	c.write(ctx, batch)
 	cancel()
 
 	c.mu.Lock()
@@ -115,6 +118,20 @@ func (s *Store) leadBatches(c *coalescer) {
 			close(call.wake)
 		}
 	}
+}
+
+// enqueueCall is one Enqueue call waiting to be written.
+type enqueueCall = batchCall[[]NewMessage, []EnqueueResult]
+
+// Enqueue stores and queues messages: one atomic script each, written in
+// calls shared with concurrent callers. It fails (ErrUnavailable) only
+// when Redis could not be reached; then none of these messages may be
+// acknowledged.
+func (s *Store) Enqueue(ctx context.Context, msgs []NewMessage) ([]EnqueueResult, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	return s.enqueues.do(ctx, msgs)
 }
 
 // batchScript stores a batch of messages in one atomic step. For each
@@ -203,8 +220,8 @@ func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
 	for _, call := range calls {
 		var ks []string
 		var as []any
-		for i := range call.msgs {
-			m := &call.msgs[i]
+		for i := range call.in {
+			m := &call.in[i]
 			req := m.RequestJSON
 			if req == nil {
 				var err error
@@ -234,7 +251,7 @@ func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
 	vals, err := batchScript.Run(ctx, s.rdb, keys, args...).Slice()
 	n := 0
 	for _, call := range written {
-		n += len(call.msgs)
+		n += len(call.in)
 	}
 	if err == nil && len(vals) != 2*n {
 		err = fmt.Errorf("unexpected reply of %d values for %d messages", len(vals), n)
@@ -247,7 +264,7 @@ func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
 	}
 	i := 0
 	for _, call := range written {
-		res := make([]EnqueueResult, len(call.msgs))
+		res := make([]EnqueueResult, len(call.in))
 		for j := range res {
 			code, _ := vals[i].(int64)
 			id, _ := vals[i+1].(string)
@@ -259,7 +276,7 @@ func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
 			res[j] = EnqueueResult{Outcome: Outcome(code), ID: id}
 		}
 		if call.err == nil {
-			call.res = res
+			call.out = res
 		}
 	}
 }

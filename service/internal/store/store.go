@@ -45,18 +45,20 @@ type Options struct {
 	// (default 5000): a selective filter on a large index answers a short
 	// page with a cursor rather than scanning without end.
 	SearchScan int
-	// WriteTimeout bounds one coalesced enqueue write, which may serve
-	// many requests (default 3 s): with a Redis that does not answer,
-	// every request in it fails within this bound, not the client's.
+	// WriteTimeout bounds one coalesced enqueue or settle write, which may
+	// serve many callers (default 3 s): with a Redis that does not answer,
+	// every call in it fails within this bound, not the caller's.
 	WriteTimeout time.Duration
 }
 
 // Store is wxpushd's Redis layer. It is safe for concurrent use.
 type Store struct {
-	rdb   redis.UniversalClient
-	opts  Options
-	keys  keys
-	batch coalescer
+	rdb      redis.UniversalClient
+	opts     Options
+	keys     keys
+	enqueues coalescer[[]NewMessage, []EnqueueResult]
+	settles  coalescer[settleCall, settleOut]
+	begins   coalescer[beginCall, beginOut]
 }
 
 type keys struct {
@@ -100,7 +102,14 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 		opts.QuotaDayTTL = 48 * time.Hour
 	}
 	p := opts.Prefix
-	return &Store{rdb: rdb, opts: opts, keys: keys{prefix: p, stream: p + "queue", delayed: p + "delayed", dlq: p + "dead"}}
+	s := &Store{rdb: rdb, opts: opts, keys: keys{prefix: p, stream: p + "queue", delayed: p + "delayed", dlq: p + "dead"}}
+	s.enqueues = coalescer[[]NewMessage, []EnqueueResult]{op: "enqueue", timeout: opts.WriteTimeout,
+		size: func(m []NewMessage) int { return len(m) }, write: s.writeBatch}
+	s.settles = coalescer[settleCall, settleOut]{op: "settle", timeout: opts.WriteTimeout,
+		size: func(settleCall) int { return 1 }, write: s.writeSettles}
+	s.begins = coalescer[beginCall, beginOut]{op: "begin", timeout: opts.WriteTimeout,
+		size: func(beginCall) int { return 1 }, write: s.writeBegins}
+	return s
 }
 
 // Prefix returns the key prefix, for packages that keep their own keys
@@ -434,16 +443,19 @@ type Guard struct {
 // attempt_at and updated_at fields (nil or false when missing); ARGV[3] is
 // Guard.Held.
 const guardLua = `
-local function guard(status, attempts, amb, began, updated)
+local function guardOf(key, nowMs, windowMs, held, status, attempts, amb, began, updated)
   if not amb then amb = nil end
   local found = amb
-  if status == 'sending' and (attempts or '0') ~= ARGV[3] then
+  if status == 'sending' and (attempts or '0') ~= held then
     local b = began or updated
     if b and tonumber(b) and (not found or tonumber(b) < tonumber(found)) then found = b end
   end
-  if found and found ~= amb then redis.call('HSET', KEYS[1], 'ambiguous_at', found) end
-  local refused = found ~= nil and ARGV[2] ~= '0' and tonumber(ARGV[1]) - tonumber(found) >= tonumber(ARGV[2])
+  if found and found ~= amb then redis.call('HSET', key, 'ambiguous_at', found) end
+  local refused = found ~= nil and windowMs ~= '0' and tonumber(nowMs) - tonumber(found) >= tonumber(windowMs)
   return found, refused
+end
+local function guard(status, attempts, amb, began, updated)
+  return guardOf(KEYS[1], ARGV[1], ARGV[2], ARGV[3], status, attempts, amb, began, updated)
 end
 `
 
@@ -492,61 +504,113 @@ func replyTime(v any) time.Time {
 	return msTime(s)
 }
 
-// beginScript is Load followed by MarkSending, in one step: it returns
-// {attempt, field, value, ...} with the record's fields as they were
-// before the attempt, except ambiguous_at, which is as the guard found it
-// (see guardLua). attempt is AttemptFinal or AttemptRefused when nothing
-// was counted, and the reply is {0} when the record is gone.
-// KEYS: msg. ARGV: nowMs, windowMs, held.
+// beginScript is Load followed by MarkSending, in one step, for each of
+// several messages (concurrent Begin calls share one call of it: see
+// coalescer; each message is begun exactly as if alone). Per message it
+// returns {attempt, field, value, ...} with the record's fields as they
+// were before the attempt, except ambiguous_at, which is as the guard
+// found it (see guardLua). attempt is AttemptFinal or AttemptRefused when
+// nothing was counted, and the reply is {0} when the record is gone.
+// KEYS: one msg key per message. ARGV: per message nowMs, windowMs, held.
 var beginScript = redis.NewScript(guardLua + `
-local h = redis.call('HGETALL', KEYS[1])
-local status, attempts, amb, began, updated
-for i = 1, #h, 2 do
-  local k = h[i]
-  if k == 'status' then status = h[i + 1]
-  elseif k == 'attempts' then attempts = h[i + 1]
-  elseif k == 'ambiguous_at' then amb = h[i + 1]
-  elseif k == 'attempt_at' then began = h[i + 1]
-  elseif k == 'updated_at' then updated = h[i + 1] end
-end
-if not status then return {0} end
-if status == 'sent' or status == 'delivered' or status == 'failed' then
-  table.insert(h, 1, -1)
+local function begin(key, nowMs, windowMs, held)
+  local h = redis.call('HGETALL', key)
+  local status, attempts, amb, began, updated
+  for i = 1, #h, 2 do
+    local k = h[i]
+    if k == 'status' then status = h[i + 1]
+    elseif k == 'attempts' then attempts = h[i + 1]
+    elseif k == 'ambiguous_at' then amb = h[i + 1]
+    elseif k == 'attempt_at' then began = h[i + 1]
+    elseif k == 'updated_at' then updated = h[i + 1] end
+  end
+  if not status then return {0} end
+  if status == 'sent' or status == 'delivered' or status == 'failed' then
+    table.insert(h, 1, -1)
+    return h
+  end
+  local found, refused = guardOf(key, nowMs, windowMs, held, status, attempts, amb, began, updated)
+  if found and found ~= amb then
+    table.insert(h, 'ambiguous_at')
+    table.insert(h, found)
+  end
+  if refused then
+    table.insert(h, 1, -2)
+    return h
+  end
+  redis.call('HSET', key, 'status', 'sending', 'updated_at', nowMs, 'attempt_at', nowMs)
+  table.insert(h, 1, redis.call('HINCRBY', key, 'attempts', 1))
   return h
 end
-local found, refused = guard(status, attempts, amb, began, updated)
-if found and found ~= amb then
-  table.insert(h, 'ambiguous_at')
-  table.insert(h, found)
+local out = {}
+for i = 1, #KEYS do
+  out[i] = begin(KEYS[i], ARGV[3*i - 2], ARGV[3*i - 1], ARGV[3*i])
 end
-if refused then
-  table.insert(h, 1, -2)
-  return h
-end
-redis.call('HSET', KEYS[1], 'status', 'sending', 'updated_at', ARGV[1], 'attempt_at', ARGV[1])
-table.insert(h, 1, redis.call('HINCRBY', KEYS[1], 'attempts', 1))
-return h
+return out
 `)
 
 // Begin loads a message record and, unless it is already final or g
 // refuses a resend, records that an attempt starts: Load then MarkSending
-// in one round trip. It returns the record as it was before the attempt
-// (with AmbiguousAt as the guard found it) and the attempt's number
-// (AttemptFinal or AttemptRefused: nothing changed but AmbiguousAt);
-// ErrNotFound when the record is gone. A request that cannot be decoded
-// (only a record written by something else) is an error as with Load, but
-// its attempt is counted already.
+// in one round trip, shared with concurrent callers. It returns the record
+// as it was before the attempt (with AmbiguousAt as the guard found it)
+// and the attempt's number (AttemptFinal or AttemptRefused: nothing
+// changed but AmbiguousAt); ErrNotFound when the record is gone. A request
+// that cannot be decoded (only a record written by something else) is an
+// error as with Load, but its attempt is counted already.
 func (s *Store) Begin(ctx context.Context, id string, now time.Time, g Guard) (*Record, int, error) {
-	vals, err := beginScript.Run(ctx, s.rdb, []string{s.keys.msg(id)}, now.UnixMilli(), g.Window.Milliseconds(), g.Held).Slice()
+	out, err := s.begins.do(ctx, beginCall{id: id, now: now, g: g})
 	if err != nil {
-		return nil, 0, unavailable("begin", err)
+		return nil, 0, err
+	}
+	return out.rec, out.attempt, out.err
+}
+
+// beginCall is one Begin call; beginOut its result.
+type beginCall struct {
+	id  string
+	now time.Time
+	g   Guard
+}
+
+type beginOut struct {
+	rec     *Record
+	attempt int
+	err     error // ErrNotFound, or a record that cannot be decoded
+}
+
+// writeBegins begins every call's attempt with one script call.
+func (s *Store) writeBegins(ctx context.Context, calls []*batchCall[beginCall, beginOut]) {
+	keys := make([]string, 0, len(calls))
+	args := make([]any, 0, 3*len(calls))
+	for _, call := range calls {
+		keys = append(keys, s.keys.msg(call.in.id))
+		args = append(args, call.in.now.UnixMilli(), call.in.g.Window.Milliseconds(), call.in.g.Held)
+	}
+	vals, err := beginScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err == nil && len(vals) != len(calls) {
+		err = fmt.Errorf("unexpected reply of %d values for %d messages", len(vals), len(calls))
+	}
+	for i, call := range calls {
+		if err != nil {
+			call.err = unavailable("begin", err)
+			continue
+		}
+		call.out, call.err = decodeBegin(call.in.id, vals[i])
+	}
+}
+
+// decodeBegin reads one message's part of beginScript's reply.
+func decodeBegin(id string, v any) (beginOut, error) {
+	vals, ok := v.([]any)
+	if !ok || len(vals)%2 != 1 {
+		return beginOut{}, unavailable("begin", fmt.Errorf("unexpected reply %T", v))
 	}
 	attempt, ok := vals[0].(int64)
-	if !ok || len(vals)%2 != 1 {
-		return nil, 0, unavailable("begin", fmt.Errorf("unexpected reply of %d values", len(vals)))
+	if !ok {
+		return beginOut{}, unavailable("begin", fmt.Errorf("unexpected reply of %d values", len(vals)))
 	}
 	if attempt == 0 {
-		return nil, 0, ErrNotFound
+		return beginOut{err: ErrNotFound}, nil
 	}
 	h := make(map[string]string, len(vals)/2)
 	for i := 1; i < len(vals); i += 2 {
@@ -556,9 +620,9 @@ func (s *Store) Begin(ctx context.Context, id string, now time.Time, g Guard) (*
 	}
 	rec, err := decodeRecord(id, h)
 	if err != nil {
-		return nil, 0, err
+		return beginOut{err: err}, nil
 	}
-	return rec, int(attempt), nil
+	return beginOut{rec: rec, attempt: int(attempt)}, nil
 }
 
 // SettleKind is what a worker decided for a message.
@@ -654,66 +718,71 @@ func (st Settlement) event(now time.Time) *service.HistoryEvent {
 	return ev
 }
 
-// settleScript records an outcome and acknowledges the stream entry in one
-// step, so an entry is never acknowledged without its outcome recorded.
+// settleScript records attempts' outcomes, each with the acknowledgement
+// of its stream entry in the same step, so an entry is never acknowledged
+// without its outcome recorded. Concurrent Settle calls share one call of
+// it (see coalescer); each message in it is settled on its own, exactly
+// as if alone.
 // When it records a send it also applies a delivery report that arrived
-// before it for the message's touser (parked by ApplyDelivery under
-// KEYS[6]), in the same step that writes the msgid index: see delivery.go. A send counts in the app's
-// daily counter (KEYS[8]); a final status goes to the webhook outbox
-// (KEYS[9]) when the app's event policy (ARGV[15]) asks for it.
-// An attempt whose outcome is unknown (ARGV[17], its start in ms; 0: the
-// outcome is known) sets the record's ambiguous_at unless it holds an
-// earlier time.
-// The attempt number (ARGV[16], 0: none) fences a settlement: when the
+// before it for the message's touser (parked by ApplyDelivery under the
+// message's early key), in the same step that writes the msgid index: see
+// delivery.go. A send counts in the app's daily counter (quota); a final
+// status goes to the webhook outbox (KEYS[4]) when the app's event policy
+// (events) asks for it. An attempt whose outcome is unknown (ambiguousMs,
+// its start; 0: the outcome is known) sets the record's ambiguous_at
+// unless it holds an earlier time.
+// The attempt number (attempt, 0: none) fences a settlement: when the
 // record's attempts differ, another worker has taken the message over
 // since (it was reclaimed after the visibility timeout and attempted
-// again), so this outcome is stale and the script changes nothing, not
-// even the acknowledgement, which now belongs to the new owner.
+// again), so this outcome is stale and nothing of it is written, not even
+// the acknowledgement, which now belongs to the new owner.
 // It keeps the operator's indexes, counters and the message's history
-// (index.go): the attempt's event (ARGV[18]), the status indexes from
-// KEYS[12] on, the minute's counters (KEYS[11]).
-// Returns {recorded (0 stale, 1), the early report applied ("delivered",
-// "failed" or ""), its failure reason}.
-// KEYS: msg, stream, delayed, dlq, msgidx, early, wait, quota, outbox,
-// hist, counts, then the status indexes (statusKeys).
-// ARGV: group, streamID, kind, nowMs, msgid, dueMs, reason, hasErr, errcode,
-// errmsg, retentionSec, refund, id, quotaTTLSec, events, attempt,
+// (index.go): the attempt's event, the status indexes (KEYS[5] on), the
+// minute's counters.
+// KEYS: stream, delayed, dlq, outbox, then the status indexes
+// (statusKeys), then per message: msg, msgidx, early, wait, quota, hist,
+// counts.
+// ARGV: group, retentionSec, quotaTTLSec, the index of the first
+// per-message key, then per message: streamID, kind, nowMs, msgid, dueMs,
+// reason, hasErr, errcode, errmsg, refund, id, events, attempt,
 // ambiguousMs, history event.
+// Returns per message {recorded (0 stale, 1), the early report applied
+// ("delivered", "failed" or ""), its failure reason}, flat.
 var settleScript = redis.NewScript(statusLua + `
-local f = redis.call('HMGET', KEYS[1], 'status', 'attempts', 'ambiguous_at')
-local status = f[1]
-if ARGV[16] ~= '0' and ARGV[3] ~= 'drop' then
-  if f[2] and f[2] ~= ARGV[16] then return {0, '', ''} end
-end
-local applied, appliedReason = '', ''
--- Every record has a status; EXISTS only for one that lost it.
-local exists = status or redis.call('EXISTS', KEYS[1]) == 1
-if exists and ARGV[3] ~= 'drop' then
-  if status ~= 'sent' and status ~= 'delivered' and status ~= 'failed' then
+local group, retention, quotaTTL = ARGV[1], ARGV[2], ARGV[3]
+local function settle(msg, msgidx, earlyKey, wait, quota, hist, counts,
+    sid, kind, now, msgid, due, reason, hasErr, errcode, errmsg, refund, id, events, attempt, ambMs, event)
+  local f = redis.call('HMGET', msg, 'status', 'attempts', 'ambiguous_at')
+  local status = f[1]
+  if attempt ~= '0' and kind ~= 'drop' then
+    if f[2] and f[2] ~= attempt then return 0, '', '' end
+  end
+  local applied, appliedReason = '', ''
+  -- Every record has a status; EXISTS only for one that lost it.
+  local exists = status or redis.call('EXISTS', msg) == 1
+  if exists and kind ~= 'drop' and status ~= 'sent' and status ~= 'delivered' and status ~= 'failed' then
     local final = false
-    local id = ARGV[13]
     -- The record's changes, written by one HSET at the end.
-    local h = {'updated_at', ARGV[4]}
+    local h = {'updated_at', now}
     local function set(k, v) h[#h + 1] = k; h[#h + 1] = v end
-    if ARGV[8] == '1' then
-      set('last_errcode', ARGV[9])
-      set('last_errmsg', ARGV[10])
+    if hasErr == '1' then
+      set('last_errcode', errcode)
+      set('last_errmsg', errmsg)
     end
-    if ARGV[17] ~= '0' then
+    if ambMs ~= '0' then
       local amb = f[3]
-      if not amb or tonumber(ARGV[17]) < tonumber(amb) then set('ambiguous_at', ARGV[17]) end
+      if not amb or tonumber(ambMs) < tonumber(amb) then set('ambiguous_at', ambMs) end
     end
-    local refund = ARGV[12] == '1'
-    if refund and ARGV[3] ~= 'sent' then set('attempts', tonumber(f[2] or '0') - 1) end
-    remember(KEYS[10], ARGV[18], ARGV[11])
-    if ARGV[3] == 'sent' then
-      set('msgid', ARGV[5])
-      set('sent_at', ARGV[4])
-      move(12, id, status, 'sent')
-      count(KEYS[11], 'sent', 1)
-      redis.call('SET', KEYS[5], ARGV[13], 'EX', ARGV[11])
-      if redis.call('INCR', KEYS[8]) == 1 then redis.call('EXPIRE', KEYS[8], ARGV[14]) end
-      local early = redis.call('HMGET', KEYS[6], 'result', 'reason', 'status', 'at')
+    if refund == '1' and kind ~= 'sent' then set('attempts', tonumber(f[2] or '0') - 1) end
+    remember(hist, event, retention)
+    if kind == 'sent' then
+      set('msgid', msgid)
+      set('sent_at', now)
+      move(5, id, status, 'sent')
+      count(counts, 'sent', 1)
+      redis.call('SET', msgidx, id, 'EX', retention)
+      if redis.call('INCR', quota) == 1 then redis.call('EXPIRE', quota, quotaTTL) end
+      local early = redis.call('HMGET', earlyKey, 'result', 'reason', 'status', 'at')
       if early[1] == 'delivered' then
         set('status', 'delivered')
         set('delivered_at', early[4])
@@ -728,40 +797,52 @@ if exists and ARGV[3] ~= 'drop' then
         final = true
       else
         set('status', 'sent')
-        if ARGV[15] == '2' then final = true end
+        if events == '2' then final = true end
       end
       if early[1] then
-        redis.call('DEL', KEYS[6])
-        move(12, id, 'sent', applied)
-        if applied == 'delivered' then count(KEYS[11], 'delivered', 1) else count(KEYS[11], 'failed:' .. appliedReason, 1) end
+        redis.call('DEL', earlyKey)
+        move(5, id, 'sent', applied)
+        if applied == 'delivered' then count(counts, 'delivered', 1) else count(counts, 'failed:' .. appliedReason, 1) end
         local ev = {t = tonumber(early[4]), type = 'delivery_report', status = early[3], outcome = applied}
         if appliedReason ~= '' then ev['reason'] = appliedReason end
-        remember(KEYS[10], cjson.encode(ev), ARGV[11])
+        remember(hist, cjson.encode(ev), retention)
       end
-    elseif ARGV[3] == 'retry' then
+    elseif kind == 'retry' then
       set('status', 'retrying')
-      redis.call('ZADD', KEYS[3], ARGV[6], ARGV[13])
-    elseif ARGV[3] == 'park' then
+      redis.call('ZADD', KEYS[2], due, id)
+    elseif kind == 'park' then
       if status == 'sending' then set('status', 'retrying') end
-      redis.call('ZADD', KEYS[7], ARGV[6], ARGV[13])
-    elseif ARGV[3] == 'fail' then
+      redis.call('ZADD', wait, due, id)
+    elseif kind == 'fail' then
       set('status', 'failed')
-      set('reason', ARGV[7])
-      redis.call('XADD', KEYS[4], 'MAXLEN', '~', '100000', '*', 'id', ARGV[13], 'reason', ARGV[7], 'errcode', ARGV[9], 'errmsg', ARGV[10])
-      move(12, id, status, 'failed')
-      count(KEYS[11], 'failed:' .. ARGV[7], 1)
+      set('reason', reason)
+      redis.call('XADD', KEYS[3], 'MAXLEN', '~', '100000', '*', 'id', id, 'reason', reason, 'errcode', errcode, 'errmsg', errmsg)
+      move(5, id, status, 'failed')
+      count(counts, 'failed:' .. reason, 1)
       final = true
     end
-    redis.call('HSET', KEYS[1], unpack(h))
-    if final and ARGV[15] ~= '0' then
-      redis.call('ZADD', KEYS[9], 'NX', ARGV[4], ARGV[13])
+    redis.call('HSET', msg, unpack(h))
+    if final and events ~= '0' then
+      redis.call('ZADD', KEYS[4], 'NX', now, id)
     end
-    redis.call('EXPIRE', KEYS[1], ARGV[11])
+    redis.call('EXPIRE', msg, retention)
   end
+  redis.call('XACK', KEYS[1], group, sid)
+  redis.call('XDEL', KEYS[1], sid)
+  return 1, applied, appliedReason
 end
-redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
-redis.call('XDEL', KEYS[2], ARGV[2])
-return {1, applied, appliedReason}
+local out = {}
+local k, a = tonumber(ARGV[4]), 5
+while a <= #ARGV do
+  local r, applied, reason = settle(KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5], KEYS[k+6],
+    ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5], ARGV[a+6], ARGV[a+7], ARGV[a+8], ARGV[a+9],
+    ARGV[a+10], ARGV[a+11], ARGV[a+12], ARGV[a+13], ARGV[a+14])
+  out[#out + 1] = r
+  out[#out + 1] = applied
+  out[#out + 1] = reason
+  k, a = k + 7, a + 15
+end
+return out
 `)
 
 // Settled tells what a recorded settlement did besides recording its kind.
@@ -777,39 +858,69 @@ type Settled struct {
 // atomically. A record that is already final is left as it is. Recording a
 // send also applies a delivery report parked before it (which Settled
 // reports, so the caller can count a message that ended there) and counts
-// the send in the app's quota day.
+// the send in the app's quota day. Concurrent calls share one script call.
 func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Time) (Settled, error) {
-	day := st.QuotaDay
-	if day == "" {
-		day = now.In(shanghai).Format("20060102")
-	}
-	due := strconv.FormatInt(st.Due.UnixMilli(), 10)
-	if st.Kind == SettlePark {
-		due = dueScore(e)
-	}
-	keys := append([]string{s.keys.msg(e.MessageID), s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID, st.ToUser),
-		s.keys.app(st.App, "wait"), s.keys.quota(st.App, day), s.keys.outbox(), s.keys.hist(e.MessageID), s.keys.counts(now)}, s.keys.statusKeys()...)
-	vals, err := settleScript.Run(ctx, s.rdb, keys,
-		s.opts.Group, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, due, st.Reason,
-		b2s(st.HasErr), st.ErrCode, st.ErrMsg, int64(s.opts.Retention.Seconds()), b2s(st.Refund), e.MessageID,
-		int64(s.opts.QuotaDayTTL.Seconds()), s.events(st.App), st.Attempt, msArg(st.AmbiguousAt), historyJSON(st.event(now)),
-	).Slice()
-	if err == nil && len(vals) != 3 {
-		err = fmt.Errorf("unexpected reply of %d values", len(vals))
-	}
+	out, err := s.settles.do(ctx, settleCall{e: e, st: st, now: now})
 	if err != nil {
-		return Settled{}, unavailable("settle", err)
+		return Settled{}, err
 	}
-	recorded, ok := vals[0].(int64)
-	if !ok {
-		return Settled{}, unavailable("settle", fmt.Errorf("unexpected reply %v", vals[0]))
-	}
-	if recorded == 0 {
+	if out.stale {
 		return Settled{}, ErrStale
 	}
-	early, _ := vals[1].(string)
-	reason, _ := vals[2].(string)
-	return Settled{Early: DeliveryOutcome(early), EarlyReason: reason}, nil
+	return out.Settled, nil
+}
+
+// settleCall is one Settle call; settleOut its result.
+type settleCall struct {
+	e   Entry
+	st  Settlement
+	now time.Time
+}
+
+type settleOut struct {
+	Settled
+	stale bool
+}
+
+// writeSettles records every call's settlement with one script call.
+func (s *Store) writeSettles(ctx context.Context, calls []*batchCall[settleCall, settleOut]) {
+	status := s.keys.statusKeys()
+	keys := append([]string{s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.outbox()}, status...)
+	args := []any{s.opts.Group, int64(s.opts.Retention.Seconds()), int64(s.opts.QuotaDayTTL.Seconds()), len(keys) + 1}
+	for _, call := range calls {
+		e, st, now := call.in.e, call.in.st, call.in.now
+		day := st.QuotaDay
+		if day == "" {
+			day = now.In(shanghai).Format("20060102")
+		}
+		due := strconv.FormatInt(st.Due.UnixMilli(), 10)
+		if st.Kind == SettlePark {
+			due = dueScore(e)
+		}
+		keys = append(keys, s.keys.msg(e.MessageID), s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID, st.ToUser),
+			s.keys.app(st.App, "wait"), s.keys.quota(st.App, day), s.keys.hist(e.MessageID), s.keys.counts(now))
+		args = append(args, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, due, st.Reason,
+			b2s(st.HasErr), st.ErrCode, st.ErrMsg, b2s(st.Refund), e.MessageID,
+			s.events(st.App), st.Attempt, msArg(st.AmbiguousAt), historyJSON(st.event(now)))
+	}
+	vals, err := settleScript.Run(ctx, s.rdb, keys, args...).Slice()
+	if err == nil && len(vals) != 3*len(calls) {
+		err = fmt.Errorf("unexpected reply of %d values for %d settlements", len(vals), len(calls))
+	}
+	for i, call := range calls {
+		if err != nil {
+			call.err = unavailable("settle", err)
+			continue
+		}
+		recorded, ok := vals[3*i].(int64)
+		if !ok {
+			call.err = unavailable("settle", fmt.Errorf("unexpected reply %v", vals[3*i]))
+			continue
+		}
+		early, _ := vals[3*i+1].(string)
+		reason, _ := vals[3*i+2].(string)
+		call.out = settleOut{Settled: Settled{Early: DeliveryOutcome(early), EarlyReason: reason}, stale: recorded == 0}
+	}
 }
 
 // msArg is t in ms as a script argument; 0 for the zero time.
