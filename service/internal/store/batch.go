@@ -31,8 +31,8 @@ type batchCall[In, Out any] struct {
 // Under light load a call goes alone and waits for nothing; under heavy
 // load one round trip carries many calls. Enqueue and Settle use one each.
 type coalescer[In, Out any] struct {
-	op      string         // for errors: "enqueue", "settle"
-	size    func(In) int   // how many messages a call carries
+	op      string       // for errors: "enqueue", "settle"
+	size    func(In) int // how many messages a call carries
 	write   func(context.Context, []*batchCall[In, Out])
 	timeout time.Duration // bounds one write, which may serve many callers
 
