@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -317,4 +318,29 @@ func TestProxyServesWeChatsHostsWithTheMocksCA(t *testing.T) {
 	if _, err := untrusting.Get(real); !errors.As(err, &unknown) {
 		t.Errorf("through the proxy without the mock's CA: %v, want an unknown authority error", err)
 	}
+}
+
+// TestWithCAServesTheGivenCA: with WithCA the container presents and
+// serves the given CA, so a trust store made once works for every
+// container; a client trusting only that CA gets a token through the proxy.
+func TestWithCAServesTheGivenCA(t *testing.T) {
+	dir := t.TempDir()
+	ca, _, err := mockwx.LoadOrCreateCA(dir+"/ca.pem", dir+"/ca-key.pem", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := os.ReadFile(dir + "/ca-key.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := run(t, mockwxcontainer.WithCA(ca.CertPEM(), key))
+	if string(c.CACertPEM()) != string(ca.CertPEM()) {
+		t.Fatalf("the container serves another CA than the one given")
+	}
+	proxy, err := url.Parse(c.ProxyURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxy), TLSClientConfig: &tls.Config{RootCAs: ca.CertPool()}}}
+	fetchToken(t, hc, tokenURL("https://api.weixin.qq.com", mockwx.DemoApp()))
 }

@@ -76,6 +76,8 @@ const (
 const (
 	containerPort = Port + "/tcp"
 	configPath    = "/etc/mockwx.yaml"
+	caCertPath    = "/etc/mockwx-ca.pem"
+	caKeyPath     = "/etc/mockwx-ca-key.pem"
 	caPath        = mockwx.PathCAPEM
 	readyPath     = "/_mock/apps"
 )
@@ -146,6 +148,14 @@ func Run(ctx context.Context, opts ...Option) (_ *Container, err error) {
 	}
 	if s.callbackURL != "" {
 		env["MOCKWX_CALLBACK_URL"] = s.callbackURL
+	}
+	if s.caCert != nil {
+		// The image's user is not root: the key must be readable by it in
+		// this throwaway container.
+		env[mockwx.EnvCACert], env[mockwx.EnvCAKey] = caCertPath, caKeyPath
+		files = append(files,
+			testcontainers.ContainerFile{Reader: strings.NewReader(string(s.caCert)), ContainerFilePath: caCertPath, FileMode: 0o644},
+			testcontainers.ContainerFile{Reader: strings.NewReader(string(s.caKey)), ContainerFilePath: caKeyPath, FileMode: 0o644})
 	}
 	ready := wait.ForHTTP(readyPath).WithPort(containerPort).WithStartupTimeout(startupTimeout)
 	if s.adminToken != "" {

@@ -24,6 +24,8 @@ type settings struct {
 	image       string
 	network     string
 	aliases     []string
+	caCert      []byte // WithCA: the proxy mode's CA; nil: the container makes its own
+	caKey       []byte
 }
 
 // newSettings applies opts in order and reports every bad one.
@@ -116,6 +118,22 @@ func WithAdminToken(token string) Option {
 			return errors.New("WithAdminToken: the token holds a space or a control character (it travels in an Authorization header)")
 		}
 		s.adminToken = token
+		return nil
+	}
+}
+
+// WithCA gives the mock the CA of its HTTPS proxy mode (PEM certificate
+// and key; mockwx.NewCA or LoadOrCreateCA make one, and mockwx's CA from
+// ~/.config/mockwx works too), so that a truststore built once (a JVM's,
+// a system bundle in an image) trusts every container. Without it each
+// container generates a CA of its own. The pair is checked here; the key
+// is copied into the container, readable by the mock's user.
+func WithCA(certPEM, keyPEM []byte) Option {
+	return func(s *settings) error {
+		if _, err := mockwx.ParseCA(certPEM, keyPEM); err != nil {
+			return fmt.Errorf("WithCA: %w", err)
+		}
+		s.caCert, s.caKey = append([]byte(nil), certPEM...), append([]byte(nil), keyPEM...)
 		return nil
 	}
 }

@@ -1,10 +1,13 @@
 package mockwxcontainer
 
 import (
+	"context"
 	"errors"
+	"os"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/wxpush/wxpush/mockwx"
 )
@@ -106,5 +109,29 @@ func TestOptionsSetWhatTheContainerGets(t *testing.T) {
 	}
 	if !slices.Equal(s.aliases, []string{"wx-a", "wx-b"}) {
 		t.Errorf("aliases %q, want [wx-a wx-b]", s.aliases)
+	}
+}
+
+// WithCA refuses a pair that does not belong together, naming the option,
+// and never quotes the key.
+func TestWithCARefusesAMismatchedPair(t *testing.T) {
+	a, err := mockwx.NewCA(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, _, err := mockwx.LoadOrCreateCA(dir+"/c.pem", dir+"/k.pem", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	otherKey, err := os.ReadFile(dir + "/k.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Run(context.Background(), WithCA(a.CertPEM(), otherKey))
+	if err == nil || !strings.Contains(err.Error(), "WithCA") || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("Run with a mismatched CA pair: %v", err)
+	}
+	if strings.Contains(err.Error(), "PRIVATE KEY") {
+		t.Fatalf("the error quotes the key: %v", err)
 	}
 }

@@ -29,7 +29,8 @@ type batchCall[In, Out any] struct {
 // goroutine of its own: the first caller leads a batch made of every call
 // pending at that moment, then hands the lead to the next waiting caller.
 // Under light load a call goes alone and waits for nothing; under heavy
-// load one round trip carries many calls. Enqueue and Settle use one each.
+// load one round trip carries many calls. Enqueue, Begin and Settle use
+// one each.
 type coalescer[In, Out any] struct {
 	op      string       // for errors: "enqueue", "settle"
 	size    func(In) int // how many messages a call carries
