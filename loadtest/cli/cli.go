@@ -294,15 +294,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return ExitFailed
 	}
 	s := res.Summary
-	if !quiet {
-		fmt.Fprintln(stdout)
-		fmt.Fprint(stdout, loadtest.TextReport(s))
-	}
-	verdict := "PASSED"
-	if !s.Passed {
-		verdict = "FAILED"
-	}
-	report, _ := filepath.Abs(filepath.Join(res.Dir, loadtest.ReportFile))
+	verdict, report := finish(stdout, quiet, s, res.Dir)
 	if opts.Shard.Count > 0 {
 		fmt.Fprintf(stdout, "\n%s shard %s of run %s done (its share: %s): accepted %d, delivered %d, failed %d, lost %d, duplicates %d; report: %s\nthe run's verdict: wxload merge DIR... with the %d shards' directories\n",
 			s.Scenario, opts.Shard, opts.Shard.RunID, verdict, s.Delivery.Accepted, s.Delivery.Delivered, s.Delivery.Failed, s.Delivery.Lost, s.Delivery.Duplicates, report, opts.Shard.Count)
@@ -314,6 +306,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return ExitFailed
 	}
 	return ExitPassed
+}
+
+// finish prints a finished run's text report (unless quiet) and returns
+// its verdict and the absolute path of its HTML report.
+func finish(stdout io.Writer, quiet bool, s *loadtest.Summary, dir string) (verdict, report string) {
+	if !quiet {
+		fmt.Fprintln(stdout)
+		fmt.Fprint(stdout, loadtest.TextReport(s))
+	}
+	verdict = "PASSED"
+	if !s.Passed {
+		verdict = "FAILED"
+	}
+	report, _ = filepath.Abs(filepath.Join(dir, loadtest.ReportFile))
+	return verdict, report
 }
 
 func merge(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -351,15 +358,7 @@ func merge(ctx context.Context, args []string, getenv func(string) string, stdou
 		return ExitFailed
 	}
 	s := res.Summary
-	if !quiet {
-		fmt.Fprintln(stdout)
-		fmt.Fprint(stdout, loadtest.TextReport(s))
-	}
-	verdict := "PASSED"
-	if !s.Passed {
-		verdict = "FAILED"
-	}
-	report, _ := filepath.Abs(filepath.Join(res.Dir, loadtest.ReportFile))
+	verdict, report := finish(stdout, quiet, s, res.Dir)
 	fmt.Fprintf(stdout, "\n%s %s (merged from %d shards): accepted %d, delivered %d, failed %d, lost %d, duplicates %d; report: %s\n",
 		s.Scenario, verdict, s.Run.Shard.Count, s.Delivery.Accepted, s.Delivery.Delivered, s.Delivery.Failed, s.Delivery.Lost, s.Delivery.Duplicates, report)
 	if !s.Passed {
