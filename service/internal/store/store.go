@@ -538,8 +538,9 @@ local function begin(key, nowMs, windowMs, held)
     table.insert(h, 1, -2)
     return h
   end
-  redis.call('HSET', key, 'status', 'sending', 'updated_at', nowMs, 'attempt_at', nowMs)
-  table.insert(h, 1, redis.call('HINCRBY', key, 'attempts', 1))
+  local n = tonumber(attempts or '0') + 1
+  redis.call('HSET', key, 'status', 'sending', 'updated_at', nowMs, 'attempt_at', nowMs, 'attempts', n)
+  table.insert(h, 1, n)
   return h
 end
 local out = {}
