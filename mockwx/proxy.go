@@ -188,13 +188,29 @@ func LoadOrCreateCA(certPath, keyPath string, now time.Time) (ca *CA, created bo
 		werr = cerr
 	}
 	if werr == nil {
-		werr = os.WriteFile(certPath, ca.certPEM, 0o644)
+		// Exclusively too: a symlink planted at the certificate's path
+		// (dangling, so it read as missing) is not followed.
+		werr = writeNew(certPath, ca.certPEM, 0o644)
 	}
 	if werr != nil {
 		_ = os.Remove(keyPath)
 		return nil, false, werr
 	}
 	return ca, true, nil
+}
+
+// writeNew creates path, which must not exist (not even as a symlink),
+// and writes b to it.
+func writeNew(path string, b []byte, perm os.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // CertPEM returns the CA certificate (PEM): what clients trust.

@@ -47,6 +47,11 @@ type coalescer[In, Out any] struct {
 // is written is withdrawn (ErrUnavailable); one already being written
 // finishes, bounded by c.timeout.
 func (c *coalescer[In, Out]) do(ctx context.Context, in In) (Out, error) {
+	if err := ctx.Err(); err != nil {
+		// Given up already: not even an idle coalescer's lead may write it.
+		var zero Out
+		return zero, fmt.Errorf("%w: %s: %v", ErrUnavailable, c.op, err)
+	}
 	call := &batchCall[In, Out]{in: in, wake: make(chan struct{})}
 	c.mu.Lock()
 	c.pending = append(c.pending, call)
