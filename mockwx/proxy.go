@@ -112,6 +112,9 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return nil, errors.New("CA certificate: not a CA (needs basic constraints CA:TRUE and keyCertSign)")
 	}
+	if err := checkConstrained(cert); err != nil {
+		return nil, err
+	}
 	kb, _ := pem.Decode(keyPEM)
 	if kb == nil || !strings.HasSuffix(kb.Type, "PRIVATE KEY") {
 		return nil, errors.New("CA key: no PEM PRIVATE KEY block")
@@ -137,6 +140,31 @@ func ParseCA(certPEM, keyPEM []byte) (*CA, error) {
 		return nil, errors.New("CA key: it does not match the CA certificate")
 	}
 	return &CA{cert: cert, key: signer, certPEM: pem.EncodeToMemory(cb)}, nil
+}
+
+// checkConstrained refuses a CA that could sign for more than
+// WeChatAPIHosts: the mock serves its CA for clients to trust, and that
+// trust must expose nothing else (a developer's own CA, or one planted at
+// the CA paths, would). It must permit exactly those DNS names, marked
+// critical, and exclude every IP address, as NewCA's do.
+func checkConstrained(cert *x509.Certificate) error {
+	permitted := slices.Sorted(slices.Values(cert.PermittedDNSDomains))
+	want := slices.Sorted(slices.Values(WeChatAPIHosts))
+	ipsExcluded := func(bits int) bool {
+		for _, r := range cert.ExcludedIPRanges {
+			if ones, size := r.Mask.Size(); ones == 0 && size == bits {
+				return true
+			}
+		}
+		return false
+	}
+	if !cert.PermittedDNSDomainsCritical || !slices.Equal(permitted, want) || !ipsExcluded(32) || !ipsExcluded(128) ||
+		len(cert.PermittedIPRanges)+len(cert.PermittedEmailAddresses)+len(cert.PermittedURIDomains) > 0 {
+		return errors.New("CA certificate: not name-constrained to WeChat's API hosts (critical permitted DNS names " +
+			strings.Join(WeChatAPIHosts, ", ") + ", every IP address excluded); the mock uses only a CA that cannot sign for " +
+			"other sites: remove the pair to have one generated, or make one with mockwx.NewCA")
+	}
+	return nil
 }
 
 // LoadOrCreateCA loads the CA from certPath and keyPath, or, when neither

@@ -512,7 +512,7 @@ func replyTime(v any) time.Time {
 // found it (see guardLua). attempt is AttemptFinal or AttemptRefused when
 // nothing was counted, and the reply is {0} when the record is gone.
 // KEYS: one msg key per message. ARGV: per message nowMs, windowMs, held.
-var beginScript = redis.NewScript(guardLua + `
+var beginScript = redis.NewScript(guardLua + luaErrorLua + `
 local function begin(key, nowMs, windowMs, held)
   local h = redis.call('HGETALL', key)
   local status, attempts, amb, began, updated
@@ -545,7 +545,10 @@ local function begin(key, nowMs, windowMs, held)
 end
 local out = {}
 for i = 1, #KEYS do
-  out[i] = begin(KEYS[i], ARGV[3*i - 2], ARGV[3*i - 1], ARGV[3*i])
+  -- One message's error (a record written by something else) is its own:
+  -- {-9, error}; the others in the call are begun as if alone.
+  local ok, r = pcall(begin, KEYS[i], ARGV[3*i - 2], ARGV[3*i - 1], ARGV[3*i])
+  if ok then out[i] = r else out[i] = {-9, luaError(r)} end
 end
 return out
 `)
@@ -565,6 +568,20 @@ func (s *Store) Begin(ctx context.Context, id string, now time.Time, g Guard) (*
 	}
 	return out.rec, out.attempt, out.err
 }
+
+// luaErrorLua turns what pcall caught into text: a failed redis.call's
+// error table, or a Lua runtime error's message.
+const luaErrorLua = `
+local function luaError(e)
+  if type(e) == 'table' and e.err then return e.err end
+  return tostring(e)
+end
+`
+
+// replyError is what a batched script answers for one message whose step
+// raised an error (that message only: the others are done as if alone).
+// Writes made for it before the error stay, as with any Redis script.
+const replyError = -9
 
 // beginCall is one Begin call; beginOut its result.
 type beginCall struct {
@@ -612,6 +629,10 @@ func decodeBegin(id string, v any) (beginOut, error) {
 	}
 	if attempt == 0 {
 		return beginOut{err: ErrNotFound}, nil
+	}
+	if attempt == replyError {
+		msg, _ := vals[1].(string)
+		return beginOut{}, unavailable("begin", errors.New(msg))
 	}
 	h := make(map[string]string, len(vals)/2)
 	for i := 1; i < len(vals); i += 2 {
@@ -749,7 +770,7 @@ func (st Settlement) event(now time.Time) *service.HistoryEvent {
 // ambiguousMs, history event.
 // Returns per message {recorded (0 stale, 1), the early report applied
 // ("delivered", "failed" or ""), its failure reason}, flat.
-var settleScript = redis.NewScript(statusLua + `
+var settleScript = redis.NewScript(statusLua + luaErrorLua + `
 local group, retention, quotaTTL = ARGV[1], ARGV[2], ARGV[3]
 local function settle(msg, msgidx, earlyKey, wait, quota, hist, counts,
     sid, kind, now, msgid, due, reason, hasErr, errcode, errmsg, refund, id, events, attempt, ambMs, event)
@@ -835,9 +856,12 @@ end
 local out = {}
 local k, a = tonumber(ARGV[4]), 5
 while a <= #ARGV do
-  local r, applied, reason = settle(KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5], KEYS[k+6],
+  -- One message's error (a record written by something else) is its own:
+  -- {-9, error, ''}; the others in the call are settled as if alone.
+  local ok, r, applied, reason = pcall(settle, KEYS[k], KEYS[k+1], KEYS[k+2], KEYS[k+3], KEYS[k+4], KEYS[k+5], KEYS[k+6],
     ARGV[a], ARGV[a+1], ARGV[a+2], ARGV[a+3], ARGV[a+4], ARGV[a+5], ARGV[a+6], ARGV[a+7], ARGV[a+8], ARGV[a+9],
     ARGV[a+10], ARGV[a+11], ARGV[a+12], ARGV[a+13], ARGV[a+14])
+  if not ok then r, applied, reason = -9, luaError(r), '' end
   out[#out + 1] = r
   out[#out + 1] = applied
   out[#out + 1] = reason
@@ -920,6 +944,10 @@ func (s *Store) writeSettles(ctx context.Context, calls []*batchCall[settleCall,
 		}
 		early, _ := vals[3*i+1].(string)
 		reason, _ := vals[3*i+2].(string)
+		if recorded == replyError {
+			call.err = unavailable("settle", errors.New(early))
+			continue
+		}
 		call.out = settleOut{Settled: Settled{Early: DeliveryOutcome(early), EarlyReason: reason}, stale: recorded == 0}
 	}
 }
