@@ -276,15 +276,15 @@ func TestHelp(t *testing.T) {
 	}
 }
 
-// TestRunRemote runs a short scenario in remote mode against a mockwx and
-// a wxpushd started here on loopback, as against a deployment.
-func TestRunRemote(t *testing.T) {
-	mock := mockwxtest.NewServer(t, mockwxtest.Options{Seed: 1})
-	const apiKey = "remote-test-key-0123456789"
+// startRemote starts a mock and one wxpushd in front of it, as a
+// deployment for remote mode, and returns the service's URL and the mock.
+func startRemote(t *testing.T, apiKey string) (string, *mockwxtest.Server) {
+	t.Helper()
+	m := mockwxtest.NewServer(t, mockwxtest.Options{Seed: 1})
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := wxpushd.New(ctx, wxpushd.Config{
-		Addr: "127.0.0.1:0", WeChatBaseURL: mock.URL, APIKeys: []wechat.Secret{apiKey},
-		Apps:    []wxpushd.AppConfig{{Name: "default", AppID: mock.App.AppID, Secret: wechat.Secret(mock.App.Secret)}},
+		Addr: "127.0.0.1:0", WeChatBaseURL: m.URL, APIKeys: []wechat.Secret{wechat.Secret(apiKey)},
+		Apps:    []wxpushd.AppConfig{{Name: "default", AppID: m.App.AppID, Secret: wechat.Secret(m.App.Secret)}},
 		Workers: 8, SendTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second, LogLevel: "error",
 	}, wxpushd.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
@@ -302,6 +302,14 @@ func TestRunRemote(t *testing.T) {
 		}
 		srv.Close()
 	})
+	return srv.URL(), m
+}
+
+// TestRunRemote runs a short scenario in remote mode against a mockwx and
+// a wxpushd started here on loopback, as against a deployment.
+func TestRunRemote(t *testing.T) {
+	const apiKey = "remote-test-key-0123456789"
+	service, mock := startRemote(t, apiKey)
 
 	// The mock has no callback URL here: no delivery reports to wait for.
 	src := strings.Replace(shortScenario("short-remote",
@@ -310,7 +318,7 @@ func TestRunRemote(t *testing.T) {
 	file := writeScenario(t, "short-remote", src)
 	out := filepath.Join(t.TempDir(), "run")
 	code, stdout, stderr := wxload(t, map[string]string{"WXLOAD_API_KEY": apiKey},
-		"run", file, "--service", srv.URL(), "--mock", mock.URL, "--quiet", "--no-self-check", "--out", out)
+		"run", file, "--service", service, "--mock", mock.URL, "--quiet", "--no-self-check", "--out", out)
 	require.Equal(t, ExitPassed, code, "stdout:\n%s\nstderr:\n%s", stdout, stderr)
 	s, err := loadtest.ReadSummary(out)
 	require.NoError(t, err)
@@ -324,7 +332,7 @@ func TestRunRemote(t *testing.T) {
 	// A timeline that needs the embedded stack is refused in remote mode.
 	killer := writeScenario(t, "killer", strings.Replace(shortScenario("killer", "delivery.lost == 0"),
 		"mock:\n", "mock:\n  timeline: [{at: 1s, restart_redis: {}}]\n", 1))
-	code, _, stderr = wxload(t, nil, "run", killer, "--service", srv.URL(), "--mock", mock.URL, "--api-key", apiKey,
+	code, _, stderr = wxload(t, nil, "run", killer, "--service", service, "--mock", mock.URL, "--api-key", apiKey,
 		"--quiet", "--no-self-check", "--out", filepath.Join(t.TempDir(), "r"))
 	assert.Equal(t, ExitUsage, code, stderr)
 	assert.Contains(t, stderr, "restart_redis")

@@ -1,22 +1,14 @@
 package cli
 
 import (
-	"context"
-	"errors"
-	"io"
-	"log/slog"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/loadtest"
-	"github.com/wxpush/wxpush/mockwx/mockwxtest"
-	"github.com/wxpush/wxpush/service/wxpushd"
 )
 
 // TestShardUsage: --shard and --run-id that cannot run are refused with
@@ -44,42 +36,14 @@ func TestShardUsage(t *testing.T) {
 	}
 }
 
-// startRemote starts a mock and one wxpushd in front of it, as a
-// deployment for remote mode, and returns their URLs.
-func startRemote(t *testing.T, apiKey string) (service, mock string) {
-	t.Helper()
-	m := mockwxtest.NewServer(t, mockwxtest.Options{Seed: 1})
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := wxpushd.New(ctx, wxpushd.Config{
-		Addr: "127.0.0.1:0", WeChatBaseURL: m.URL, APIKeys: []wechat.Secret{wechat.Secret(apiKey)},
-		Apps:    []wxpushd.AppConfig{{Name: "default", AppID: m.App.AppID, Secret: wechat.Secret(m.App.Secret)}},
-		Workers: 8, SendTimeout: 5 * time.Second, ShutdownTimeout: 5 * time.Second, LogLevel: "error",
-	}, wxpushd.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("wxpushd: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("wxpushd did not stop")
-		}
-		srv.Close()
-	})
-	return srv.URL(), m.URL
-}
-
 // TestShardsAndMerge: two shards through the command line, then merge:
 // a shard exits 0 although its share fails an expectation on absolute
 // figures, the merge passes (exit 0) with every message accounted for,
 // and a missing shard is exit 2.
 func TestShardsAndMerge(t *testing.T) {
 	const apiKey = "shard-test-key-0123456789"
-	service, mock := startRemote(t, apiKey)
+	service, m := startRemote(t, apiKey)
+	mock := m.URL
 	// accept.requests >= 70 fails for each shard (about 45 requests)
 	// and holds for the run (90).
 	src := strings.Replace(shortScenario("short-shards",
