@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,23 +25,55 @@ import (
 	"github.com/wxpush/wxpush/mockwx"
 )
 
-func TestRunServesAndShutsDown(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	env := map[string]string{mockwx.EnvSeed: "5", mockwx.EnvAdminToken: "adm"}
-	var stdout, stderr syncbuf.Buffer
+// runningMock is mockwx's run serving on a loopback port in this process.
+type runningMock struct {
+	addr           string
+	stdout, stderr *syncbuf.Buffer
+	stop           func() error // stops it and returns run's error; the test's cleanup stops it too
+}
+
+// startMock runs mockwx with env as its environment until stop or the end
+// of the test.
+func startMock(t *testing.T, env map[string]string) *runningMock {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &runningMock{stdout: &syncbuf.Buffer{}, stderr: &syncbuf.Buffer{}}
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, &stdout, &stderr, func(a string) { addrc <- a })
+		done <- run(ctx, []string{"-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, m.stdout, m.stderr, func(a string) { addrc <- a })
 	}()
-	var addr string
+	var once sync.Once
+	var runErr error
+	m.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(10 * time.Second):
+				runErr = errors.New("mockwx did not shut down")
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := m.stop(); err != nil {
+			t.Error(err)
+		}
+	})
 	select {
-	case addr = <-addrc:
+	case m.addr = <-addrc:
 	case err := <-done:
-		t.Fatalf("run exited early: %v\n%s", err, stderr.String())
+		t.Fatalf("run exited early: %v\n%s", err, m.stderr.String())
 	case <-time.After(10 * time.Second):
 		t.Fatal("mockwx did not start")
 	}
+	return m
+}
+
+func TestRunServesAndShutsDown(t *testing.T) {
+	mw := startMock(t, map[string]string{mockwx.EnvSeed: "5", mockwx.EnvAdminToken: "adm"})
+	addr, stdout, stderr := mw.addr, mw.stdout, mw.stderr
 	base := "http://" + addr
 	wc, err := wechat.NewClient(base, nil)
 	require.NoError(t, err)
@@ -58,13 +92,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	assert.Contains(t, out, "order_shipped")
 	assert.Contains(t, out, "never expose it")
 
-	cancel()
-	select {
-	case err := <-done:
-		assert.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("mockwx did not shut down")
-	}
+	require.NoError(t, mw.stop())
 	// Logs are JSON lines.
 	sc := bufio.NewScanner(strings.NewReader(stderr.String()))
 	var n int

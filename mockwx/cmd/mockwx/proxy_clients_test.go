@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -11,12 +10,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/wxpush/wxpush/internal/syncbuf"
 	"github.com/wxpush/wxpush/mockwx"
 )
 
@@ -29,31 +26,9 @@ type proxyMock struct {
 
 func startProxyMock(t *testing.T) proxyMock {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
 	cfgHome := t.TempDir()
-	env := map[string]string{mockwx.EnvSeed: "11", "XDG_CONFIG_HOME": cfgHome, "LOG_LEVEL": "warn"}
-	var stdout, stderr syncbuf.Buffer
-	addrc := make(chan string, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", "127.0.0.1:0"}, func(k string) string { return env[k] }, &stdout, &stderr, func(a string) { addrc <- a })
-	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("mockwx did not stop")
-		}
-	})
-	var addr string
-	select {
-	case addr = <-addrc:
-	case err := <-done:
-		t.Fatalf("mockwx exited: %v\n%s", err, stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("mockwx did not start")
-	}
+	m := startMock(t, map[string]string{mockwx.EnvSeed: "11", "XDG_CONFIG_HOME": cfgHome, "LOG_LEVEL": "warn"})
+	addr, stdout := m.addr, m.stdout
 	caPath := filepath.Join(cfgHome, "mockwx", "ca.pem")
 	require.FileExists(t, caPath)
 	assert.Contains(t, stdout.String(), "HTTPS_PROXY=http://"+addr+", trust CA "+caPath, "the banner says how to use the proxy")
