@@ -92,7 +92,6 @@ fill() { # NAME ROOTFS
 		echo "nobody:x:65534:65534:nobody:/prometheus:/usr/sbin/nologin" >"$rootfs/etc/passwd"
 		echo "nogroup:x:65534:" >"$rootfs/etc/group"
 		;;
-	*) echo "build.sh: unknown image $1 (wxpushd, mockwx, redis, prometheus)" >&2; exit 2 ;;
 	esac
 }
 
@@ -102,7 +101,7 @@ for name in "${names[@]}"; do
 	mockwx) tag=${MOCKWX_IMAGE:-wxpush/mockwx:local} ;;
 	redis) tag=${WXPUSH_REDIS_IMAGE:-wxpush/redis:local} ;;
 	prometheus) tag=${WXPUSH_PROMETHEUS_IMAGE:-wxpush/prometheus:local} ;;
-	*) fill "$name" /dev/null ;;
+	*) echo "build.sh: unknown image $name (wxpushd, mockwx, redis, prometheus)" >&2; exit 2 ;;
 	esac
 	# Filled beside the context and swapped in, so an interrupted run
 	# never leaves a half-filled rootfs/ for compose to build from.
