@@ -181,6 +181,12 @@ func LoadOrCreateCA(certPath, keyPath string, now time.Time) (ca *CA, created bo
 		if err != nil {
 			return nil, false, fmt.Errorf("%s, %s: %w", certPath, keyPath, err)
 		}
+		// A CA kept for years expires: its certificates would fail every
+		// handshake with a confusing error, so say it here.
+		if now.After(ca.cert.NotAfter) || now.Before(ca.cert.NotBefore) {
+			return nil, false, fmt.Errorf("%s: the CA is valid from %s to %s, not now: remove it and %s to have a new pair generated (and trust the new one)",
+				certPath, ca.cert.NotBefore.UTC().Format(time.DateOnly), ca.cert.NotAfter.UTC().Format(time.DateOnly), keyPath)
+		}
 		return ca, false, nil
 	case errors.Is(certErr, os.ErrNotExist) && errors.Is(keyErr, os.ErrNotExist):
 	case certErr != nil && !errors.Is(certErr, os.ErrNotExist):

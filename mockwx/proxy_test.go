@@ -280,6 +280,18 @@ func TestLoadOrCreateCA(t *testing.T) {
 
 	_, err = mockwx.ParseCA([]byte("garbage"), otherKey)
 	require.ErrorContains(t, err, "no PEM CERTIFICATE")
+
+	// Years later the kept CA has expired: loading it says so rather than
+	// serving certificates every client refuses.
+	_, _, err = mockwx.LoadOrCreateCA(certPath, filepath.Join(other, "k.pem"), time.Now())
+	require.ErrorContains(t, err, "does not match", "the pair still has to match")
+	require.NoError(t, os.WriteFile(keyPath, otherKey, 0o600))
+	require.NoError(t, os.Remove(certPath))
+	require.NoError(t, os.Rename(filepath.Join(other, "c.pem"), certPath))
+	_, _, err = mockwx.LoadOrCreateCA(certPath, keyPath, time.Now().AddDate(6, 0, 0))
+	require.ErrorContains(t, err, "not now")
+	_, _, err = mockwx.LoadOrCreateCA(certPath, keyPath, time.Now().AddDate(4, 0, 0))
+	require.NoError(t, err, "within its five years it loads")
 }
 
 // Options.CA is the CA the proxy presents and /_mock/ca.pem serves.
