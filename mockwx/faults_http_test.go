@@ -1,10 +1,13 @@
 package mockwx_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync"
@@ -271,4 +274,44 @@ func TestConcurrentSends(t *testing.T) {
 	assert.Equal(t, int64(400), st.SendCalls)
 	assert.Equal(t, int64(400), st.Delivered+st.Deduplicated)
 	assert.Equal(t, uint64(400), st.Ledger.Total)
+}
+
+// An injected errcode is in the ledger by the time the client has its
+// answer, like every other answer: a test that reads the ledger once its
+// client saw the last answer counts every call (conformance's TestRetry
+// once counted 4 of 5 sends because the ledger was written after). The
+// writer below looks at the ledger at the moment the answer is written.
+func TestInjectedErrcodeIsInTheLedgerBeforeTheAnswer(t *testing.T) {
+	e := newEnv(t, mockwx.Config{})
+	tok := e.token(t)
+	addRule(t, e, `{"endpoint":"template_send","errcode":-1}`)
+	body, err := json.Marshal(validOrder("oUser-ledger-000001"))
+	require.NoError(t, err)
+	for _, path := range []string{wechat.PathTemplateSend, mockwx.PathCustomSend} {
+		if path == mockwx.PathCustomSend {
+			addRule(t, e, `{"endpoint":"custom_send","errcode":-1}`)
+			body = []byte(`{"touser":"oUser-ledger-000001","msgtype":"text","text":{"content":"hi"}}`)
+		}
+		before := e.Mock.Ledger().Total()
+		w := &ledgerWatcher{ResponseRecorder: httptest.NewRecorder(), ledger: e.Mock.Ledger()}
+		r := httptest.NewRequest(http.MethodPost, path+"?access_token="+tok.Reveal(), bytes.NewReader(body))
+		e.Mock.ServeHTTP(w, r)
+		require.Contains(t, w.Body.String(), `"errcode":-1`, path)
+		assert.Equal(t, before+1, w.atWrite, "%s: the call was not in the ledger when its answer was written", path)
+	}
+}
+
+// ledgerWatcher notes the ledger's total when the answer is first written.
+type ledgerWatcher struct {
+	*httptest.ResponseRecorder
+	ledger  *mockwx.Ledger
+	atWrite uint64
+	wrote   bool
+}
+
+func (w *ledgerWatcher) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.wrote, w.atWrite = true, w.ledger.Total()
+	}
+	return w.ResponseRecorder.Write(b)
 }

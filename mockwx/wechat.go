@@ -20,7 +20,9 @@ const maxRequestBody = 1 << 20
 // Connection faults (reset, timeout, malformed, empty) are applied after
 // the call was processed, by breakResponse: WeChat did the work and the
 // answer was lost, which is what client_msg_id and token grace exist for.
-func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, d Decision) bool {
+// record, when set, puts an injected errcode's call in the ledger before
+// the answer is written.
+func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, d Decision, record func(errcode int)) bool {
 	if len(d.RuleIDs) > 0 {
 		s.stats.faultsFired.Add(1)
 	}
@@ -36,7 +38,14 @@ func (s *Server) applyFault(w http.ResponseWriter, r *http.Request, d Decision) 
 	switch {
 	case d.ErrCode != 0:
 		s.stats.countInjected("errcode")
-		writeWeChat(w, s.errResponse(d.ErrCode, d.ErrMsg))
+		resp := s.errResponse(d.ErrCode, d.ErrMsg)
+		if record != nil {
+			// In the ledger before the client has the answer, as every
+			// other answer is: a client that reads the ledger once it has
+			// its answer finds the call there.
+			record(d.ErrCode)
+		}
+		writeWeChat(w, resp)
 		return true
 	case d.HTTPStatus != 0:
 		s.stats.countInjected("http_status")
@@ -53,7 +62,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	appID := q.Get("appid")
 	d := s.faults.Decide(Call{Endpoint: EndpointToken, AppID: appID})
-	if s.applyFault(w, r, d) {
+	if s.applyFault(w, r, d, nil) {
 		return
 	}
 	resp := s.issueClassic(q.Get("grant_type"), appID, q.Get("secret"))
@@ -144,7 +153,7 @@ func (s *Server) handleStableToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := s.faults.Decide(Call{Endpoint: EndpointStableToken, AppID: req.AppID})
-	if s.applyFault(w, r, d) {
+	if s.applyFault(w, r, d, nil) {
 		return
 	}
 	s.breakResponse(w, r, d, s.issueStable(req))
@@ -287,10 +296,7 @@ func (s *Server) handleTemplateSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d := s.faults.Decide(Call{Endpoint: EndpointTemplateSend, AppID: app.AppID, ToUser: msg.ToUser, TemplateID: msg.TemplateID})
-	if s.applyFault(w, r, d) {
-		if d.ErrCode != 0 {
-			s.record(receivedAt, app.AppID, &msg, body, 0, d.ErrCode, false)
-		}
+	if s.applyFault(w, r, d, func(code int) { s.record(receivedAt, app.AppID, &msg, body, 0, code, false) }) {
 		return
 	}
 

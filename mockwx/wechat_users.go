@@ -91,7 +91,7 @@ func (s *Server) apiCall(w http.ResponseWriter, r *http.Request, endpoint Endpoi
 		return nil, Decision{}, false
 	}
 	d := s.faults.Decide(Call{Endpoint: endpoint, AppID: app.AppID, ToUser: toUser})
-	if s.applyFault(w, r, d) {
+	if s.applyFault(w, r, d, nil) {
 		return nil, Decision{}, false
 	}
 	return app, d, true
@@ -268,10 +268,7 @@ func (s *Server) handleCustomSend(w http.ResponseWriter, r *http.Request) {
 		s.ledger.Append(LedgerEntry{ReceivedAt: receivedAt, AppID: app.AppID, ToUser: msg.ToUser, ErrCode: code, API: LedgerAPICustomSend, Data: data})
 	}
 	d := s.faults.Decide(Call{Endpoint: EndpointCustomSend, AppID: app.AppID, ToUser: msg.ToUser})
-	if s.applyFault(w, r, d) {
-		if d.ErrCode != 0 {
-			record(d.ErrCode)
-		}
+	if s.applyFault(w, r, d, record) {
 		return
 	}
 	code := s.customSendCode(app, &msg, receivedAt)
