@@ -24,6 +24,7 @@ import (
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/service/internal/apps"
 	"github.com/wxpush/wxpush/service/internal/pacing"
+	"github.com/wxpush/wxpush/service/internal/store"
 	"github.com/wxpush/wxpush/service/internal/token"
 	"github.com/wxpush/wxpush/service/internal/worker"
 )
@@ -123,7 +124,19 @@ type Config struct {
 	CallbackMaxSkew    time.Duration // accepted distance of a callback's timestamp from the clock (default 5 min)
 	Instance           string        // consumer name; default host-pid-random
 	KeyPrefix          string        // Redis key prefix with hash tag (default "wxp:{wxp}:")
-	NoWorkers          bool          // serve the API only; other instances send
+	// Partitions splits the queue into this many partitions, each under a
+	// hash tag of its own, so that a Redis Cluster spreads them over its
+	// masters (default 1; at most store.MaxPartitions). Every instance
+	// must use the same count; a start with another count than the store
+	// was written with is refused.
+	Partitions int
+	// RedisWaitReplicas, when positive, makes every write the service
+	// acknowledges (a 202, a callback's success) wait until that many
+	// replicas have it (WAIT), at most RedisWaitTimeout (default 1 s);
+	// else the API answers 503. 0: Redis's asynchronous replication.
+	RedisWaitReplicas int
+	RedisWaitTimeout  time.Duration
+	NoWorkers         bool // serve the API only; other instances send
 	// NoFollowerCheck (--follower-check=off) sends to users the service
 	// knows do not follow the account instead of failing their messages
 	// as not_following.
@@ -289,6 +302,9 @@ func newFlagSet(getenv func(string) string) (fs *flag.FlagSet, v *flagValues, en
 	}
 	intVar(&c.TokenDailyBudget, "token-daily-budget", "WXPUSH_TOKEN_DAILY_BUDGET", 0, "token calls per app per day across instances; 0: 1000 classic, 10000 stable")
 	intVar(&c.Workers, "workers", "WXPUSH_WORKERS", 16, "concurrent sends per instance")
+	intVar(&c.RedisWaitReplicas, "redis-wait-replicas", "WXPUSH_REDIS_WAIT_REPLICAS", 0, "acknowledge a message (202) or a callback only once this many replicas have it (WAIT), else 503; 0: replication stays asynchronous, and a failover can lose the last acknowledged writes")
+	durVar(&c.RedisWaitTimeout, "redis-wait-timeout", "WXPUSH_REDIS_WAIT_TIMEOUT", time.Second, "how long a write waits for --redis-wait-replicas")
+	intVar(&c.Partitions, "partitions", "WXPUSH_PARTITIONS", 1, "queue partitions, each under its own hash tag so a Redis Cluster spreads them over its masters (a multiple of the masters); every instance the same; a changed count is refused at start (README: Changing the partition count)")
 	intVar(&c.MaxAttempts, "max-attempts", "WXPUSH_MAX_ATTEMPTS", 8, "send attempts before a message fails with attempts_exhausted")
 	durVar(&c.BackoffBase, "backoff-base", "WXPUSH_BACKOFF_BASE", time.Second, "first retry delay bound")
 	durVar(&c.BackoffCap, "backoff-cap", "WXPUSH_BACKOFF_CAP", 5*time.Minute, "largest retry delay bound")
@@ -644,6 +660,15 @@ func (c Config) Validate() error {
 	}
 	if c.TokenMode != token.ModeStable && c.TokenMode != token.ModeClassic && c.TokenMode != "" {
 		errs = append(errs, fmt.Errorf("token mode %q: must be stable or classic", c.TokenMode))
+	}
+	if c.RedisWaitReplicas < 0 || c.RedisWaitTimeout < 0 {
+		errs = append(errs, errors.New("redis-wait-replicas and redis-wait-timeout must not be negative"))
+	}
+	if c.RedisWaitReplicas > 0 && c.RedisURL == "" {
+		errs = append(errs, errors.New("redis-wait-replicas needs a Redis (redis-url): the embedded store has no replicas"))
+	}
+	if c.Partitions < 0 || c.Partitions > store.MaxPartitions {
+		errs = append(errs, fmt.Errorf("partitions must be 1 to %d (0: 1)", store.MaxPartitions))
 	}
 	if c.Workers < 0 || c.MaxAttempts < 0 || c.TokenDailyBudget < 0 || c.WebhookMaxAttempts < 0 {
 		errs = append(errs, errors.New("workers, max-attempts, token-daily-budget and webhook-max-attempts must not be negative"))

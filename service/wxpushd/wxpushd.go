@@ -39,22 +39,25 @@ import (
 
 // Server is one wxpushd instance.
 type Server struct {
-	cfg     Config
-	log     *slog.Logger
-	rdb     redis.UniversalClient
-	mini    *miniredis.Miniredis // the embedded store, when no Redis URL
-	store   *store.Store
-	tokens  *token.Manager
-	worker  *worker.Worker
-	reports *callback.Receiver  // WeChat callbacks: the endpoint and the delivery report processor
-	hooks   *webhook.Dispatcher // status webhooks
-	events  *webhook.Forwarder  // event webhooks
-	metrics *metrics.Metrics
-	epoch   *epochWatch   // the store-reset alarm
-	clock   *redisClock   // the workers' clock: this host's, corrected to Redis's
-	kick    chan struct{} // a new Redis connection: check the store epoch now
-	handler http.Handler
-	ln      net.Listener
+	cfg  Config
+	log  *slog.Logger
+	rdb  redis.UniversalClient
+	mini *miniredis.Miniredis // the embedded store, when no Redis URL
+	// partitionsUnchecked: Redis did not answer at start, so Run checks
+	// the partition count when it does.
+	partitionsUnchecked bool
+	store               *store.Store
+	tokens              *token.Manager
+	worker              *worker.Worker
+	reports             *callback.Receiver  // WeChat callbacks: the endpoint and the delivery report processor
+	hooks               *webhook.Dispatcher // status webhooks
+	events              *webhook.Forwarder  // event webhooks
+	metrics             *metrics.Metrics
+	epoch               *epochWatch   // the store-reset alarm
+	clock               *redisClock   // the workers' clock: this host's, corrected to Redis's
+	kick                chan struct{} // a new Redis connection: check the store epoch now
+	handler             http.Handler
+	ln                  net.Listener
 
 	mu     sync.Mutex
 	hs     *http.Server       // set while Run serves
@@ -103,6 +106,10 @@ func New(ctx context.Context, cfg Config, opts Options) (*Server, error) {
 		s.rdb.AddHook(h)
 	}
 	if err := s.build(opts); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if err := s.checkPartitions(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -193,6 +200,43 @@ func (s *Server) reconnected(context.Context, *redis.Conn) error {
 	return nil
 }
 
+// checkPartitions checks the partition count against the one Redis
+// recorded (store.CheckPartitions): another count is an error that stops
+// the start. When Redis does not answer yet, Run checks once it does.
+func (s *Server) checkPartitions(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := s.store.CheckPartitions(cctx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, store.ErrPartitions):
+		return fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	s.log.Warn("partition count not checked yet: redis does not answer; checked when it does", "partitions", s.store.Partitions(), "err", err)
+	s.partitionsUnchecked = true
+	return nil
+}
+
+// awaitPartitions checks the partition count until Redis answers and
+// returns the error of another count (nil once it matches, or when ctx
+// ends).
+func (s *Server) awaitPartitions(ctx context.Context) error {
+	for {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := s.store.CheckPartitions(cctx)
+		cancel()
+		if err == nil || errors.Is(err, store.ErrPartitions) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // redisClient parses standalone, Sentinel (master_name) and Cluster
 // (cluster+redis://) URLs. Every client honours context deadlines, so a
 // hung connection cannot stall a worker past its bound; onConnect (may be
@@ -257,7 +301,8 @@ func (s *Server) build(opts Options) error {
 		}
 	}
 	primeMetrics(s.metrics, list)
-	s.store = store.New(s.rdb, store.Options{Prefix: cfg.KeyPrefix, Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL, Apps: names, Events: events})
+	s.store = store.New(s.rdb, store.Options{Prefix: cfg.KeyPrefix, Retention: cfg.Retention, IdempotencyTTL: cfg.IdempotencyTTL, Apps: names, Events: events, Partitions: cfg.Partitions,
+		WaitReplicas: cfg.RedisWaitReplicas, WaitTimeout: cfg.RedisWaitTimeout})
 	// A reset is shown in /readyz for the idempotency TTL: the time during
 	// which repeats of the lost keys are taken as new messages.
 	s.clock = &redisClock{local: opts.Clock, rdb: s.rdb, key: cfg.KeyPrefix + "clocks", instance: cfg.Instance, log: s.log, gauge: s.metrics.ClockOffset}
@@ -404,6 +449,17 @@ func (s *Server) Run(ctx context.Context) error {
 	s.hs, s.halt = hs, stopWork
 	s.mu.Unlock()
 	go func() { serveErr <- hs.Serve(ln) }()
+	// A count Redis could not confirm at start is checked as soon as it
+	// answers; another count stops the service, as it would have at start.
+	partErr := make(chan error, 1)
+	if s.partitionsUnchecked {
+		go func() {
+			if err := s.awaitPartitions(workCtx); err != nil {
+				s.log.Error("stopping: the partition count does not match the store's", "err", err)
+				partErr <- err
+			}
+		}()
+	}
 	workDone := make(chan error, 1)
 	if s.cfg.NoWorkers {
 		s.log.Info("API only (--no-workers): this instance does not send")
@@ -447,6 +503,7 @@ func (s *Server) Run(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
+	case err = <-partErr:
 	case err = <-serveErr:
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil

@@ -43,9 +43,12 @@ func New(t testing.TB) *Redis {
 			ctx := context.Background() // the test's context is done by now
 			// A benchmark leaves hundreds of thousands: unlink them a
 			// page at a time, not one round trip each.
+			// The pattern stops before the hash tag: a partitioned
+			// store's keys carry tags of their own.
+			pattern := prefix[:strings.IndexByte(prefix, '{')] + "*"
 			var cursor uint64
 			for {
-				keys, next, err := c.Scan(ctx, cursor, prefix+"*", 1000).Result()
+				keys, next, err := c.Scan(ctx, cursor, pattern, 1000).Result()
 				if err != nil {
 					break
 				}

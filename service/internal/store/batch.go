@@ -133,11 +133,80 @@ type enqueueCall = batchCall[[]NewMessage, []EnqueueResult]
 // calls shared with concurrent callers. It fails (ErrUnavailable) only
 // when Redis could not be reached; then none of these messages may be
 // acknowledged.
+//
+// With several partitions, a message with an idempotency key goes to its
+// key's partition (its id is chosen to match: the results carry the ids
+// stored), and the messages without one all go to one partition, written
+// in one atomic step only after every keyed message was: so on an error a
+// retry of the same call replays the keyed messages that were stored and
+// duplicates none of the others.
 func (s *Store) Enqueue(ctx context.Context, msgs []NewMessage) ([]EnqueueResult, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
-	return s.enqueues.do(ctx, msgs)
+	if len(s.parts) == 1 {
+		return s.parts[0].enqueues.do(ctx, msgs)
+	}
+	msgs = slices.Clone(msgs)
+	type group struct {
+		at   []int // the messages' places in msgs
+		msgs []NewMessage
+	}
+	keyed := map[int]*group{}
+	var free group
+	freePart := -1
+	for i := range msgs {
+		m := &msgs[i]
+		if m.IdempotencyKey == "" {
+			if freePart < 0 {
+				freePart = s.hashPart(m.ID)
+			}
+			m.ID = s.idIn(m.ID, freePart, m.AcceptedAt)
+			free.at, free.msgs = append(free.at, i), append(free.msgs, *m)
+			continue
+		}
+		p := s.hashPart(m.IdempotencyKey)
+		m.ID = s.idIn(m.ID, p, m.AcceptedAt)
+		g := keyed[p]
+		if g == nil {
+			g = &group{}
+			keyed[p] = g
+		}
+		g.at, g.msgs = append(g.at, i), append(g.msgs, *m)
+	}
+	out := make([]EnqueueResult, len(msgs))
+	write := func(p int, g *group) error {
+		res, err := s.parts[p].enqueues.do(ctx, g.msgs)
+		if err == nil && len(res) != len(g.msgs) {
+			err = fmt.Errorf("store: enqueue: %d results for %d messages", len(res), len(g.msgs))
+		}
+		if err != nil {
+			return err
+		}
+		for j, r := range res {
+			out[g.at[j]] = r
+		}
+		return nil
+	}
+	errs := make(chan error, len(keyed))
+	for p, g := range keyed {
+		go func() { errs <- write(p, g) }()
+	}
+	var first error
+	for range keyed {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		return nil, first
+	}
+	if freePart >= 0 {
+		if err := write(freePart, &free); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // batchScript stores a batch of messages in one atomic step. For each
@@ -218,9 +287,10 @@ return out
 // writeBatch writes every message of the calls with one script call and
 // fills in each call's results. One command means one reply: Script.Run's
 // fallback from EVALSHA to EVAL on NOSCRIPT cannot apply anything twice.
-func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
+func (s *Store) writeBatch(ctx context.Context, p *part, calls []*enqueueCall) {
 	now := time.Now()
-	keys := []string{s.keys.stream, s.keys.ixAll(), s.keys.counts(now)}
+	k := p.keys
+	keys := []string{k.stream, k.ixAll(), k.counts(now)}
 	args := []any{int64(s.opts.Retention.Seconds()), s.opts.IdempotencyTTL.Milliseconds()}
 	var written []*enqueueCall
 	for _, call := range calls {
@@ -237,13 +307,13 @@ func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
 				}
 			}
 			keyed := "0"
-			ks = append(ks, s.keys.msg(m.ID))
+			ks = append(ks, k.msg(m.ID))
 			if m.IdempotencyKey != "" {
 				keyed = "1"
-				ks = append(ks, s.keys.idem(m.IdempotencyKey))
+				ks = append(ks, k.idem(m.IdempotencyKey))
 			}
 			day := s.indexDay(m.ID, m.AcceptedAt)
-			ks = append(ks, s.keys.ixDay("to", day), s.keys.ixDay("req", day))
+			ks = append(ks, k.ixDay("to", day), k.ixDay("req", day))
 			as = append(as, keyed, m.ID, m.RequestHash, m.AcceptedAt.UnixMilli(), req, m.RequestID, m.TraceParent, m.Request.ToUser, s.dayExpiry(day))
 		}
 		if call.err == nil {
@@ -254,7 +324,7 @@ func (s *Store) writeBatch(ctx context.Context, calls []*enqueueCall) {
 	if len(written) == 0 {
 		return
 	}
-	vals, err := batchScript.Run(ctx, s.rdb, keys, args...).Slice()
+	vals, err := s.runDurable(ctx, batchScript, keys, args...).Slice()
 	n := 0
 	for _, call := range written {
 		n += len(call.in)

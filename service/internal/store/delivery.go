@@ -165,7 +165,7 @@ func (s *Store) RecordCallback(ctx context.Context, cb Callback, ttl, queryTTL t
 	if rep := cb.Report; rep != nil {
 		args = append(args[:3], "1", rep.App, rep.MsgID, rep.Status, b2s(rep.Delivered), rep.Reason, rep.OpenID, rep.ReceivedAt.UnixMilli())
 	}
-	n, err := recordCallbackScript.Run(ctx, s.rdb, []string{s.keys.seen(cb.App, cb.DedupKey), s.keys.reports(), s.keys.query(cb.App, cb.QueryID)}, args...).Int()
+	n, err := s.runDurable(ctx, recordCallbackScript, []string{s.keys.seen(cb.App, cb.DedupKey), s.keys.reports(), s.keys.query(cb.App, cb.QueryID)}, args...).Int()
 	if err != nil {
 		return 0, unavailable("record callback", err)
 	}
@@ -317,22 +317,57 @@ func (s *Store) ApplyDelivery(ctx context.Context, rep DeliveryReport, earlyTTL 
 	if rep.Delivered {
 		result = string(DeliveryDelivered)
 	}
-	idx := s.keys.msgid(rep.App, rep.MsgID)
-	early := s.keys.early(rep.App, rep.MsgID, rep.OpenID)
+	if len(s.parts) > 1 {
+		return s.applyDeliveryParts(ctx, rep, result, earlyTTL)
+	}
+	return s.applyDelivery(ctx, s.parts[0], rep, result, earlyTTL, "")
+}
+
+// applyDeliveryParts applies a report with several partitions. The
+// partition whose msgid index names the message applies it; when none
+// does yet, each partition in turn applies or parks it atomically, so the
+// Settle that indexes the msgid later (in whichever partition) finds it
+// parked, and one that indexed it meanwhile has it applied. (The reports
+// parked in the other partitions expire with earlyTTL.)
+func (s *Store) applyDeliveryParts(ctx context.Context, rep DeliveryReport, result string, earlyTTL time.Duration) (DeliveryResult, error) {
+	id, p, err := s.findMsgID(ctx, rep.App, rep.MsgID)
+	switch {
+	case err == nil:
+		return s.applyDelivery(ctx, p, rep, result, earlyTTL, id)
+	case !errors.Is(err, ErrNotFound):
+		return DeliveryResult{}, unavailable("apply delivery", err)
+	}
+	for _, p := range s.parts {
+		res, err := s.applyDelivery(ctx, p, rep, result, earlyTTL, "")
+		if err != nil || res.Outcome != DeliveryParked {
+			return res, err
+		}
+	}
+	return DeliveryResult{Outcome: DeliveryParked}, nil
+}
+
+// applyDelivery applies a report in partition p; id is the message id its
+// msgid index was read to name ("": read it first).
+func (s *Store) applyDelivery(ctx context.Context, p *part, rep DeliveryReport, result string, earlyTTL time.Duration, id string) (DeliveryResult, error) {
+	k := p.keys
+	idx := k.msgid(rep.App, rep.MsgID)
+	early := k.early(rep.App, rep.MsgID, rep.OpenID)
 	// The index can only go from absent to one id (it is written once, by
 	// the Settle that records the send), so one re-read is enough; the loop
 	// bound is a guard.
-	for range 3 {
-		id, err := s.rdb.Get(ctx, idx).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return DeliveryResult{}, unavailable("apply delivery", err)
+	for try := range 3 {
+		if try > 0 || id == "" {
+			var err error
+			if id, err = s.rdb.Get(ctx, idx).Result(); err != nil && !errors.Is(err, redis.Nil) {
+				return DeliveryResult{}, unavailable("apply delivery", err)
+			}
 		}
 		now := time.Now()
 		ev := &service.HistoryEvent{At: rep.ReceivedAt.UTC(), Type: service.HistoryDeliveryReport, Status: rep.Status, Outcome: result, MsgID: rep.MsgID}
 		if !rep.Delivered {
 			ev.Reason = rep.Reason
 		}
-		keys := append([]string{idx, early, s.keys.msg(id), s.keys.outbox(), s.keys.hist(id), s.keys.counts(now)}, s.keys.statusKeys()...)
+		keys := append([]string{idx, early, k.msg(id), k.outbox(), k.hist(id), k.counts(now)}, k.statusKeys()...)
 		vals, err := applyDeliveryScript.Run(ctx, s.rdb, keys,
 			id, result, rep.Reason, rep.Status, rep.ReceivedAt.UnixMilli(),
 			max(int64(earlyTTL.Seconds()), 1), int64(s.opts.Retention.Seconds()),

@@ -1,13 +1,38 @@
 package store
 
+import "strings"
+
 // PendingCalls tells how many Begin and Settle calls wait in their
-// coalescers, so that tests can build a batch of a known make-up.
+// coalescers (every partition's), so that tests can build a batch of a
+// known make-up.
 func PendingCalls(s *Store) (begins, settles int) {
-	s.begins.mu.Lock()
-	begins = len(s.begins.pending)
-	s.begins.mu.Unlock()
-	s.settles.mu.Lock()
-	settles = len(s.settles.pending)
-	s.settles.mu.Unlock()
+	for _, p := range s.parts {
+		p.begins.mu.Lock()
+		begins += len(p.begins.pending)
+		p.begins.mu.Unlock()
+		p.settles.mu.Lock()
+		settles += len(p.settles.pending)
+		p.settles.mu.Unlock()
+	}
 	return begins, settles
+}
+
+// PartitionPrefixes returns the key prefix of each of s's partitions.
+func PartitionPrefixes(s *Store) []string {
+	out := make([]string, len(s.parts))
+	for i, p := range s.parts {
+		out[i] = p.keys.prefix
+	}
+	return out
+}
+
+// Slot is the Redis Cluster slot of a key: its hash tag's, or without
+// one the whole key's.
+func Slot(key string) int {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	return int(crc16(key)) % clusterSlots
 }

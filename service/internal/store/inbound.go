@@ -136,7 +136,7 @@ return 1
 // An error means nothing was recorded.
 func (s *Store) RecordPush(ctx context.Context, p Push, ttl, queryTTL time.Duration) (Recorded, error) {
 	id := DeliveryID(p.App, p.DedupKey)
-	n, err := recordPushScript.Run(ctx, s.rdb,
+	n, err := s.runDurable(ctx, recordPushScript,
 		[]string{s.keys.seen(p.App, p.DedupKey), s.keys.query(p.App, p.QueryID), s.keys.inboundQueue(p.App, p.OpenID),
 			s.keys.inboundStream(), s.keys.inboundPush(id), s.keys.follower(p.App, p.OpenID)},
 		max(ttl.Milliseconds(), 1), max(queryTTL.Milliseconds(), 1), p.BodySum, b2s(p.Forward), id,

@@ -133,8 +133,18 @@ func (s *Store) trimAfter() time.Duration { return 2 * s.opts.Retention }
 // entries. Every instance may run it; it is cheap when there is nothing
 // old.
 func (s *Store) TrimIndexes(ctx context.Context, now time.Time) error {
+	for _, p := range s.parts {
+		if err := s.trimIndexes(ctx, p.keys, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trimIndexes is TrimIndexes for one partition's keys.
+func (s *Store) trimIndexes(ctx context.Context, pk keys, now time.Time) error {
 	cut := s.trimCutoff(now)
-	for _, k := range append(s.keys.statusKeys(), s.keys.ixAll()) {
+	for _, k := range append(pk.statusKeys(), pk.ixAll()) {
 		lo := "-"
 		for {
 			ids, err := s.rdb.ZRangeByLex(ctx, k, &redis.ZRangeBy{Min: lo, Max: "(" + cut, Count: 500}).Result()
@@ -147,7 +157,7 @@ func (s *Store) TrimIndexes(ctx context.Context, now time.Time) error {
 			pipe := s.rdb.Pipeline()
 			exists := make([]*redis.IntCmd, len(ids))
 			for i, id := range ids {
-				exists[i] = pipe.Exists(ctx, s.keys.msg(id))
+				exists[i] = pipe.Exists(ctx, pk.msg(id))
 			}
 			if _, err := pipe.Exec(ctx); err != nil {
 				return unavailable("trim indexes", err)
@@ -207,7 +217,7 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 	if !q.Since.IsZero() && !q.Until.IsZero() && !q.Since.Before(q.Until) {
 		return nil, &QueryError{Field: "until", Message: "must be after since"}
 	}
-	sc := scan{hi: "", lo: ""}
+	var sc scan
 	if q.Cursor != "" {
 		if _, ok := idTime(q.Cursor); !ok {
 			return nil, &QueryError{Field: "cursor", Message: "not a cursor this service gave"}
@@ -222,6 +232,8 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 	if !q.Since.IsZero() {
 		sc.lo = idFloor(q.Since)
 	}
+	// The sets to read in each partition.
+	var sets func(k keys) []string
 	switch {
 	case q.RequestID != "" || q.ToUser != "":
 		// The day sets of the days the range spans, newest first.
@@ -237,19 +249,28 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 		if t, ok := idTime(sc.lo); ok && t.After(oldest) {
 			oldest = t
 		}
-		for d := newest.UTC().Truncate(24 * time.Hour); !d.Before(oldest.UTC().Truncate(24 * time.Hour)); d = d.Add(-24 * time.Hour) {
-			sc.keys = append(sc.keys, s.keys.ixDay(what, d.Format("20060102")))
+		sets = func(k keys) (out []string) {
+			for d := newest.UTC().Truncate(24 * time.Hour); !d.Before(oldest.UTC().Truncate(24 * time.Hour)); d = d.Add(-24 * time.Hour) {
+				out = append(out, k.ixDay(what, d.Format("20060102")))
+			}
+			return out
 		}
 	case q.Status == service.StatusFailed:
-		sc.keys = []string{s.keys.ixStatus(string(q.Status))}
+		sets = func(k keys) []string { return []string{k.ixStatus(string(q.Status))} }
 	default:
-		sc.keys = []string{s.keys.ixAll()}
+		sets = func(k keys) []string { return []string{k.ixAll()} }
+	}
+	ms := &mergeScan{hi: sc.hi}
+	for _, p := range s.parts {
+		psc := sc
+		psc.keys = sets(p.keys)
+		ms.parts = append(ms.parts, &partScan{scan: psc})
 	}
 	page := &service.MessagePage{Messages: []service.Message{}}
 	scanned := 0
 	for scanned < s.opts.SearchScan {
 		chunk := min(max(2*(q.Limit-len(page.Messages)), 64), s.opts.SearchScan-scanned)
-		ids, err := sc.next(ctx, s.rdb, chunk)
+		ids, err := ms.next(ctx, s.rdb, chunk)
 		if err != nil {
 			return nil, unavailable("search", err)
 		}
@@ -271,8 +292,66 @@ func (s *Store) Search(ctx context.Context, q service.MessageQuery) (*service.Me
 			}
 		}
 	}
-	page.NextCursor = sc.hi
+	page.NextCursor = ms.hi
 	return page, nil
+}
+
+// mergeScan reads message ids, newest first, from the same scan in every
+// partition: ids order by time across partitions, so merging the
+// partitions' newest-first lists gives the whole store's. hi is the last
+// id it returned (the initial bound before that): a search that stops
+// there goes on from it in every partition.
+type mergeScan struct {
+	parts []*partScan
+	hi    string
+}
+
+// partScan is one partition's scan and the ids it read ahead.
+type partScan struct {
+	scan
+	buf  []string
+	done bool // the scan is exhausted (buf may still hold ids)
+}
+
+// next returns up to count more ids; none when every partition is
+// exhausted. It returns only ids it knows to be the newest left: it stops
+// at the end of a partition's read-ahead while that partition may hold
+// more.
+func (ms *mergeScan) next(ctx context.Context, rdb redis.UniversalClient, count int) ([]string, error) {
+	for _, p := range ms.parts {
+		if len(p.buf) == 0 && !p.done {
+			ids, err := p.scan.next(ctx, rdb, count)
+			if err != nil {
+				return nil, err
+			}
+			p.buf, p.done = ids, len(ids) == 0
+		}
+	}
+	var out []string
+	for len(out) < count {
+		var best *partScan
+		for _, p := range ms.parts {
+			if len(p.buf) == 0 {
+				if !p.done {
+					best = nil // its next id may be the newest: read it first
+					break
+				}
+				continue
+			}
+			if best == nil || p.buf[0] > best.buf[0] {
+				best = p
+			}
+		}
+		if best == nil {
+			break
+		}
+		out = append(out, best.buf[0])
+		best.buf = best.buf[1:]
+	}
+	if len(out) > 0 {
+		ms.hi = out[len(out)-1]
+	}
+	return out, nil
 }
 
 // scan reads message ids, newest first, from a list of sorted sets read
@@ -355,7 +434,7 @@ func (s *Store) loadMany(ctx context.Context, ids []string) ([]*Record, error) {
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, s.keys.msg(id))
+		cmds[i] = pipe.HGetAll(ctx, s.part(id).keys.msg(id))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, unavailable("search", err)
@@ -372,7 +451,7 @@ func (s *Store) loadMany(ctx context.Context, ids []string) ([]*Record, error) {
 // history reads a message's timeline: its accepted event (from the record)
 // then the stored events.
 func (s *Store) history(ctx context.Context, r *Record) ([]service.HistoryEvent, error) {
-	raw, err := s.rdb.LRange(ctx, s.keys.hist(r.ID), 0, -1).Result()
+	raw, err := s.rdb.LRange(ctx, s.part(r.ID).keys.hist(r.ID), 0, -1).Result()
 	if err != nil {
 		return nil, unavailable("history", err)
 	}
@@ -414,34 +493,39 @@ func (s *Store) Counts(ctx context.Context, from, to time.Time) ([]service.Count
 	if last-first > 1440 {
 		first = last - 1440
 	}
+	// Every partition counts its own messages: the sums are the store's.
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.MapStringStringCmd, 0, last-first+1)
-	for m := first; m <= last; m++ {
-		cmds = append(cmds, pipe.HGetAll(ctx, s.keys.prefix+"cnt:"+strconv.FormatInt(m, 10)))
+	minutes := int(last - first + 1)
+	cmds := make([]*redis.MapStringStringCmd, 0, minutes*len(s.parts))
+	for _, p := range s.parts {
+		for m := first; m <= last; m++ {
+			cmds = append(cmds, pipe.HGetAll(ctx, p.keys.prefix+"cnt:"+strconv.FormatInt(m, 10)))
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, unavailable("counts", err)
 	}
-	out := make([]service.Counts, len(cmds))
-	for i, c := range cmds {
+	out := make([]service.Counts, minutes)
+	for j, c := range cmds {
+		i := j % minutes
 		out[i].Minute = time.Unix((first+int64(i))*60, 0).UTC()
 		for f, v := range c.Val() {
 			n, _ := strconv.ParseInt(v, 10, 64)
 			switch f {
 			case "accepted":
-				out[i].Accepted = n
+				out[i].Accepted += n
 			case "sent":
-				out[i].Sent = n
+				out[i].Sent += n
 			case "delivered":
-				out[i].Delivered = n
+				out[i].Delivered += n
 			case "redriven":
-				out[i].Redriven = n
+				out[i].Redriven += n
 			default:
 				if reason, ok := strings.CutPrefix(f, "failed:"); ok {
 					if out[i].Failed == nil {
 						out[i].Failed = map[string]int64{}
 					}
-					out[i].Failed[reason] = n
+					out[i].Failed[reason] += n
 				}
 			}
 		}

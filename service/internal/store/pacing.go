@@ -137,8 +137,10 @@ return {'go', string.format('%.3f', w)}
 // pacing notes above. maxWait is the longest a worker waits for a slot;
 // grace is how late a fed message may still use its slot.
 func (s *Store) Admit(ctx context.Context, e Entry, app string, rate Rate, maxWait, grace time.Duration) (Admission, error) {
+	k := s.part(e.MessageID).keys
+	rate = s.partRate(rate)
 	res, err := admitScript.Run(ctx, s.rdb,
-		[]string{s.keys.app(app, "pause"), s.keys.app(app, "gcra"), s.keys.app(app, "wait"), s.keys.stream, s.keys.hist(e.MessageID)},
+		[]string{k.app(app, "pause"), k.app(app, "gcra"), k.app(app, "wait"), k.stream, k.hist(e.MessageID)},
 		s.opts.Group, e.StreamID, e.MessageID, dueScore(e), strconv.FormatFloat(e.Slot, 'f', 3, 64), b2s(e.Probe),
 		strconv.FormatFloat(rate.Interval, 'f', 6, 64), strconv.FormatFloat(rate.Tolerance, 'f', 6, 64),
 		maxWait.Milliseconds(), grace.Milliseconds(), int64(s.opts.Retention.Seconds()),
@@ -217,24 +219,38 @@ type FeedResult struct {
 // Feed moves up to limit of app's waiting messages back to the stream, as
 // its pause and rate allow (slots at most horizon ahead), and reports the
 // app's state. quotaDay names the current quota day (pacing.Reset.Day).
+// Each partition is fed in turn (up to limit each): the counts are the
+// sums, the pause the first paused partition's.
 func (s *Store) Feed(ctx context.Context, app string, rate Rate, horizon time.Duration, limit int, quotaDay string) (FeedResult, error) {
-	res, err := feedScript.Run(ctx, s.rdb,
-		[]string{s.keys.app(app, "pause"), s.keys.app(app, "gcra"), s.keys.app(app, "wait"), s.keys.stream, s.keys.quota(app, quotaDay)},
-		strconv.FormatFloat(rate.Interval, 'f', 6, 64), strconv.FormatFloat(rate.Tolerance, 'f', 6, 64), horizon.Milliseconds(), limit,
-	).Slice()
-	if err != nil || len(res) != 5 {
-		return FeedResult{}, unavailable("feed", err)
+	rate = s.partRate(rate)
+	var sum FeedResult
+	for _, p := range s.parts {
+		k := p.keys
+		res, err := feedScript.Run(ctx, s.rdb,
+			[]string{k.app(app, "pause"), k.app(app, "gcra"), k.app(app, "wait"), k.stream, k.quota(app, quotaDay)},
+			strconv.FormatFloat(rate.Interval, 'f', 6, 64), strconv.FormatFloat(rate.Tolerance, 'f', 6, 64), horizon.Milliseconds(), limit,
+		).Slice()
+		if err != nil || len(res) != 5 {
+			return FeedResult{}, unavailable("feed", err)
+		}
+		sum.Moved += int(toInt(res[0]))
+		if reason, _ := res[1].(string); reason != "" && !sum.Paused {
+			sum.Paused, sum.Reason = true, reason
+			if u := toInt(res[2]); u > 0 {
+				sum.Until = time.UnixMilli(u).UTC()
+			}
+		}
+		sum.Waiting += toInt(res[3])
+		sum.QuotaUsed += toInt(res[4])
 	}
-	var r FeedResult
-	r.Moved = int(toInt(res[0]))
-	r.Reason, _ = res[1].(string)
-	r.Paused = r.Reason != ""
-	if u := toInt(res[2]); u > 0 {
-		r.Until = time.UnixMilli(u).UTC()
-	}
-	r.Waiting = toInt(res[3])
-	r.QuotaUsed = toInt(res[4])
-	return r, nil
+	return sum, nil
+}
+
+// partRate is one partition's share of an app's rate: the partitions
+// each pace at Rate/Partitions with the same burst tolerance.
+func (s *Store) partRate(r Rate) Rate {
+	r.Interval *= float64(len(s.parts))
+	return r
 }
 
 func toInt(v any) int64 {
@@ -304,13 +320,19 @@ func (s *Store) PauseApp(ctx context.Context, app string, p Pause, now time.Time
 	if !p.Until.IsZero() {
 		until = p.Until.UnixMilli()
 	}
-	n, err := pauseScript.Run(ctx, s.rdb, []string{s.keys.app(app, "pause")},
-		p.Reason, p.Rank, p.ErrCode, p.ErrMsg, now.UnixMilli(), until, max(p.ProbeEvery.Milliseconds(), 0),
-	).Int()
-	if err != nil {
-		return false, unavailable("pause app", err)
+	// Every partition holds its own copy of the pause: each one's scripts
+	// see it atomically.
+	started := false
+	for _, part := range s.parts {
+		n, err := pauseScript.Run(ctx, s.rdb, []string{part.keys.app(app, "pause")},
+			p.Reason, p.Rank, p.ErrCode, p.ErrMsg, now.UnixMilli(), until, max(p.ProbeEvery.Milliseconds(), 0),
+		).Int()
+		if err != nil {
+			return false, unavailable("pause app", err)
+		}
+		started = started || n == 1
 	}
-	return n == 1, nil
+	return started, nil
 }
 
 // resumeScript. KEYS: pause. Returns the reason of the pause it ended, or
@@ -325,14 +347,17 @@ return r
 // ResumeApp ends app's pause, if any, and returns its reason ("" when the
 // app was not paused). The feeders then move the waiting messages back.
 func (s *Store) ResumeApp(ctx context.Context, app string) (string, error) {
-	r, err := resumeScript.Run(ctx, s.rdb, []string{s.keys.app(app, "pause")}).Text()
-	if errors.Is(err, redis.Nil) {
-		return "", nil
+	reason := ""
+	for _, p := range s.parts {
+		r, err := resumeScript.Run(ctx, s.rdb, []string{p.keys.app(app, "pause")}).Text()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return "", unavailable("resume app", err)
+		}
+		if reason == "" {
+			reason = r
+		}
 	}
-	if err != nil {
-		return "", unavailable("resume app", err)
-	}
-	return r, nil
+	return reason, nil
 }
 
 // PauseState is an app's pause as stored.
@@ -356,23 +381,33 @@ type AppState struct {
 
 // ReadAppState reads app's pause, wait set size and the sends counted in
 // quotaDay. now decides whether a stored pause is still active.
+// With several partitions the counts are their sums, and the pause the
+// first partition's that has one.
 func (s *Store) ReadAppState(ctx context.Context, app, quotaDay string, now time.Time) (AppState, error) {
-	var h *redis.MapStringStringCmd
-	var waiting *redis.IntCmd
-	var quota *redis.StringCmd
-	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		h = p.HGetAll(ctx, s.keys.app(app, "pause"))
-		waiting = p.ZCard(ctx, s.keys.app(app, "wait"))
-		quota = p.Get(ctx, s.keys.quota(app, quotaDay))
+	hs := make([]*redis.MapStringStringCmd, len(s.parts))
+	waiting := make([]*redis.IntCmd, len(s.parts))
+	quota := make([]*redis.StringCmd, len(s.parts))
+	_, err := s.rdb.Pipelined(ctx, func(pipe redis.Pipeliner) error {
+		for i, p := range s.parts {
+			hs[i] = pipe.HGetAll(ctx, p.keys.app(app, "pause"))
+			waiting[i] = pipe.ZCard(ctx, p.keys.app(app, "wait"))
+			quota[i] = pipe.Get(ctx, p.keys.quota(app, quotaDay))
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return AppState{}, unavailable("app state", err)
 	}
 	var st AppState
-	st.Waiting = waiting.Val()
-	st.QuotaUsed, _ = strconv.ParseInt(quota.Val(), 10, 64)
-	m := h.Val()
+	var m map[string]string
+	for i := range s.parts {
+		st.Waiting += waiting[i].Val()
+		q, _ := strconv.ParseInt(quota[i].Val(), 10, 64)
+		st.QuotaUsed += q
+		if h := hs[i].Val(); m == nil && len(h) > 0 {
+			m = h
+		}
+	}
 	if u, ok := m["until"]; ok {
 		until, _ := strconv.ParseInt(u, 10, 64)
 		if until == 0 || until > now.UnixMilli() {
@@ -429,18 +464,27 @@ return ids
 
 // ClaimEvents leases up to limit status events that are due: each is
 // handed to no other caller until now+lease, after which it is due again
-// (the caller died). The events are message ids.
+// (the caller died). The events are message ids. The partitions' outboxes
+// are read in turn from a rotating first one.
 func (s *Store) ClaimEvents(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]string, error) {
-	ids, err := claimEventsScript.Run(ctx, s.rdb, []string{s.keys.outbox()}, now.UnixMilli(), now.Add(lease).UnixMilli(), limit).StringSlice()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return nil, unavailable("claim events", err)
+	var out []string
+	first := s.start()
+	for i := range s.parts {
+		k := s.parts[(first+i)%len(s.parts)].keys
+		ids, err := claimEventsScript.Run(ctx, s.rdb, []string{k.outbox()}, now.UnixMilli(), now.Add(lease).UnixMilli(), limit-len(out)).StringSlice()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return out, unavailable("claim events", err)
+		}
+		if out = append(out, ids...); len(out) >= limit {
+			break
+		}
 	}
-	return ids, nil
+	return out, nil
 }
 
 // AckEvent removes a delivered status event from the outbox.
 func (s *Store) AckEvent(ctx context.Context, id string) error {
-	if err := s.rdb.ZRem(ctx, s.keys.outbox(), id).Err(); err != nil {
+	if err := s.rdb.ZRem(ctx, s.part(id).keys.outbox(), id).Err(); err != nil {
 		return unavailable("ack event", err)
 	}
 	return nil
@@ -467,7 +511,8 @@ return n
 // jitter in [0.5, 1)), or gives up after maxAttempts. It returns the
 // number of failed attempts and whether it gave up.
 func (s *Store) RetryEvent(ctx context.Context, id string, now time.Time, base, cap time.Duration, maxAttempts int, jitter float64) (int, bool, error) {
-	n, err := retryEventScript.Run(ctx, s.rdb, []string{s.keys.outbox(), s.keys.msg(id)},
+	k := s.part(id).keys
+	n, err := retryEventScript.Run(ctx, s.rdb, []string{k.outbox(), k.msg(id)},
 		id, now.UnixMilli(), base.Milliseconds(), cap.Milliseconds(), maxAttempts, strconv.FormatFloat(jitter, 'f', 4, 64)).Int()
 	if err != nil {
 		return 0, false, unavailable("retry event", err)
@@ -480,9 +525,17 @@ func (s *Store) RetryEvent(ctx context.Context, id string, now time.Time, base, 
 
 // PendingEvents counts the status events not yet delivered.
 func (s *Store) PendingEvents(ctx context.Context) (int64, error) {
-	n, err := s.rdb.ZCard(ctx, s.keys.outbox()).Result()
-	if err != nil {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.IntCmd, len(s.parts))
+	for i, p := range s.parts {
+		cmds[i] = pipe.ZCard(ctx, p.keys.outbox())
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, unavailable("pending events", err)
+	}
+	var n int64
+	for _, c := range cmds {
+		n += c.Val()
 	}
 	return n, nil
 }

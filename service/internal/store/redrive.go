@@ -94,7 +94,8 @@ func (s *Store) Redrive(ctx context.Context, id string, force bool, requestID st
 		if r.MsgID != 0 {
 			msgid = fmt.Sprint(r.MsgID)
 		}
-		keys := append([]string{s.keys.msg(id), s.keys.stream, s.keys.msgid(r.App, r.MsgID), s.keys.hist(id), s.keys.counts(now)}, s.keys.statusKeys()...)
+		k := s.part(id).keys
+		keys := append([]string{k.msg(id), k.stream, k.msgid(r.App, r.MsgID), k.hist(id), k.counts(now)}, k.statusKeys()...)
 		vals, err := redriveScript.Run(ctx, s.rdb, keys, now.UnixMilli(), b2s(force), int64(s.opts.Retention.Seconds()),
 			requestID, forceReasons, msgid, id).Slice()
 		if err == nil && len(vals) != 2 {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,16 +51,26 @@ type Options struct {
 	// serve many callers (default 3 s): with a Redis that does not answer,
 	// every call in it fails within this bound, not the caller's.
 	WriteTimeout time.Duration
+	// Partitions splits the queue into this many partitions, each under
+	// its own hash tag, so that a Redis Cluster spreads them over its
+	// masters (default 1, at most MaxPartitions; see partition.go).
+	Partitions int
+	// WaitReplicas, when positive, makes every write the service
+	// acknowledges wait until this many replicas have it (WAIT), for at
+	// most WaitTimeout (default 1 s); see durable.go.
+	WaitReplicas int
+	WaitTimeout  time.Duration
 }
 
 // Store is wxpushd's Redis layer. It is safe for concurrent use.
 type Store struct {
-	rdb      redis.UniversalClient
-	opts     Options
-	keys     keys
-	enqueues coalescer[[]NewMessage, []EnqueueResult]
-	settles  coalescer[settleCall, settleOut]
-	begins   coalescer[beginCall, beginOut]
+	rdb  redis.UniversalClient
+	opts Options
+	// keys are the shared keys, under the prefix itself; the partitions'
+	// keys are each partition's (partition.go). With one partition they
+	// are the same.
+	keys  keys
+	parts []*part
 }
 
 type keys struct {
@@ -98,18 +110,29 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	if opts.SearchScan <= 0 {
 		opts.SearchScan = 5000
 	}
+	if opts.WaitTimeout <= 0 {
+		opts.WaitTimeout = waitTimeout
+	}
 	if opts.QuotaDayTTL <= 0 {
 		opts.QuotaDayTTL = 48 * time.Hour
 	}
-	p := opts.Prefix
-	s := &Store{rdb: rdb, opts: opts, keys: keys{prefix: p, stream: p + "queue", delayed: p + "delayed", dlq: p + "dead"}}
-	s.enqueues = coalescer[[]NewMessage, []EnqueueResult]{op: "enqueue", timeout: opts.WriteTimeout,
-		size: func(m []NewMessage) int { return len(m) }, write: s.writeBatch}
-	s.settles = coalescer[settleCall, settleOut]{op: "settle", timeout: opts.WriteTimeout,
-		size: func(settleCall) int { return 1 }, write: s.writeSettles}
-	s.begins = coalescer[beginCall, beginOut]{op: "begin", timeout: opts.WriteTimeout,
-		size: func(beginCall) int { return 1 }, write: s.writeBegins}
+	opts.Partitions = min(max(opts.Partitions, 1), MaxPartitions)
+	s := &Store{rdb: rdb, opts: opts, keys: newKeys(opts.Prefix)}
+	for i, prefix := range partitionPrefixes(opts.Prefix, opts.Partitions) {
+		p := &part{n: i, keys: newKeys(prefix)}
+		p.enqueues = coalescer[[]NewMessage, []EnqueueResult]{op: "enqueue", timeout: opts.WriteTimeout,
+			size: func(m []NewMessage) int { return len(m) }, write: func(ctx context.Context, calls []*enqueueCall) { s.writeBatch(ctx, p, calls) }}
+		p.settles = coalescer[settleCall, settleOut]{op: "settle", timeout: opts.WriteTimeout,
+			size: func(settleCall) int { return 1 }, write: func(ctx context.Context, calls []*batchCall[settleCall, settleOut]) { s.writeSettles(ctx, p, calls) }}
+		p.begins = coalescer[beginCall, beginOut]{op: "begin", timeout: opts.WriteTimeout,
+			size: func(beginCall) int { return 1 }, write: func(ctx context.Context, calls []*batchCall[beginCall, beginOut]) { s.writeBegins(ctx, p, calls) }}
+		s.parts = append(s.parts, p)
+	}
 	return s
+}
+
+func newKeys(p string) keys {
+	return keys{prefix: p, stream: p + "queue", delayed: p + "delayed", dlq: p + "dead"}
 }
 
 // Prefix returns the key prefix, for packages that keep their own keys
@@ -200,7 +223,7 @@ func (s *Store) Get(ctx context.Context, id string) (*service.Message, error) {
 
 // Load returns a message record with its request.
 func (s *Store) Load(ctx context.Context, id string) (*Record, error) {
-	h, err := s.rdb.HGetAll(ctx, s.keys.msg(id)).Result()
+	h, err := s.rdb.HGetAll(ctx, s.part(id).keys.msg(id)).Result()
 	if err != nil {
 		return nil, unavailable("load", err)
 	}
@@ -281,7 +304,14 @@ func isNoGroup(err error) bool { return err != nil && strings.HasPrefix(err.Erro
 // EnsureGroup creates the stream and its consumer group if missing. After
 // a Redis restart without persistence both are gone; workers call this on
 // NOGROUP and carry on.
-func (s *Store) EnsureGroup(ctx context.Context) error { return s.queue().ensure(ctx) }
+func (s *Store) EnsureGroup(ctx context.Context) error {
+	for _, p := range s.parts {
+		if err := s.queue(p).ensure(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // consumerGroup is a stream read through a consumer group: the message
 // queue, or the delivery reports. what names it in errors.
@@ -290,8 +320,8 @@ type consumerGroup struct {
 	stream, group, what string
 }
 
-func (s *Store) queue() consumerGroup {
-	return consumerGroup{rdb: s.rdb, stream: s.keys.stream, group: s.opts.Group, what: "queue"}
+func (s *Store) queue(p *part) consumerGroup {
+	return consumerGroup{rdb: s.rdb, stream: p.keys.stream, group: s.opts.Group, what: "queue"}
 }
 
 // ensure creates the stream and the group if missing.
@@ -372,28 +402,62 @@ func entries(msgs []redis.XMessage) []Entry {
 	return out
 }
 
-// Read takes up to count new entries for consumer, blocking up to block.
-// The call is bounded by block plus two seconds even if the server never
-// answers (a half-open connection, a server restarting).
-func (s *Store) Read(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
-	msgs, err := s.queue().read(ctx, consumer, count, block)
+// ReadPartition takes up to count new entries of partition p (0 to
+// Partitions-1) for consumer, blocking up to block. The call is bounded by
+// block plus two seconds even if the server never answers (a half-open
+// connection, a server restarting). A worker reads each partition in a
+// loop of its own.
+func (s *Store) ReadPartition(ctx context.Context, p int, consumer string, count int, block time.Duration) ([]Entry, error) {
+	msgs, err := s.queue(s.parts[p]).read(ctx, consumer, count, block)
 	return entries(msgs), err
 }
 
+// Read takes up to count new entries of any partition for consumer: what
+// the partitions have at once, in turn from a rotating first one, or else
+// what that first one gets within block.
+func (s *Store) Read(ctx context.Context, consumer string, count int, block time.Duration) ([]Entry, error) {
+	first := s.start()
+	if len(s.parts) == 1 {
+		return s.ReadPartition(ctx, first, consumer, count, block)
+	}
+	var out []Entry
+	for i := range s.parts {
+		got, err := s.ReadPartition(ctx, (first+i)%len(s.parts), consumer, count-len(out), -1)
+		if out = append(out, got...); err != nil || len(out) == count {
+			return out, err
+		}
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	return s.ReadPartition(ctx, first, consumer, count, block)
+}
+
 // Reclaim takes over up to count entries that other consumers received
-// more than minIdle ago and never acknowledged (their worker died).
+// more than minIdle ago and never acknowledged (their worker died), from
+// every partition in turn.
 func (s *Store) Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]Entry, error) {
-	msgs, err := s.queue().reclaim(ctx, consumer, minIdle, count)
-	out := entries(msgs)
-	if err != nil || len(out) == 0 {
-		return out, err
+	var out []Entry
+	first := s.start()
+	for i := range s.parts {
+		msgs, err := s.queue(s.parts[(first+i)%len(s.parts)]).reclaim(ctx, consumer, minIdle, count-len(out))
+		out = append(out, entries(msgs)...)
+		if err != nil {
+			return out, err
+		}
+		if len(out) >= count {
+			break
+		}
+	}
+	if len(out) == 0 {
+		return out, nil
 	}
 	// Reclaims are rare: one more round trip gives their log lines the
 	// messages' request ids.
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(out))
 	for i, e := range out {
-		cmds[i] = pipe.HGet(ctx, s.keys.msg(e.MessageID), "request_id")
+		cmds[i] = pipe.HGet(ctx, s.part(e.MessageID).keys.msg(e.MessageID), "request_id")
 	}
 	_, _ = pipe.Exec(ctx) // a missing id only leaves the log line without it
 	for i := range out {
@@ -481,7 +545,7 @@ return {redis.call('HINCRBY', KEYS[1], 'attempts', 1), amb or 0}
 // start of the message's earliest attempt whose outcome is unknown (zero:
 // none), as the guard saw it.
 func (s *Store) MarkSending(ctx context.Context, id string, now time.Time, g Guard) (int, time.Time, error) {
-	vals, err := markSendingScript.Run(ctx, s.rdb, []string{s.keys.msg(id)}, now.UnixMilli(), g.Window.Milliseconds(), g.Held).Slice()
+	vals, err := markSendingScript.Run(ctx, s.rdb, []string{s.part(id).keys.msg(id)}, now.UnixMilli(), g.Window.Milliseconds(), g.Held).Slice()
 	if err == nil && len(vals) != 2 {
 		err = fmt.Errorf("unexpected reply of %d values", len(vals))
 	}
@@ -562,7 +626,7 @@ return out
 // that cannot be decoded (only a record written by something else) is an
 // error as with Load, but its attempt is counted already.
 func (s *Store) Begin(ctx context.Context, id string, now time.Time, g Guard) (*Record, int, error) {
-	out, err := s.begins.do(ctx, beginCall{id: id, now: now, g: g})
+	out, err := s.part(id).begins.do(ctx, beginCall{id: id, now: now, g: g})
 	if err != nil {
 		return nil, 0, err
 	}
@@ -597,11 +661,11 @@ type beginOut struct {
 }
 
 // writeBegins begins every call's attempt with one script call.
-func (s *Store) writeBegins(ctx context.Context, calls []*batchCall[beginCall, beginOut]) {
+func (s *Store) writeBegins(ctx context.Context, p *part, calls []*batchCall[beginCall, beginOut]) {
 	keys := make([]string, 0, len(calls))
 	args := make([]any, 0, 3*len(calls))
 	for _, call := range calls {
-		keys = append(keys, s.keys.msg(call.in.id))
+		keys = append(keys, p.keys.msg(call.in.id))
 		args = append(args, call.in.now.UnixMilli(), call.in.g.Window.Milliseconds(), call.in.g.Held)
 	}
 	vals, err := beginScript.Run(ctx, s.rdb, keys, args...).Slice()
@@ -885,7 +949,7 @@ type Settled struct {
 // reports, so the caller can count a message that ended there) and counts
 // the send in the app's quota day. Concurrent calls share one script call.
 func (s *Store) Settle(ctx context.Context, e Entry, st Settlement, now time.Time) (Settled, error) {
-	out, err := s.settles.do(ctx, settleCall{e: e, st: st, now: now})
+	out, err := s.part(e.MessageID).settles.do(ctx, settleCall{e: e, st: st, now: now})
 	if err != nil {
 		return Settled{}, err
 	}
@@ -908,9 +972,10 @@ type settleOut struct {
 }
 
 // writeSettles records every call's settlement with one script call.
-func (s *Store) writeSettles(ctx context.Context, calls []*batchCall[settleCall, settleOut]) {
-	status := s.keys.statusKeys()
-	keys := append([]string{s.keys.stream, s.keys.delayed, s.keys.dlq, s.keys.outbox()}, status...)
+func (s *Store) writeSettles(ctx context.Context, p *part, calls []*batchCall[settleCall, settleOut]) {
+	k := p.keys
+	status := k.statusKeys()
+	keys := append([]string{k.stream, k.delayed, k.dlq, k.outbox()}, status...)
 	args := []any{s.opts.Group, int64(s.opts.Retention.Seconds()), int64(s.opts.QuotaDayTTL.Seconds()), len(keys) + 1}
 	for _, call := range calls {
 		e, st, now := call.in.e, call.in.st, call.in.now
@@ -922,8 +987,8 @@ func (s *Store) writeSettles(ctx context.Context, calls []*batchCall[settleCall,
 		if st.Kind == SettlePark {
 			due = dueScore(e)
 		}
-		keys = append(keys, s.keys.msg(e.MessageID), s.keys.msgid(st.App, st.MsgID), s.keys.early(st.App, st.MsgID, st.ToUser),
-			s.keys.app(st.App, "wait"), s.keys.quota(st.App, day), s.keys.hist(e.MessageID), s.keys.counts(now))
+		keys = append(keys, k.msg(e.MessageID), k.msgid(st.App, st.MsgID), k.early(st.App, st.MsgID, st.ToUser),
+			k.app(st.App, "wait"), k.quota(st.App, day), k.hist(e.MessageID), k.counts(now))
 		args = append(args, e.StreamID, string(st.Kind), now.UnixMilli(), st.MsgID, due, st.Reason,
 			b2s(st.HasErr), st.ErrCode, st.ErrMsg, b2s(st.Refund), e.MessageID,
 			s.events(st.App), st.Attempt, msArg(st.AmbiguousAt), historyJSON(st.event(now)))
@@ -987,14 +1052,22 @@ end
 return #ids
 `)
 
-// MoveDue moves up to limit due retries back to the stream. Every
-// instance runs it; the script makes each move happen once.
+// MoveDue moves up to limit due retries back to the stream, from every
+// partition in turn. Every instance runs it; the script makes each move
+// happen once.
 func (s *Store) MoveDue(ctx context.Context, now time.Time, limit int) (int, error) {
-	n, err := moveDueScript.Run(ctx, s.rdb, []string{s.keys.delayed, s.keys.stream}, now.UnixMilli(), limit).Int()
-	if err != nil {
-		return 0, unavailable("move due", err)
+	moved, first := 0, s.start()
+	for i := range s.parts {
+		k := s.parts[(first+i)%len(s.parts)].keys
+		n, err := moveDueScript.Run(ctx, s.rdb, []string{k.delayed, k.stream}, now.UnixMilli(), limit-moved).Int()
+		if err != nil {
+			return moved, unavailable("move due", err)
+		}
+		if moved += n; moved >= limit {
+			break
+		}
 	}
-	return n, nil
+	return moved, nil
 }
 
 // releaseScript hands an entry back to the queue at once (graceful
@@ -1009,7 +1082,7 @@ return 1
 
 // Release hands an entry back to the queue for another worker.
 func (s *Store) Release(ctx context.Context, e Entry) error {
-	if err := releaseScript.Run(ctx, s.rdb, []string{s.keys.stream}, s.opts.Group, e.StreamID, e.MessageID).Err(); err != nil {
+	if err := releaseScript.Run(ctx, s.rdb, []string{s.part(e.MessageID).keys.stream}, s.opts.Group, e.StreamID, e.MessageID).Err(); err != nil {
 		return unavailable("release", err)
 	}
 	return nil
@@ -1025,58 +1098,117 @@ type QueueStats struct {
 
 // Stats reads the queue's size: entries not yet delivered to a worker,
 // delivered but unacknowledged, and waiting for a retry time.
+// Every partition counts; the oldest age is the oldest partition's.
 func (s *Store) Stats(ctx context.Context, now time.Time) (QueueStats, error) {
-	pipe := s.rdb.Pipeline()
-	xlen := pipe.XLen(ctx, s.keys.stream)
-	pending := pipe.XPending(ctx, s.keys.stream, s.opts.Group)
-	delayed := pipe.ZCard(ctx, s.keys.delayed)
-	waits := make([]*redis.IntCmd, 0, len(s.opts.Apps))
-	for _, a := range s.opts.Apps {
-		waits = append(waits, pipe.ZCard(ctx, s.keys.app(a, "wait")))
+	type partStats struct {
+		xlen, delayed *redis.IntCmd
+		pending       *redis.XPendingCmd
+		waits         []*redis.IntCmd
+		first         *redis.XMessageSliceCmd
 	}
-	first := pipe.XRangeN(ctx, s.keys.stream, "-", "+", 1)
+	pipe := s.rdb.Pipeline()
+	ps := make([]partStats, len(s.parts))
+	for i, p := range s.parts {
+		k := p.keys
+		ps[i] = partStats{xlen: pipe.XLen(ctx, k.stream), pending: pipe.XPending(ctx, k.stream, s.opts.Group), delayed: pipe.ZCard(ctx, k.delayed)}
+		for _, a := range s.opts.Apps {
+			ps[i].waits = append(ps[i].waits, pipe.ZCard(ctx, k.app(a, "wait")))
+		}
+		ps[i].first = pipe.XRangeN(ctx, k.stream, "-", "+", 1)
+	}
 	_, _ = pipe.Exec(ctx)
 	var st QueueStats
-	if err := xlen.Err(); err != nil && !errors.Is(err, redis.Nil) {
-		return st, unavailable("stats", err)
-	}
-	st.Delayed = delayed.Val()
-	for _, w := range waits {
-		st.Waiting += w.Val()
-	}
-	if p, err := pending.Result(); err == nil {
-		st.Pending = p.Count
-	}
-	st.Backlog = max(xlen.Val()-st.Pending, 0)
-	if msgs := first.Val(); len(msgs) > 0 {
-		if ms, err := strconv.ParseInt(strings.SplitN(msgs[0].ID, "-", 2)[0], 10, 64); err == nil {
-			st.OldestAge = max(now.Sub(time.UnixMilli(ms)), 0)
+	for _, p := range ps {
+		if err := p.xlen.Err(); err != nil && !errors.Is(err, redis.Nil) {
+			return QueueStats{}, unavailable("stats", err)
+		}
+		st.Delayed += p.delayed.Val()
+		for _, w := range p.waits {
+			st.Waiting += w.Val()
+		}
+		var pending int64
+		if x, err := p.pending.Result(); err == nil {
+			pending = x.Count
+		}
+		st.Pending += pending
+		st.Backlog += max(p.xlen.Val()-pending, 0)
+		if msgs := p.first.Val(); len(msgs) > 0 {
+			if ms, err := strconv.ParseInt(strings.SplitN(msgs[0].ID, "-", 2)[0], 10, 64); err == nil {
+				st.OldestAge = max(now.Sub(time.UnixMilli(ms)), st.OldestAge)
+			}
 		}
 	}
 	return st, nil
 }
 
-// DeadLetters returns up to count entries of the dead-letter stream.
+// DeadLetters returns up to count entries of the dead-letter streams,
+// oldest first across the partitions.
 func (s *Store) DeadLetters(ctx context.Context, count int64) ([]map[string]any, error) {
-	msgs, err := s.rdb.XRangeN(ctx, s.keys.dlq, "-", "+", count).Result()
-	if err != nil {
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.XMessageSliceCmd, len(s.parts))
+	for i, p := range s.parts {
+		cmds[i] = pipe.XRangeN(ctx, p.keys.dlq, "-", "+", count)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, unavailable("dead letters", err)
 	}
-	out := make([]map[string]any, 0, len(msgs))
-	for _, m := range msgs {
+	var msgs []redis.XMessage
+	for _, c := range cmds {
+		msgs = append(msgs, c.Val()...)
+	}
+	slices.SortStableFunc(msgs, func(a, b redis.XMessage) int { return compareStreamIDs(a.ID, b.ID) })
+	out := make([]map[string]any, 0, min(int64(len(msgs)), count))
+	for _, m := range msgs[:min(int64(len(msgs)), count)] {
 		out = append(out, m.Values)
 	}
 	return out, nil
 }
 
+// compareStreamIDs orders two stream entry ids ("ms-seq") by time.
+func compareStreamIDs(a, b string) int {
+	num := func(id string) (int64, int64) {
+		ms, seq, _ := strings.Cut(id, "-")
+		m, _ := strconv.ParseInt(ms, 10, 64)
+		n, _ := strconv.ParseInt(seq, 10, 64)
+		return m, n
+	}
+	am, as := num(a)
+	bm, bs := num(b)
+	return cmp.Or(cmp.Compare(am, bm), cmp.Compare(as, bs))
+}
+
 // MessageByMsgID returns the message id that WeChat's msgid belongs to.
 func (s *Store) MessageByMsgID(ctx context.Context, app string, msgid int64) (string, error) {
-	id, err := s.rdb.Get(ctx, s.keys.msgid(app, msgid)).Result()
-	if errors.Is(err, redis.Nil) {
-		return "", ErrNotFound
+	id, _, err := s.findMsgID(ctx, app, msgid)
+	return id, err
+}
+
+// findMsgID looks app's msgid up in every partition's index at once and
+// returns the message id and its partition; ErrNotFound when no partition
+// has it (yet).
+func (s *Store) findMsgID(ctx context.Context, app string, msgid int64) (string, *part, error) {
+	if len(s.parts) == 1 {
+		id, err := s.rdb.Get(ctx, s.parts[0].keys.msgid(app, msgid)).Result()
+		if errors.Is(err, redis.Nil) {
+			return "", nil, ErrNotFound
+		}
+		if err != nil {
+			return "", nil, unavailable("msgid index", err)
+		}
+		return id, s.parts[0], nil
 	}
-	if err != nil {
-		return "", unavailable("msgid index", err)
+	pipe := s.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(s.parts))
+	for i, p := range s.parts {
+		cmds[i] = pipe.Get(ctx, p.keys.msgid(app, msgid))
 	}
-	return id, nil
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return "", nil, unavailable("msgid index", err)
+	}
+	for i, c := range cmds {
+		if id := c.Val(); id != "" {
+			return id, s.parts[i], nil
+		}
+	}
+	return "", nil, ErrNotFound
 }

@@ -44,7 +44,8 @@ import (
 
 // Queue is what the worker needs from the store.
 type Queue interface {
-	Read(ctx context.Context, consumer string, count int, block time.Duration) ([]store.Entry, error)
+	Partitions() int
+	ReadPartition(ctx context.Context, p int, consumer string, count int, block time.Duration) ([]store.Entry, error)
 	Reclaim(ctx context.Context, consumer string, minIdle time.Duration, count int) ([]store.Entry, error)
 	Load(ctx context.Context, id string) (*store.Record, error)
 	MarkSending(ctx context.Context, id string, now time.Time, g store.Guard) (int, time.Time, error)
@@ -276,7 +277,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	loops.Go(func() { w.every(ctx, w.o.FeedEvery, w.feed) })
 	loops.Go(func() { w.every(ctx, w.o.ReclaimEvery, func(ctx context.Context) { w.reclaim(ctx, jobs) }) })
 
-	w.readLoop(ctx, jobs)
+	// One read loop per partition: each blocks on its own stream, so a
+	// message in any partition is taken at once, and every partition gets
+	// its turn at the processors.
+	var readers sync.WaitGroup
+	for p := range w.q.Partitions() {
+		readers.Go(func() { w.readLoop(ctx, p, jobs) })
+	}
+	readers.Wait()
 	close(jobs)
 	loops.Wait()
 
@@ -292,12 +300,15 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// readLoop feeds jobs until ctx is done. Entries read but not taken by a
-// processor when ctx ends are handed back to the queue.
-func (w *Worker) readLoop(ctx context.Context, jobs chan<- store.Entry) {
+// readLoop feeds jobs from partition p until ctx is done. Entries read
+// but not taken by a processor when ctx ends are handed back to the queue.
+// With several partitions each loop reads its share of the processors
+// (at least one), so that no more entries wait unstarted than with one.
+func (w *Worker) readLoop(ctx context.Context, p int, jobs chan<- store.Entry) {
 	backoff := 100 * time.Millisecond
+	count := max(w.o.Concurrency/w.q.Partitions(), 1)
 	for ctx.Err() == nil {
-		entries, err := w.q.Read(ctx, w.o.Consumer, w.o.Concurrency, time.Second)
+		entries, err := w.q.ReadPartition(ctx, p, w.o.Consumer, count, time.Second)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
