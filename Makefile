@@ -22,7 +22,7 @@ GO_SOURCES := $(shell find . \( -path ./.git -o -path ./bin -o -path ./runs -o -
 SAY = @printf '%s\n' 
 
 .DEFAULT_GOAL := help
-.PHONY: help build test lint fuzz demo up-local bench conformance images up up-observability down clean
+.PHONY: help build test lint fuzz demo up-local bench conformance conformance-cluster images up up-observability down clean
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -141,6 +141,26 @@ conformance: ## run the conformance suites and mockwx/mockwxcontainer's tests in
 		ids=$$(docker ps -aq --filter label=$$label=true); [ -z "$$ids" ] || docker rm -f $$ids >/dev/null; \
 		nets=$$(docker network ls -q --filter label=$$label=true); [ -z "$$nets" ] || docker network rm $$nets >/dev/null; \
 	done; \
+	exit $$status
+
+# The suites that lean on the store (retries, idempotency, kill -9, Redis
+# outages) in-process on a private Redis Cluster: 3 masters + 3 replicas,
+# redis-server processes on loopback (internal/rediscluster), one cluster
+# per suite. WXPUSH_REDIS_CLUSTER_PORTS=LO-HI confines the nodes to a port
+# range (bus ports +10000); unset, they take free ports.
+CLUSTER_RUN ?= ^(TestRetry|TestIdempotency|TestCrash|TestRedis)$$
+
+conformance-cluster: ## run the retry, idempotency, crash and redis suites in-process on a Redis Cluster of 3 masters + 3 replicas (needs redis-server and redis-cli)
+	@command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || \
+		{ echo "conformance-cluster: redis-server and redis-cli are needed (apt-get install redis-server)"; exit 1; }
+	$(SAY) "conformance-cluster: compiling the suites, then TestRetry, TestIdempotency, TestCrash and TestRedis, each on a Redis Cluster of its own (about 40 s after the build; the summary lines print at the end)..."
+	@out=$$(mktemp); \
+	WXPUSH_CONFORMANCE=inprocess WXPUSH_CONFORMANCE_REDIS=cluster \
+		$(GO) test -count=1 -timeout 10m -v -run '$(CLUSTER_RUN)' ./conformance/ >$$out 2>&1; \
+	status=$$?; \
+	grep -E '^(--- |ok|FAIL|PASS)|^    --- (FAIL|SKIP)|_test\.go:' $$out; \
+	[ $$status -eq 0 ] || { echo "conformance-cluster: full log follows"; tail -n 200 $$out; }; \
+	rm -f $$out; \
 	exit $$status
 
 images: ## fill the build contexts deploy/*/rootfs/ and build the FROM-scratch images of wxpushd, mockwx and Redis (no pull)

@@ -6,7 +6,11 @@
 //
 //   - in-process (the default, used by make test): mockwx, N wxpushd
 //     instances and a TCP gate in front of Redis (miniredis, or REDIS_URL
-//     with a private key prefix per test), all on loopback;
+//     with a private key prefix per test), all on loopback; with
+//     WXPUSH_CONFORMANCE_REDIS=cluster (make conformance-cluster) a private
+//     Redis Cluster of 3 masters and 3 replicas instead, reached without
+//     gates (its client dials every node), so the cut of one instance
+//     skips and a Redis outage stops every node;
 //   - containers (WXPUSH_CONFORMANCE=containers with -tags containers,
 //     used by make conformance): images built FROM scratch from static
 //     binaries, a private Docker network, kills and partitions through the

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/wxpush/wxpush/internal/harness"
+	"github.com/wxpush/wxpush/internal/rediscluster"
 	"github.com/wxpush/wxpush/mockwx"
 )
 
@@ -148,13 +149,15 @@ func (o Options) withDefaults() Options {
 
 // Environment variables that choose and describe the backend.
 const (
-	EnvBackend     = "WXPUSH_CONFORMANCE"              // "" or inprocess, containers, external
-	EnvServiceURLs = "WXPUSH_CONFORMANCE_SERVICE_URLS" // external: comma-separated wxpushd base URLs
-	EnvMockURL     = "WXPUSH_CONFORMANCE_MOCK_URL"     // external: the mock's base URL
-	EnvMockToken   = "WXPUSH_CONFORMANCE_MOCK_TOKEN"   // external: MOCKWX_ADMIN_TOKEN, if set
-	EnvAPIKey      = "WXPUSH_CONFORMANCE_API_KEY"      // external: a key of WXPUSH_API_KEYS
-	EnvRedisImage  = "WXPUSH_REDIS_IMAGE"              // containers: the Redis image (default redis:7-alpine, else wxpush/redis:local)
-	EnvRedisURL    = "REDIS_URL"                       // inprocess: a real Redis instead of miniredis
+	EnvBackend      = "WXPUSH_CONFORMANCE"              // "" or inprocess, containers, external
+	EnvServiceURLs  = "WXPUSH_CONFORMANCE_SERVICE_URLS" // external: comma-separated wxpushd base URLs
+	EnvMockURL      = "WXPUSH_CONFORMANCE_MOCK_URL"     // external: the mock's base URL
+	EnvMockToken    = "WXPUSH_CONFORMANCE_MOCK_TOKEN"   // external: MOCKWX_ADMIN_TOKEN, if set
+	EnvAPIKey       = "WXPUSH_CONFORMANCE_API_KEY"      // external: a key of WXPUSH_API_KEYS
+	EnvRedisImage   = "WXPUSH_REDIS_IMAGE"              // containers: the Redis image (default redis:7-alpine, else wxpush/redis:local)
+	EnvRedisURL     = "REDIS_URL"                       // inprocess: a real Redis instead of miniredis
+	EnvRedis        = "WXPUSH_CONFORMANCE_REDIS"        // inprocess: "cluster" for a private Redis Cluster (3 masters + 3 replicas; REDIS_URL is then ignored)
+	EnvClusterPorts = rediscluster.PortsVar             // inprocess with the cluster: "LO-HI", the nodes' port range (default: free ports)
 )
 
 // New starts (or connects to) the deployment a suite runs against, chosen

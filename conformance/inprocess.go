@@ -7,10 +7,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/wxpush/wxpush/internal/harness"
+	"github.com/wxpush/wxpush/internal/rediscluster"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/service/wxpushd"
@@ -25,28 +27,48 @@ func randomHex(n int) string {
 // newInProcess runs everything in the test process on loopback (package
 // harness): mockwx, a callback forwarder, N wxpushd instances, each
 // reaching Redis (miniredis, or REDIS_URL with a private key prefix)
-// through its own gate.
+// through its own gate; or, with WXPUSH_CONFORMANCE_REDIS=cluster, a
+// private Redis Cluster of 3 masters and 3 replicas reached directly (a
+// cluster client dials every node, so there are no gates: TestRedis's cut
+// skips, saying why).
 func newInProcess(t testing.TB, opts Options) Env {
 	t.Helper()
 	spec, app := deploymentSpec(opts)
 	spec.Gates = true
 	spec.Redis = harness.RedisMini
-	if raw := os.Getenv(EnvRedisURL); raw != "" {
-		spec.Redis = raw
-		tag := randomHex(6)
-		prefix := fmt.Sprintf("conformance:%s:{c%s}:", tag, tag)
-		configure := spec.Configure
-		spec.Configure = func(ep harness.Endpoints) (wxpushd.Config, mockwx.Config) {
-			cfg, mcfg := configure(ep)
-			cfg.KeyPrefix = prefix
-			return cfg, mcfg
+	timeout := 30 * time.Second
+	switch kind := strings.TrimSpace(os.Getenv(EnvRedis)); kind {
+	case "":
+		if raw := os.Getenv(EnvRedisURL); raw != "" {
+			spec.Redis = raw
+			tag := randomHex(6)
+			prefix := fmt.Sprintf("conformance:%s:{c%s}:", tag, tag)
+			configure := spec.Configure
+			spec.Configure = func(ep harness.Endpoints) (wxpushd.Config, mockwx.Config) {
+				cfg, mcfg := configure(ep)
+				cfg.KeyPrefix = prefix
+				return cfg, mcfg
+			}
 		}
+	case "cluster":
+		ports, err := rediscluster.ParsePortRange(os.Getenv(EnvClusterPorts))
+		if err != nil {
+			t.Fatalf("%s: %v", EnvClusterPorts, err)
+		}
+		spec.Gates, spec.Redis, spec.ClusterPorts = false, harness.RedisCluster, ports
+		timeout = 90 * time.Second
+	default:
+		t.Fatalf("%s=%q: want cluster, or unset", EnvRedis, kind)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	begin := time.Now()
 	d, err := harness.StartInProcess(ctx, spec)
 	if err != nil {
 		t.Fatalf("in-process deployment: %v", err)
+	}
+	if spec.Redis == harness.RedisCluster {
+		t.Logf("in-process deployment on a %s, started in %s", d.Redis(), time.Since(begin).Round(time.Millisecond))
 	}
 	return adopt(t, d, *app)
 }

@@ -1,7 +1,8 @@
 // Package harness starts the wxpush deployment that conformance's suites
 // and wxload's scenarios run against, in one of three ways, and controls
 // it: in-process (mockwx and N wxpushd instances on loopback, with
-// miniredis, a private redis-server or a given Redis), in containers
+// miniredis, a private redis-server, a private Redis Cluster of 3 masters
+// and 3 replicas, or a given Redis), in containers
 // (package harness/containers: images built FROM scratch, kills through
 // the Docker API, partitions by network disconnect) or external (URLs of
 // a running deployment; control operations refused).
@@ -20,6 +21,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/wxpush/wxpush/internal/rediscluster"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/service/wxpushd"
 )
@@ -120,15 +122,20 @@ type Spec struct {
 	// reaches it (Endpoints.Handlers): in-process on loopback, in
 	// containers on the app network's gateway address.
 	Handler http.Handler
-	// Redis (in-process): RedisAuto, RedisMini, RedisProcess, or the URL
-	// of a Redis the deployment does not own. With a URL, set the
+	// Redis (in-process): RedisAuto, RedisMini, RedisProcess,
+	// RedisCluster, or the URL of a Redis the deployment does not own. With a URL, set the
 	// service's KeyPrefix to a private one: FlushRedis and Close then
 	// delete its keys (a shared Redis is never flushed whole).
 	Redis string
 	// Gates (in-process) puts a TCP gate between each instance and Redis,
 	// which CutRedis needs; StopRedis then closes every gate instead of
 	// stopping Redis (which a Redis the deployment does not own needs).
+	// RedisCluster refuses gates.
 	Gates bool
+	// ClusterPorts (in-process, RedisCluster) is the loopback port range
+	// of the cluster's nodes (each node's bus port is its port + 10000);
+	// the zero value takes free ports.
+	ClusterPorts rediscluster.PortRange
 	// ServiceAddrs (in-process) fixes instance i's listen address to
 	// ServiceAddrs[i] ("" or missing: a free loopback port); MockAddr
 	// fixes the mock's ("": a free loopback port). A developer's stack

@@ -25,13 +25,15 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wxpush/wxpush/internal/logging"
+	"github.com/wxpush/wxpush/internal/rediscluster"
 	"github.com/wxpush/wxpush/internal/redisurl"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/service/wxpushd"
 )
 
 // InProcess is a deployment in this process, on loopback: Redis
-// (miniredis, a private redis-server, or a given one), mockwx, a
+// (miniredis, a private redis-server, a private Redis Cluster, or a given
+// one), mockwx, a
 // forwarder that hands the mock's callbacks to an instance that is up (as
 // a load balancer would), and N wxpushd instances, each optionally
 // reaching Redis through its own gate.
@@ -41,9 +43,10 @@ type InProcess struct {
 	apiKey    string
 	redisURL  *url.URL
 	redisDesc string
-	mini      *miniredis.Miniredis // the in-process Redis, if that is the one
-	proc      *RedisServer         // the private redis-server, if that is the one
-	tmpDir    string               // removed at Close
+	mini      *miniredis.Miniredis  // the in-process Redis, if that is the one
+	proc      *RedisServer          // the private redis-server, if that is the one
+	cluster   *rediscluster.Cluster // the private Redis Cluster, if that is the one
+	tmpDir    string                // removed at Close
 	mock      *mockwx.Server
 	mockHTTP  *http.Server
 	admin     *mockwx.Client
@@ -113,7 +116,7 @@ func StartInProcess(ctx context.Context, spec Spec) (_ *InProcess, err error) {
 
 	var mcfg mockwx.Config
 	e.cfg, mcfg = spec.Configure(ep)
-	if e.proc == nil && e.mini == nil && e.cfg.KeyPrefix == "" {
+	if !e.owned() && e.cfg.KeyPrefix == "" {
 		// A Redis the deployment does not own (perhaps a real
 		// deployment's, on wxpushd's default prefix): keys of its own,
 		// deleted at Close.
@@ -166,6 +169,26 @@ func StartInProcess(ctx context.Context, spec Spec) (_ *InProcess, err error) {
 func (e *InProcess) startRedis(ctx context.Context) error {
 	raw := e.spec.Redis
 	switch raw {
+	case RedisCluster:
+		if e.spec.Gates {
+			return errors.New("harness: a Redis Cluster's client dials every node CLUSTER SLOTS names, so no gate can stand in front of it: start it without Spec.Gates")
+		}
+		dir := ""
+		if e.spec.LogDir != "" {
+			dir = filepath.Join(e.spec.LogDir, "redis-cluster")
+		}
+		c, err := rediscluster.Start(ctx, rediscluster.Options{Masters: 3, Replicas: 1, Persistent: true,
+			Dir: dir, Ports: e.spec.ClusterPorts})
+		if err != nil {
+			return err
+		}
+		e.cluster = c
+		u, err := url.Parse(c.URL())
+		if err != nil {
+			return err
+		}
+		e.redisURL, e.redisDesc = u, "Redis Cluster (3 masters + 3 replicas, private redis-server processes, append-only files)"
+		return nil
 	case RedisAuto, RedisProcess:
 		dir := filepath.Join(e.spec.LogDir, "redis")
 		if e.spec.LogDir == "" {
@@ -200,6 +223,9 @@ func (e *InProcess) startRedis(ctx context.Context) error {
 	e.redisURL = u
 	return nil
 }
+
+// owned reports whether the deployment started its Redis.
+func (e *InProcess) owned() bool { return e.mini != nil || e.proc != nil || e.cluster != nil }
 
 func (e *InProcess) createLog(name string) (*os.File, error) {
 	f, err := os.Create(filepath.Join(e.spec.LogDir, name))
@@ -404,9 +430,12 @@ func (e *InProcess) applyGates() {
 // StopRedis makes Redis unavailable, keeping its data: with gates, every
 // gate closes (Redis itself keeps running, as when the network to it
 // fails); without, the Redis the deployment owns stops (redis-server gets
-// SIGTERM and keeps its append-only file; miniredis keeps its data).
-func (e *InProcess) StopRedis(context.Context) error {
+// SIGTERM and keeps its append-only file; miniredis keeps its data; every
+// node of a Redis Cluster gets SIGTERM and keeps its append-only file).
+func (e *InProcess) StopRedis(ctx context.Context) error {
 	switch {
+	case e.cluster != nil:
+		return e.cluster.Stop(ctx)
 	case e.spec.Gates:
 		e.setRedisDown(true)
 	case e.proc != nil:
@@ -419,9 +448,13 @@ func (e *InProcess) StopRedis(context.Context) error {
 	return nil
 }
 
-// StartRedis makes Redis available again with its data.
+// StartRedis makes Redis available again with its data (a Redis Cluster:
+// every node started again, and the cluster whole, each master with its
+// replica).
 func (e *InProcess) StartRedis(ctx context.Context) error {
 	switch {
+	case e.cluster != nil:
+		return e.cluster.Start(ctx)
 	case e.spec.Gates:
 		e.setRedisDown(false)
 	case e.proc != nil:
@@ -447,6 +480,11 @@ func (e *InProcess) FlushRedis(ctx context.Context) error {
 	if e.mini != nil {
 		e.mini.FlushAll()
 		return nil
+	}
+	if e.cluster != nil {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		return e.cluster.FlushAll(ctx)
 	}
 	if e.proc == nil && e.cfg.KeyPrefix == "" {
 		return fmt.Errorf("flushing a shared Redis needs a private key prefix: %w", ErrUnsupported)
@@ -499,6 +537,9 @@ func (e *InProcess) setCut(i int, cut bool) error {
 	in, err := e.instance(i)
 	if err != nil {
 		return err
+	}
+	if e.cluster != nil {
+		return fmt.Errorf("cutting one instance from a Redis Cluster: its client learns every node's address from CLUSTER SLOTS and dials them directly, so no gate can cut it: %w", ErrUnsupported)
 	}
 	if in.gate == nil {
 		return fmt.Errorf("cutting an instance from Redis needs gates: %w", ErrUnsupported)
@@ -594,6 +635,10 @@ func (e *InProcess) Close(ctx context.Context) error {
 		e.mini.Close()
 	case e.proc != nil:
 		e.proc.Stop()
+	case e.cluster != nil:
+		if err := e.cluster.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("redis cluster: %w", err))
+		}
 	case e.redisURL != nil && e.cfg.KeyPrefix != "":
 		if err := e.withRedis(ctx, func(ctx context.Context, rdb *redis.Client) error {
 			return DeletePrefix(ctx, rdb, e.cfg.KeyPrefix)

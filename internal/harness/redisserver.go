@@ -21,6 +21,14 @@ const (
 	RedisAuto    = ""             // a private redis-server if installed, else miniredis
 	RedisMini    = "miniredis"    // always the in-process miniredis
 	RedisProcess = "redis-server" // always a private redis-server process
+	// RedisCluster is a private Redis Cluster of 3 masters with one
+	// replica each (package internal/rediscluster: redis-server processes
+	// with append-only files), which the instances reach by a
+	// cluster+redis:// URL. Its client dials every node that CLUSTER
+	// SLOTS names, so no gate can stand in front of it: Spec.Gates must
+	// be false, CutRedis is unsupported, and StopRedis stops every node
+	// (StartRedis brings them back with their data).
+	RedisCluster = "cluster"
 )
 
 // RedisServer is a private redis-server process: loopback only, with an
