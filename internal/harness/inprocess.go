@@ -116,6 +116,11 @@ func StartInProcess(ctx context.Context, spec Spec) (_ *InProcess, err error) {
 
 	var mcfg mockwx.Config
 	e.cfg, mcfg = spec.Configure(ep)
+	if e.cluster != nil && e.cfg.Partitions == 0 {
+		// Two partitions per master: the suites' messages spread over the
+		// cluster, and every operation crosses partitions.
+		e.cfg.Partitions = 6
+	}
 	if !e.owned() && e.cfg.KeyPrefix == "" {
 		// A Redis the deployment does not own (perhaps a real
 		// deployment's, on wxpushd's default prefix): keys of its own,

@@ -248,6 +248,14 @@ func redisClient(u string, onConnect func(context.Context, *redis.Conn) error) (
 			return nil, err
 		}
 		o.ContextTimeoutEnabled, o.OnConnect = true, onConnect
+		// go-redis reloads the slot map on a MOVED reply, and otherwise
+		// every 60 s: after a master dies, its slots' commands would fail
+		// (connection refused, no MOVED) for up to a minute although its
+		// replica took over in two seconds. Reloading every second (one
+		// CLUSTER SLOTS when there is traffic) bounds that to a second.
+		if o.ClusterStateReloadInterval == 0 {
+			o.ClusterStateReloadInterval = time.Second
+		}
 		return redis.NewClusterClient(o), nil
 	}
 	if strings.Contains(u, "master_name=") {
