@@ -99,6 +99,8 @@ bench: ## side-by-side performance ratios, measured in one run (BENCHN requests 
 		{ [ -s $$dir/pid ] && kill -0 $$(cat $$dir/pid) 2>/dev/null && redis-cli -p 6393 ping >/dev/null 2>&1; } || { echo "bench: redis-server did not start on 127.0.0.1:6393"; rm -rf $$dir; exit 1; }; \
 		export REDIS_URL=redis://127.0.0.1:6393/0; $(WXPUSHD_BENCH); \
 		kill $$(cat $$dir/pid); rm -rf $$dir; \
+		echo "Redis Cluster of 3 masters, wxpushd's queue in 6 partitions: keys per master after 10,000 messages (target: max/min <= 1.3):"; \
+		$(GO) test -count=1 -run 'TestPartitionsOnCluster' -v ./service/internal/store/ | sed -n 's/^ *partition_test.go:[0-9]*: /  /p'; \
 	else \
 		echo "(redis-server not installed: wxpushd is measured against the embedded store; install redis-server for the real figures)"; \
 		$(WXPUSHD_BENCH); \

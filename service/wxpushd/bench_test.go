@@ -281,18 +281,22 @@ func BenchmarkDeliveryVsDirectSend(b *testing.B) {
 
 	var ds, ps sideStats
 	var sent0 int64
-	byCommand := map[string]int64{}
+	var names0 map[string]int64
+	byCommand, sentBy := map[string]int64{}, map[string]int64{}
 	var stats0 map[string]int64
 	round := min(b.N, 5000)
 	b.ResetTimer()
 	for done := 0; done < b.N; done += round {
 		n := min(round, b.N-done)
 		ds.measure(r.Client, n, func() time.Duration { return direct(n) })
-		sent0, stats0 = cmds.n.Load(), commandStats(b.Context(), r.Client)
+		sent0, names0, stats0 = cmds.n.Load(), cmds.names(), commandStats(b.Context(), r.Client)
 		ps.measure(r.Client, n, func() time.Duration { return pipeline(n) })
 		// Only the pipeline's rounds count (the direct side sends nothing
 		// to Redis; the INFO calls themselves are left out).
 		ps.cmds += cmds.n.Load() - sent0
+		for name, c := range cmds.names() {
+			sentBy[name] += c - names0[name]
+		}
 		for name, c := range commandStats(b.Context(), r.Client) {
 			if name != "info" {
 				ps.calls += c - stats0[name]
@@ -310,37 +314,63 @@ func BenchmarkDeliveryVsDirectSend(b *testing.B) {
 	// pipelined command counts once), and every command Redis ran for it,
 	// those inside scripts included (INFO commandstats).
 	b.ReportMetric(float64(ps.cmds)/float64(ps.n), "redis_cmds/msg")
+	b.Logf("Redis commands wxpushd sent per delivered message: %s", perMessage(sentBy, ps.n))
 	if r.Real() {
 		b.ReportMetric(float64(ps.calls)/float64(ps.n), "redis_calls_all/msg")
-		names := slices.SortedFunc(maps.Keys(byCommand), func(x, y string) int { return cmp.Compare(byCommand[y], byCommand[x]) })
-		var top []string
-		for _, name := range names[:min(len(names), 12)] {
-			top = append(top, fmt.Sprintf("%s %.2f", name, float64(byCommand[name])/float64(ps.n)))
-		}
-		b.Logf("Redis commands per delivered message, scripts' included: %s", strings.Join(top, ", "))
+		b.Logf("Redis commands per delivered message, scripts' included: %s", perMessage(byCommand, ps.n))
 		b.ReportMetric(ps.perReq(ps.redisCPU), "redis_cpu_us/msg")
 	}
 	reportRealRedis(b, r)
 }
 
 // commandCounter is a go-redis hook that counts the commands a client
-// sends: one per command, a pipeline's commands each.
-type commandCounter struct{ n atomic.Int64 }
+// sends: one per command, a pipeline's commands each; and per command name.
+type commandCounter struct {
+	n      atomic.Int64
+	byName sync.Map // command name -> *atomic.Int64
+}
+
+func (c *commandCounter) count(cmd redis.Cmder) {
+	c.n.Add(1)
+	v, _ := c.byName.LoadOrStore(cmd.Name(), new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+// names returns the counts per command name.
+func (c *commandCounter) names() map[string]int64 {
+	out := map[string]int64{}
+	c.byName.Range(func(k, v any) bool { out[k.(string)] = v.(*atomic.Int64).Load(); return true })
+	return out
+}
 
 func (c *commandCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
 
 func (c *commandCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
-		c.n.Add(1)
+		c.count(cmd)
 		return next(ctx, cmd)
 	}
 }
 
 func (c *commandCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
-		c.n.Add(int64(len(cmds)))
+		for _, cmd := range cmds {
+			c.count(cmd)
+		}
 		return next(ctx, cmds)
 	}
+}
+
+// perMessage lists the largest of counts per message of n, largest first.
+func perMessage(counts map[string]int64, n int) string {
+	names := slices.SortedFunc(maps.Keys(counts), func(x, y string) int { return cmp.Compare(counts[y], counts[x]) })
+	var top []string
+	for _, name := range names[:min(len(names), 12)] {
+		if counts[name] > 0 {
+			top = append(top, fmt.Sprintf("%s %.2f", name, float64(counts[name])/float64(n)))
+		}
+	}
+	return strings.Join(top, ", ")
 }
 
 // commandStats returns INFO commandstats' calls per command (nil when the

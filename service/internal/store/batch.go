@@ -30,7 +30,7 @@ type batchCall[In, Out any] struct {
 // pending at that moment, then hands the lead to the next waiting caller.
 // Under light load a call goes alone and waits for nothing; under heavy
 // load one round trip carries many calls. Enqueue, Begin and Settle use
-// one each.
+// one per partition; the follower checks one.
 type coalescer[In, Out any] struct {
 	op      string       // for errors: "enqueue", "settle"
 	size    func(In) int // how many messages a call carries

@@ -196,16 +196,39 @@ func (s *Store) ReadFollower(ctx context.Context, app, openid string) (Follower,
 }
 
 // NotFollowing reports whether the store knows that openid does not
-// follow app: the check a worker makes before a send.
+// follow app: the check a worker makes before a send. Concurrent checks
+// share one script call (a coalescer, as Begin's): one command for many
+// sends, not one each.
 func (s *Store) NotFollowing(ctx context.Context, app, openid string) (bool, error) {
-	v, err := s.rdb.HGet(ctx, s.keys.follower(app, openid), "following").Result()
-	if errors.Is(err, redis.Nil) {
-		return false, nil
+	return s.followers.do(ctx, s.keys.follower(app, openid))
+}
+
+// followingScript reads the following field of every follower hash in
+// KEYS ('' for none).
+var followingScript = redis.NewScript(`
+local out = {}
+for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], 'following') or '' end
+return out
+`)
+
+// readFollowing answers a batch of NotFollowing calls, each a follower
+// key, with one script call.
+func (s *Store) readFollowing(ctx context.Context, calls []*batchCall[string, bool]) {
+	keys := make([]string, len(calls))
+	for i, call := range calls {
+		keys[i] = call.in
 	}
-	if err != nil {
-		return false, unavailable("check follower", err)
+	vals, err := followingScript.Run(ctx, s.rdb, keys).StringSlice()
+	if err == nil && len(vals) != len(calls) {
+		err = fmt.Errorf("unexpected reply of %d values for %d users", len(vals), len(calls))
 	}
-	return v == "0", nil
+	for i, call := range calls {
+		if err != nil {
+			call.err = unavailable("check follower", err)
+			continue
+		}
+		call.out = vals[i] == "0"
+	}
 }
 
 // markNotFollowingScript records a 43004 answer. KEYS: follower. ARGV: at

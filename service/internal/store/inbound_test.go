@@ -2,9 +2,11 @@ package store_test
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wxpush/wxpush/service/internal/store"
@@ -234,4 +236,26 @@ func TestReclaimInbound(t *testing.T) {
 	p, _, err := s.NextInbound(ctx, got[0].Queue)
 	require.NoError(t, err)
 	require.Equal(t, store.DeliveryID("default", "a"), p.ID)
+}
+
+// TestNotFollowingCoalesced: concurrent follower checks share script
+// calls, and each caller gets its own user's answer.
+func TestNotFollowingCoalesced(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := t.Context()
+	for i := range 100 {
+		if i%3 == 0 {
+			require.NoError(t, s.MarkNotFollowing(ctx, "default", fmt.Sprintf("oCoalesced-%03d", i), time.Unix(1000, 0)))
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Go(func() {
+			no, err := s.NotFollowing(ctx, "default", fmt.Sprintf("oCoalesced-%03d", i))
+			if assert.NoError(t, err) {
+				assert.Equal(t, i%3 == 0, no, "user %d", i)
+			}
+		})
+	}
+	wg.Wait()
 }

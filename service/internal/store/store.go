@@ -71,6 +71,8 @@ type Store struct {
 	// are the same.
 	keys  keys
 	parts []*part
+	// followers coalesces the workers' follower checks (shared keys).
+	followers coalescer[string, bool]
 }
 
 type keys struct {
@@ -118,6 +120,8 @@ func New(rdb redis.UniversalClient, opts Options) *Store {
 	}
 	opts.Partitions = min(max(opts.Partitions, 1), MaxPartitions)
 	s := &Store{rdb: rdb, opts: opts, keys: newKeys(opts.Prefix)}
+	s.followers = coalescer[string, bool]{op: "check follower", timeout: opts.WriteTimeout,
+		size: func(string) int { return 1 }, write: s.readFollowing}
 	for i, prefix := range partitionPrefixes(opts.Prefix, opts.Partitions) {
 		p := &part{n: i, keys: newKeys(prefix)}
 		p.enqueues = coalescer[[]NewMessage, []EnqueueResult]{op: "enqueue", timeout: opts.WriteTimeout,
