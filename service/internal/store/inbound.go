@@ -204,7 +204,7 @@ func (s *Store) NotFollowing(ctx context.Context, app, openid string) (bool, err
 }
 
 // followingScript reads the following field of every follower hash in
-// KEYS (” for none).
+// KEYS (empty for none).
 var followingScript = redis.NewScript(`
 local out = {}
 for i = 1, #KEYS do out[i] = redis.call('HGET', KEYS[i], 'following') or '' end
