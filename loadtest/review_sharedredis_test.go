@@ -24,7 +24,7 @@ func TestGivenRedisKeepsToItsOwnKeys(t *testing.T) {
 	sc, err := scenarios.Get("smoke")
 	require.NoError(t, err)
 	sc = sc.WithDefaults()
-	s, err := startEmbedded(t.Context(), sc, "redis://"+mr.Addr()+"/0", t.TempDir(), 1000, nil)
+	s, err := startEmbedded(t.Context(), sc, redisChoice{url: "redis://" + mr.Addr() + "/0"}, t.TempDir(), 1000, nil)
 	require.NoError(t, err)
 	closed := false
 	t.Cleanup(func() {

@@ -45,8 +45,15 @@ type Options struct {
 	APIKey    string
 	// RedisURL makes the embedded stack use this Redis; RedisAuto (empty)
 	// starts a private redis-server when one is installed and miniredis
-	// otherwise; RedisMini and RedisProcess force one of the two.
+	// otherwise (or the cluster a scenario's stack.redis asks for);
+	// RedisMini and RedisProcess force one of the two, RedisCluster a
+	// private Redis Cluster of 3 masters + 3 replicas. A scenario with
+	// stack.redis: cluster refuses any value but RedisAuto and
+	// RedisCluster.
 	RedisURL string
+	// ClusterPorts is the loopback port range "LO-HI" of the embedded
+	// stack's Redis Cluster nodes (bus ports +10000); "" takes free ports.
+	ClusterPorts string
 	// Stack is where the stack runs when Services is empty: StackEmbedded
 	// (the default, in this process) or StackContainers (Docker; the
 	// binary must link package internal/harness/containers, as wxload does).
@@ -94,7 +101,7 @@ func Run(ctx context.Context, sc scenarios.Scenario, opts Options) (*Result, err
 	if err := CheckExpectations(sc.Expect); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUsage, err)
 	}
-	if err := checkStack(opts); err != nil {
+	if err := checkStack(sc, opts); err != nil {
 		return nil, err
 	}
 	remoteMode := len(opts.Services) > 0
@@ -222,15 +229,21 @@ func (r *runner) run(ctx context.Context) (*Summary, error) {
 			defer recv.close()
 			hook = &eventHook{url: recv.url, secret: secret, handler: recv}
 		}
-		r.stack, err = startStack(ctx, opts.Stack, sc, opts.RedisURL, filepath.Join(opts.OutDir, "logs"), ledgerData, hook, r.logf, fixedStack{})
+		r.stack, err = startStack(ctx, opts.Stack, sc, redisChoice{opts.RedisURL, opts.ClusterPorts}, filepath.Join(opts.OutDir, "logs"), ledgerData, hook, r.logf, fixedStack{})
 	}
 	if err != nil {
 		return nil, err
 	}
 	defer r.stack.Close()
 	s.Run.Mode, s.Run.Redis = r.stack.Describe()
+	if s.Run.Mode == "remote" && (sc.Stack.Redis != "" || sc.Stack.Partitions != 0) {
+		// As every stack setting but instances: the deployment's business.
+		note := "stack.redis and stack.partitions describe the embedded stack: the remote deployment runs on its own Redis with its own partition count"
+		r.logf("note: %s", note)
+		s.Run.Warnings = append(s.Run.Warnings, note)
+	}
 	if s.Run.Mode != "remote" {
-		r.logf("stack: %d wxpushd instance(s) %v, mockwx, Redis %s; logs in %s", sc.Stack.Instances, r.stack.ServiceURLs(), s.Run.Redis, filepath.Join(opts.OutDir, "logs"))
+		r.logf("stack: %d wxpushd instance(s) %v, mockwx, Redis: %s; logs in %s", sc.Stack.Instances, r.stack.ServiceURLs(), s.Run.Redis, filepath.Join(opts.OutDir, "logs"))
 	}
 	startStats, err := r.stack.Mock().Stats(ctx)
 	if err != nil {

@@ -362,7 +362,7 @@ func TestShardedRunEndToEnd(t *testing.T) {
 	sc, err := scenarios.Parse([]byte(shardScenario), "short-shards.yaml")
 	require.NoError(t, err)
 	sc = sc.WithDefaults()
-	stack, err := startEmbedded(t.Context(), sc, RedisMini, filepath.Join(t.TempDir(), "logs"), 100_000, nil)
+	stack, err := startEmbedded(t.Context(), sc, redisChoice{url: RedisMini}, filepath.Join(t.TempDir(), "logs"), 100_000, nil)
 	require.NoError(t, err)
 	t.Cleanup(stack.Close)
 	mockURL := stack.Mock().BaseURL()

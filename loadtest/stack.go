@@ -9,9 +9,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/wxpush/wxpush/internal/harness"
+	"github.com/wxpush/wxpush/internal/rediscluster"
+	"github.com/wxpush/wxpush/internal/redisurl"
 	"github.com/wxpush/wxpush/internal/wechat"
 	"github.com/wxpush/wxpush/mockwx"
 	"github.com/wxpush/wxpush/scenarios"
@@ -43,6 +46,7 @@ const (
 	RedisAuto    = harness.RedisAuto    // a private redis-server if installed, else miniredis
 	RedisMini    = harness.RedisMini    // always the in-process miniredis
 	RedisProcess = harness.RedisProcess // always a private redis-server process
+	RedisCluster = harness.RedisCluster // a private Redis Cluster of 3 masters + 3 replicas (redis-server processes)
 )
 
 // The values of Options.Stack: where the stack a run starts runs.
@@ -60,6 +64,9 @@ type deployment struct {
 	d    harness.Deployment
 	apps map[string]mockwx.App
 	mode string
+	// partitions is the instances' queue partition count (0: unknown,
+	// a remote deployment's).
+	partitions int
 }
 
 var _ Stack = (*deployment)(nil)
@@ -84,16 +91,24 @@ type fixedStack struct {
 	APIKey string
 }
 
-// startEmbedded starts the whole stack in this process. redisURL "" starts
-// an embedded Redis. hook, when set, is the event webhook every app
-// forwards its users' pushes to; fixed, when given, fixes addresses and
-// the API key.
-func startEmbedded(ctx context.Context, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook, fixed ...fixedStack) (*deployment, error) {
+// redisChoice is the Redis the embedded stack runs on, as the user chose
+// it: url is Options.RedisURL (RedisAuto, RedisMini, RedisProcess,
+// RedisCluster or a URL); clusterPorts is Options.ClusterPorts.
+type redisChoice struct {
+	url          string
+	clusterPorts string
+}
+
+// startEmbedded starts the whole stack in this process. A redis url of
+// RedisAuto ("") starts an embedded Redis (a cluster when the scenario asks
+// for one). hook, when set, is the event webhook every app forwards its
+// users' pushes to; fixed, when given, fixes addresses and the API key.
+func startEmbedded(ctx context.Context, sc scenarios.Scenario, redis redisChoice, logDir string, ledgerData int, hook *eventHook, fixed ...fixedStack) (*deployment, error) {
 	var fx fixedStack
 	if len(fixed) > 0 {
 		fx = fixed[0]
 	}
-	return startStack(ctx, StackEmbedded, sc, redisURL, logDir, ledgerData, hook, nil, fx)
+	return startStack(ctx, StackEmbedded, sc, redis, logDir, ledgerData, hook, nil, fx)
 }
 
 // redisURL is the URL the embedded stack's instances use ("" for other
@@ -105,9 +120,10 @@ func (s *deployment) redisURL() string {
 	return ""
 }
 
-// checkStack refuses stack options that cannot go together, before
-// anything starts.
-func checkStack(opts Options) error {
+// checkStack refuses a scenario's stack and options that cannot go
+// together, before anything starts.
+func checkStack(sc scenarios.Scenario, opts Options) error {
+	cluster := sc.Stack.Redis == scenarios.RedisCluster
 	switch {
 	case opts.Stack != "" && opts.Stack != StackEmbedded && opts.Stack != StackContainers:
 		return fmt.Errorf("%w: stack %q: want %s or %s", ErrUsage, opts.Stack, StackEmbedded, StackContainers)
@@ -115,15 +131,32 @@ func checkStack(opts Options) error {
 		return fmt.Errorf("%w: --stack starts a stack; --service names a running one", ErrUsage)
 	case opts.Stack == StackContainers && opts.RedisURL != RedisAuto:
 		return fmt.Errorf("%w: --redis applies to the embedded stack; the container stack runs its own Redis", ErrUsage)
+	case opts.Stack == StackContainers && cluster:
+		return fmt.Errorf("%w: scenario %s: stack.redis: %s runs on a private Redis Cluster, which only the embedded stack starts (the container stack runs one Redis): run it without --stack %s", ErrUsage, sc.Name, scenarios.RedisCluster, StackContainers)
+	case cluster && len(opts.Services) == 0 && opts.RedisURL != RedisAuto && opts.RedisURL != RedisCluster:
+		return fmt.Errorf("%w: scenario %s: stack.redis: %s runs on a private Redis Cluster, which --redis %s contradicts: leave --redis out (to run it on another Redis, remove stack.redis from a copy of the scenario)", ErrUsage, sc.Name, scenarios.RedisCluster, redisurl.Redacted(opts.RedisURL))
+	}
+	if _, err := rediscluster.ParsePortRange(opts.ClusterPorts); err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUsage, rediscluster.PortsVar, strings.TrimPrefix(err.Error(), "rediscluster: "))
 	}
 	return nil
+}
+
+// embeddedRedis is the Redis of harness.Spec for the embedded stack: the
+// cluster when the scenario asks for it (checkStack refused any other
+// choice of the user's), else the user's.
+func embeddedRedis(sc scenarios.Scenario, url string) string {
+	if sc.Stack.Redis == scenarios.RedisCluster {
+		return RedisCluster
+	}
+	return url
 }
 
 // startStack starts the stack of the given kind (StackEmbedded or
 // StackContainers; redisURL applies to the first); logf, when set, gets
 // progress lines; fx fixes addresses (embedded stack) and the API key.
-func startStack(ctx context.Context, kind string, sc scenarios.Scenario, redisURL, logDir string, ledgerData int, hook *eventHook, logf func(string, ...any), fx fixedStack) (*deployment, error) {
-	if err := checkStack(Options{Stack: kind, RedisURL: redisURL}); err != nil {
+func startStack(ctx context.Context, kind string, sc scenarios.Scenario, redis redisChoice, logDir string, ledgerData int, hook *eventHook, logf func(string, ...any), fx fixedStack) (*deployment, error) {
+	if err := checkStack(sc, Options{Stack: kind, RedisURL: redis.url, ClusterPorts: redis.clusterPorts}); err != nil {
 		return nil, err
 	}
 	spec, apps := scenarioSpec(sc, ledgerData, hook, kind == StackContainers, fx.APIKey)
@@ -136,8 +169,14 @@ func startStack(ctx context.Context, kind string, sc scenarios.Scenario, redisUR
 	switch kind {
 	case "", StackEmbedded:
 		kind = StackEmbedded
-		spec.Redis = redisURL
-		d, err = harness.StartInProcess(ctx, spec)
+		spec.Redis = embeddedRedis(sc, redis.url)
+		if spec.Redis == RedisCluster {
+			spec.ClusterPorts, _ = rediscluster.ParsePortRange(redis.clusterPorts) // checked above
+		}
+		var p *harness.InProcess
+		if p, err = harness.StartInProcess(ctx, spec); err == nil {
+			d = p
+		}
 	default:
 		d, err = harness.Start(ctx, harness.KindContainers, spec)
 		if errors.Is(err, harness.ErrNoDocker) {
@@ -147,7 +186,10 @@ func startStack(ctx context.Context, kind string, sc scenarios.Scenario, redisUR
 	if err != nil {
 		return nil, err
 	}
-	s := &deployment{d: d, apps: *apps, mode: kind}
+	s := &deployment{d: d, apps: *apps, mode: kind, partitions: max(sc.Stack.Partitions, 1)}
+	if p, ok := d.(*harness.InProcess); ok {
+		s.partitions = p.Partitions()
+	}
 	for i, r := range sc.Mock.Rules {
 		if _, err := d.Mock().AddFault(ctx, r.Rule); err != nil {
 			s.Close()
@@ -212,6 +254,7 @@ func serviceConfig(sc scenarios.Scenario, apps map[string]mockwx.App, apiKey str
 	cfg := wxpushd.Config{
 		APIKeys:     []wechat.Secret{wechat.Secret(apiKey)},
 		Workers:     st.Workers,
+		Partitions:  st.Partitions,
 		MaxAttempts: st.MaxAttempts,
 		BackoffBase: st.BackoffBase.D(),
 		BackoffCap:  st.BackoffCap.D(),
@@ -264,7 +307,14 @@ func (s *deployment) Mock() *mockwx.Client            { return s.d.Mock() }
 func (s *deployment) MockApps() map[string]mockwx.App { return s.apps }
 func (s *deployment) APIKey() string                  { return s.d.APIKey() }
 
-func (s *deployment) Describe() (string, string) { return s.mode, s.d.Redis() }
+// Describe names the mode, and the Redis with the queue's partition count
+// when it is above 1.
+func (s *deployment) Describe() (string, string) {
+	if s.partitions > 1 {
+		return s.mode, fmt.Sprintf("%s, %d queue partitions", s.d.Redis(), s.partitions)
+	}
+	return s.mode, s.d.Redis()
+}
 
 // KillInstance kills instance i like kill -9.
 func (s *deployment) KillInstance(i int) error {

@@ -5,15 +5,21 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/wxpush/wxpush/internal/harness"
+	"github.com/wxpush/wxpush/internal/rediscluster"
+	"github.com/wxpush/wxpush/internal/redisurl"
 	"github.com/wxpush/wxpush/scenarios"
 )
 
@@ -47,7 +53,7 @@ func crashScenario(t *testing.T) scenarios.Scenario {
 func TestEmbeddedStack(t *testing.T) {
 	sc := crashScenario(t)
 	logDir := filepath.Join(t.TempDir(), "logs")
-	s, err := startEmbedded(t.Context(), sc, RedisMini, logDir, 1000, nil)
+	s, err := startEmbedded(t.Context(), sc, redisChoice{url: RedisMini}, logDir, 1000, nil)
 	require.NoError(t, err)
 	t.Cleanup(s.Close)
 
@@ -81,7 +87,7 @@ func TestStackRefusals(t *testing.T) {
 	// have the default prefix).
 	given := "redis://" + miniredis.RunT(t).Addr() + "/0"
 	t.Run("restart_redis on a given Redis", func(t *testing.T) {
-		s, err := startEmbedded(t.Context(), sc, given, t.TempDir(), 1000, nil)
+		s, err := startEmbedded(t.Context(), sc, redisChoice{url: given}, t.TempDir(), 1000, nil)
 		require.NoError(t, err)
 		t.Cleanup(s.Close)
 		assert.ErrorContains(t, s.RestartRedis(t.Context(), time.Millisecond), "needs a Redis the stack runs")
@@ -95,6 +101,7 @@ func TestStackRefusals(t *testing.T) {
 		"stack and service":     {Options{Stack: StackContainers, Services: []string{"http://x"}, MockURL: "http://m"}, true, "--stack starts a stack"},
 		"redis with containers": {Options{Stack: StackContainers, RedisURL: given}, true, "--redis applies to the embedded stack"},
 		"containers not linked": {Options{Stack: StackContainers}, false, "built without the container backend"},
+		"bad cluster ports":     {Options{ClusterPorts: "7400"}, true, "WXPUSH_REDIS_CLUSTER_PORTS: port range \"7400\""},
 	} {
 		t.Run(name, func(t *testing.T) {
 			tc.opts.OutDir, tc.opts.NoSelfCheck = t.TempDir(), true
@@ -102,6 +109,30 @@ func TestStackRefusals(t *testing.T) {
 			require.Error(t, err)
 			assert.Equal(t, tc.usage, errors.Is(err, ErrUsage), err.Error())
 			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
+	// A scenario that asks for the cluster refuses every other Redis the
+	// user names, and the container stack, before anything starts; the
+	// URL's password is not shown.
+	onCluster := sc
+	onCluster.Stack.Redis = scenarios.RedisCluster
+	for name, tc := range map[string]struct {
+		opts Options
+		want string
+	}{
+		"miniredis":    {Options{RedisURL: RedisMini}, "stack.redis: cluster runs on a private Redis Cluster, which --redis miniredis contradicts: leave --redis out"},
+		"redis-server": {Options{RedisURL: RedisProcess}, "which --redis redis-server contradicts"},
+		"a URL":        {Options{RedisURL: "redis://:hunter2-secret@127.0.0.1:1/0"}, "which --redis redis://:xxxxx@127.0.0.1:1/0 contradicts"},
+		"containers":   {Options{Stack: StackContainers}, "only the embedded stack starts (the container stack runs one Redis): run it without --stack containers"},
+	} {
+		t.Run("cluster scenario with "+name, func(t *testing.T) {
+			tc.opts.OutDir, tc.opts.NoSelfCheck = filepath.Join(t.TempDir(), "run"), true
+			_, err := Run(t.Context(), onCluster, tc.opts)
+			require.ErrorIs(t, err, ErrUsage)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.Contains(t, err.Error(), "scenario crash-recovery:")
+			assert.NotContains(t, err.Error(), "hunter2")
+			assert.NoDirExists(t, tc.opts.OutDir, "nothing ran")
 		})
 	}
 	t.Run("remote refuses control", func(t *testing.T) {
@@ -112,4 +143,67 @@ func TestStackRefusals(t *testing.T) {
 		assert.ErrorIs(t, r.StartInstance(context.Background(), 0), errRemote)
 		assert.ErrorIs(t, r.RestartRedis(context.Background(), 0), errRemote)
 	})
+}
+
+// TestEmbeddedStackOnCluster: a scenario with stack.redis: cluster and
+// stack.partitions runs its instances on a private Redis Cluster, with
+// that partition count recorded by wxpushd in the cluster; a run against
+// it delivers every message once; in remote mode the two fields are
+// noted, not applied.
+func TestEmbeddedStackOnCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster and the stack")
+	}
+	for _, bin := range []string{"redis-server", "redis-cli"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is needed under CI=true (.ci/run installs redis-server): %v", bin, err)
+			}
+			t.Skipf("%s is not installed", bin)
+		}
+	}
+	sc, err := scenarios.Parse([]byte(`name: tiny-cluster
+description: a few messages through two instances on the cluster
+stack: {instances: 2, redis: cluster, partitions: 3}
+load:
+  duration: 2s
+  pacer: {rate: 20}
+  duplicate_ratio: 0.1
+  batch: {share: 0.1, size: 3}
+expect:
+  - delivery.lost == 0
+  - delivery.duplicates == 0
+  - delivery.delivered == delivery.accepted
+`), "tiny-cluster.yaml")
+	require.NoError(t, err)
+	s, err := startEmbedded(t.Context(), sc, redisChoice{clusterPorts: os.Getenv(rediscluster.PortsVar)}, filepath.Join(t.TempDir(), "logs"), 100_000, nil)
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+
+	mode, redisDesc := s.Describe()
+	assert.Equal(t, StackEmbedded, mode)
+	assert.Contains(t, redisDesc, "Redis Cluster (3 masters + 3 replicas")
+	assert.Contains(t, redisDesc, ", 3 queue partitions")
+	require.True(t, strings.HasPrefix(s.redisURL(), "cluster+redis://"), redisurl.Redacted(s.redisURL()))
+	o, err := redis.ParseClusterURL(strings.TrimPrefix(s.redisURL(), "cluster+"))
+	require.NoError(t, err)
+	rdb := redis.NewClusterClient(o)
+	t.Cleanup(func() { _ = rdb.Close() })
+	for _, u := range s.ServiceURLs() {
+		require.Eventually(t, func() bool { return get(u+"/readyz") == http.StatusOK }, 30*time.Second, 50*time.Millisecond, u)
+	}
+	// wxpushd records its partition count at start (the store's
+	// "partitions" key under the default prefix).
+	got, err := rdb.Get(t.Context(), "wxp:{wxp}:partitions").Result()
+	require.NoError(t, err)
+	assert.Equal(t, "3", got, "the instances' --partitions")
+
+	res, err := Run(t.Context(), sc, Options{OutDir: t.TempDir(), NoSelfCheck: true,
+		Services: s.ServiceURLs(), MockURL: s.Mock().BaseURL(), APIKey: s.APIKey()})
+	require.NoError(t, err)
+	sum := res.Summary
+	assert.True(t, sum.Passed, "%+v", sum.Expectations)
+	assert.Positive(t, sum.Delivery.Accepted)
+	assert.Equal(t, sum.Delivery.Accepted, sum.Delivery.Delivered)
+	assert.Contains(t, sum.Run.Warnings, "stack.redis and stack.partitions describe the embedded stack: the remote deployment runs on its own Redis with its own partition count")
 }

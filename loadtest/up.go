@@ -52,8 +52,11 @@ type UpOptions struct {
 	Addr string
 	// MockAddr is the mock's listen address.
 	MockAddr string
-	// RedisURL is as Options.RedisURL.
+	// RedisURL is as Options.RedisURL (RedisCluster: a private Redis
+	// Cluster of 3 masters + 3 replicas).
 	RedisURL string
+	// ClusterPorts is as Options.ClusterPorts.
+	ClusterPorts string
 	// APIKey is the service's API key.
 	APIKey string
 	// LogDir keeps the logs and the private Redis's data; "" uses a
@@ -105,7 +108,7 @@ func Up(ctx context.Context, opts UpOptions, out io.Writer) error {
 		Stack: scenarios.Stack{Instances: opts.Instances},
 		Mock:  scenarios.Mock{Apps: []scenarios.App{{Name: scenarios.DefaultAppName, CallbackMode: "safe"}}},
 	}.WithDefaults()
-	e, err := startEmbedded(ctx, sc, opts.RedisURL, logDir, 100_000, nil,
+	e, err := startEmbedded(ctx, sc, redisChoice{opts.RedisURL, opts.ClusterPorts}, logDir, 100_000, nil,
 		fixedStack{ServiceAddrs: addrs, MockAddr: mockAddr, APIKey: apiKey})
 	var stop func()
 	if err == nil {

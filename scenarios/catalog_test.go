@@ -22,7 +22,7 @@ func TestCatalog(t *testing.T) {
 		assert.Equal(t, sc, got)
 	}
 	for _, want := range []string{"smoke", "steady", "ramp-to-saturation", "token-expiry-storm", "system-busy",
-		"quota-45009", "latency-spike", "duplicate-flood", "crash-recovery", "redis-restart", "callback-safe-mode", "multi-app", "rate-limited", "user-events"} {
+		"quota-45009", "latency-spike", "duplicate-flood", "crash-recovery", "redis-restart", "callback-safe-mode", "multi-app", "rate-limited", "user-events", "cluster"} {
 		assert.Contains(t, names, want)
 	}
 	_, err = Get("nope")

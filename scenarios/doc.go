@@ -2,7 +2,8 @@
 // the embedded catalog.
 //
 // A scenario says which stack to start (wxpushd instances and their
-// settings), how to program mockwx (apps, fault rules, and a timeline of
+// settings, the queue's partitions, one Redis or a private Redis Cluster),
+// how to program mockwx (apps, fault rules, and a timeline of
 // actions such as adding a rule, expiring tokens, restarting Redis or
 // killing an instance), what load to offer (an open-model pacer, the
 // recipient pool, the template mix, duplicate and batch shares), and which

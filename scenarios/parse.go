@@ -28,7 +28,13 @@ const (
 	MaxDrainTimeout = 30 * time.Minute
 	MaxBatchSize    = 1000
 	MaxRecipients   = 10_000_000
+	// MaxPartitions bounds stack.partitions (wxpushd's own bound).
+	MaxPartitions = 1024
 )
+
+// RedisCluster is the value of stack.redis that runs the embedded stack
+// on a private Redis Cluster of 3 masters + 3 replicas.
+const RedisCluster = "cluster"
 
 // Defaults.
 const (
@@ -223,6 +229,12 @@ func (st Stack) check(c *checker) {
 	}
 	if st.Workers < 0 {
 		c.add("stack.workers", "must not be negative")
+	}
+	if st.Redis != "" && st.Redis != RedisCluster {
+		c.add("stack.redis", "%q: use %s (a private Redis Cluster of 3 masters + 3 replicas), or leave it out for one Redis", st.Redis, RedisCluster)
+	}
+	if st.Partitions < 0 || st.Partitions > MaxPartitions {
+		c.add("stack.partitions", "%d is out of range (1 to %d)", st.Partitions, MaxPartitions)
 	}
 	if st.TokenMode != "" && st.TokenMode != "stable" && st.TokenMode != "classic" {
 		c.add("stack.token_mode", "%q: use stable or classic", st.TokenMode)

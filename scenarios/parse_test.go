@@ -78,6 +78,8 @@ func TestParseErrorLines(t *testing.T) {
 		{"timeline-order", "mock.timeline[1].at", 7},
 		{"bad-expr", "expect[0]", 7},
 		{"stack-range", "stack.instances", 4},
+		{"stack-redis", "stack.redis", 5},
+		{"stack-redis", "stack.partitions", 6},
 	} {
 		t.Run(tc.file+"/"+tc.path, func(t *testing.T) {
 			_, err := ReadFile(filepath.Join("testdata", "bad", tc.file+".yaml"))
@@ -134,6 +136,46 @@ func TestParseDefaults(t *testing.T) {
 	assert.InDelta(t, 30, sc.Load.TotalHits(), 1e-9)
 	require.NoError(t, sc.Validate(), "a parsed scenario validates again")
 	assert.Equal(t, sc, sc.WithDefaults(), "WithDefaults is idempotent")
+}
+
+// TestParseStackRedis: stack.redis and stack.partitions parse as written,
+// keep their zero values (one Redis; wxpushd's or the harness's partition
+// default) when left out, and are checked in a scenario built in Go too.
+func TestParseStackRedis(t *testing.T) {
+	for _, tc := range []struct {
+		stack      string
+		redis      string
+		partitions int
+	}{
+		{"", "", 0},
+		{"stack: {redis: cluster}\n", RedisCluster, 0},
+		{"stack: {redis: cluster, partitions: 6}\n", RedisCluster, 6},
+		{"stack: {partitions: 1024}\n", "", 1024},
+		{"stack: {instances: 2, partitions: 1}\n", "", 1},
+	} {
+		t.Run(tc.stack, func(t *testing.T) {
+			sc, err := Parse([]byte(minimal+tc.stack), "stack.yaml")
+			require.NoError(t, err)
+			assert.Equal(t, tc.redis, sc.Stack.Redis)
+			assert.Equal(t, tc.partitions, sc.Stack.Partitions)
+		})
+	}
+	sc, err := Parse([]byte(minimal), "minimal.yaml")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		edit func(*Stack)
+		want string
+	}{
+		{func(st *Stack) { st.Redis = "Cluster" }, `stack.redis: "Cluster": use cluster`},
+		{func(st *Stack) { st.Partitions = MaxPartitions + 1 }, "stack.partitions: 1025 is out of range (1 to 1024)"},
+		{func(st *Stack) { st.Partitions = -3 }, "stack.partitions: -3 is out of range"},
+	} {
+		bad := sc
+		tc.edit(&bad.Stack)
+		err := bad.Validate()
+		require.Error(t, err, tc.want)
+		assert.Contains(t, err.Error(), tc.want)
+	}
 }
 
 // TestParseStepsDuration: a steps pacer without load.duration takes the

@@ -39,13 +39,23 @@ type Scenario struct {
 	Expect []Expectation `yaml:"expect" json:"expect"`
 }
 
-// Stack configures the wxpushd instances of the embedded stack. Zero
-// values take wxpushd's defaults. In remote mode only Instances is
-// informative; the rest is the deployment's business.
+// Stack configures the wxpushd instances of the embedded stack and its
+// Redis. Zero values take wxpushd's defaults. In remote mode only
+// Instances is informative; the rest is the deployment's business.
 type Stack struct {
 	// Instances is the number of wxpushd instances sharing one Redis
 	// (default 1, at most 8).
 	Instances int `yaml:"instances,omitempty" json:"instances,omitempty" jsonschema:"minimum=1,maximum=8"`
+	// Redis is the embedded stack's Redis: empty for one Redis (wxload's
+	// --redis chooses which), or RedisCluster for a private Redis Cluster
+	// of 3 masters + 3 replicas (redis-server processes; --redis cluster
+	// asks the same of any scenario). The container stack refuses it.
+	Redis string `yaml:"redis,omitempty" json:"redis,omitempty" jsonschema:"enum=cluster"`
+	// Partitions is wxpushd's --partitions: the queue split into this
+	// many partitions, each under its own hash tag, so that a cluster
+	// spreads them over its masters (at most 1024; default 1 on one
+	// Redis, 6 on the cluster: two per master).
+	Partitions int `yaml:"partitions,omitempty" json:"partitions,omitempty" jsonschema:"minimum=1,maximum=1024"`
 	// Workers is the concurrent sends per instance.
 	Workers int `yaml:"workers,omitempty" json:"workers,omitempty" jsonschema:"minimum=1"`
 	// TokenMode is stable (default) or classic.

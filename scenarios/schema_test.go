@@ -55,6 +55,10 @@ func TestSchemaShape(t *testing.T) {
 	for _, k := range []string{"name", "endpoint", "errcode", "probability", "latency", "after_ms", "for_ms"} {
 		assert.Contains(t, rule, k, "the rule's mockwx fields are inlined next to name")
 	}
+	stack := defs["Stack"].(map[string]any)["properties"].(map[string]any)
+	assert.Equal(t, []any{RedisCluster}, stack["redis"].(map[string]any)["enum"], "stack.redis")
+	parts := stack["partitions"].(map[string]any)
+	assert.Equal(t, []any{float64(1), float64(MaxPartitions)}, []any{parts["minimum"], parts["maximum"]}, "stack.partitions")
 	action := defs["Action"].(map[string]any)["properties"].(map[string]any)
 	for _, k := range []string{"at", "add_rule", "remove_rule", "clear_rules", "expire_tokens", "restart_redis", "kill_instance", "start_instance"} {
 		assert.Contains(t, action, k)
@@ -94,6 +98,8 @@ func TestSchemaValidatorRejects(t *testing.T) {
 		{"bad enum", strings.Replace(minimal, "{rate: 10}", "{type: expo, rate: 10}", 1), "$.load.pacer.type: not one of"},
 		{"bad duration", strings.Replace(minimal, "3s", "3 seconds", 1), "$.load.duration: matches none of oneOf"},
 		{"negative rate", strings.Replace(minimal, "{rate: 10}", "{rate: -1}", 1), "$.load.pacer.rate: below the minimum"},
+		{"bad redis kind", strings.Replace(minimal, "load:", "stack: {redis: sentinel}\nload:", 1), "$.stack.redis: not one of"},
+		{"too many partitions", strings.Replace(minimal, "load:", "stack: {partitions: 1025}\nload:", 1), "$.stack.partitions: above the maximum"},
 		{"expectation key", strings.Replace(minimal, "- delivery.lost == 0", "- {expr: x, why: y}", 1), "$.expect[0]: matches none of oneOf"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -295,6 +295,10 @@ func (e *InProcess) Reach() string { return e.reach }
 // Redis describes the Redis.
 func (e *InProcess) Redis() string { return e.redisDesc }
 
+// Partitions is the instances' queue partition count (wxpushd's
+// --partitions): Configure's, or 6 on a cluster when it left it 0.
+func (e *InProcess) Partitions() int { return max(e.cfg.Partitions, 1) }
+
 // RedisURL is the URL the instances use to reach Redis (it may hold a
 // password: redact it before printing).
 func (e *InProcess) RedisURL() string { return e.redisURL.String() }

@@ -248,3 +248,19 @@ func TestRedisServer(t *testing.T) {
 	assert.Equal(t, "v", got)
 	assert.FileExists(t, filepath.Join(dir, "redis.log"))
 }
+
+// TestRedisServerRelativeDir: a dir relative to the working directory
+// (wxload's default run directory, runs/NAME-TIME, is one) works:
+// redis-server changes to its --dir before it opens its log, so an
+// in-process deployment on RedisAuto gets its redis-server there, not a
+// fallback to miniredis.
+func TestRedisServerRelativeDir(t *testing.T) {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server is not installed")
+	}
+	t.Chdir(t.TempDir())
+	p, err := harness.StartRedisServer(t.Context(), filepath.Join("runs", "x", "redis"))
+	require.NoError(t, err)
+	t.Cleanup(p.Stop)
+	assert.FileExists(t, filepath.Join("runs", "x", "redis", "redis.log"))
+}

@@ -53,6 +53,12 @@ func StartRedisServer(ctx context.Context, dir string) (*RedisServer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// redis-server changes to --dir before it opens its log: a relative
+	// dir (wxload's default run directory is one) would be looked up
+	// from there.
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -32,7 +32,7 @@ func TestServiceEnv(t *testing.T) {
 		StoreCheckInterval: 200 * time.Millisecond, ReadTimeout: 2 * time.Second, WriteTimeout: 4 * time.Second,
 		RateLimitPerKey: 12.5, RateBurstPerKey: 3, RateLimitGlobal: 99, RateBurstGlobal: 9, TokenDailyBudget: 500,
 		IdempotencyTTL: time.Hour, Retention: 48 * time.Hour, WebhookMaxAttempts: 4, CallbackMaxSkew: time.Minute,
-		IdleTimeout: 9 * time.Second, MaxConns: 77, Instance: "conformance-1", LogLevel: "warn", NoConsole: true, NoFollowerCheck: true,
+		IdleTimeout: 9 * time.Second, MaxConns: 77, Partitions: 6, RedisWaitReplicas: 1, RedisWaitTimeout: 2 * time.Second, Instance: "conformance-1", LogLevel: "warn", NoConsole: true, NoFollowerCheck: true,
 	}
 	callbackApp := wxpushd.AppConfig{
 		Name: "default", AppID: "wx0000000000000001", Secret: "s3cret-app-secret-000000000000001",

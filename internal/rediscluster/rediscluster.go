@@ -161,6 +161,10 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 			return nil, err
 		}
 		c.opts.Dir = c.tmpDir
+	} else if c.opts.Dir, err = filepath.Abs(opts.Dir); err != nil {
+		// redis-server changes to --dir before it opens its log and
+		// nodes.conf: their paths must not be relative to where it was.
+		return nil, fmt.Errorf("rediscluster: %w", err)
 	}
 	total := opts.Masters * (1 + opts.Replicas)
 	taken := map[int]bool{}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -185,6 +186,19 @@ func TestStopStart(t *testing.T) {
 	require.NoError(t, c.FlushAll(ctx))
 	for k := range keys {
 		assert.ErrorIs(t, rdb.Get(ctx, k).Err(), redis.Nil, "%s after FlushAll", k)
+	}
+}
+
+// TestStartRelativeDir: a Dir relative to the working directory (wxload's
+// default run directory, runs/NAME-TIME, is one) works: redis-server
+// changes to its --dir before it opens the log and nodes.conf.
+func TestStartRelativeDir(t *testing.T) {
+	t.Chdir(t.TempDir())
+	c := start(t, rediscluster.Options{Masters: 3, Dir: filepath.Join("runs", "x", "redis-cluster")})
+	require.NoError(t, c.Client().Ping(t.Context()).Err())
+	for _, a := range c.Addrs() {
+		_, port, _ := strings.Cut(a, ":")
+		assert.FileExists(t, filepath.Join("runs", "x", "redis-cluster", "node-"+port, "redis.log"))
 	}
 }
 

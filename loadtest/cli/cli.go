@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/wxpush/wxpush/internal/rediscluster"
 	"github.com/wxpush/wxpush/internal/redisurl"
 	"github.com/wxpush/wxpush/internal/version"
 	"github.com/wxpush/wxpush/loadtest"
@@ -61,7 +62,9 @@ run flags:
   --api-key K        the service's API key (default $WXLOAD_API_KEY)
   --redis URL        embedded stack: use this Redis (redis://host:6379/0) instead of an embedded
                      one; miniredis or redis-server chooses the embedded one (default: a private
-                     redis-server when installed, else miniredis)
+                     redis-server when installed, else miniredis); cluster runs a private Redis
+                     Cluster of 3 masters + 3 replicas (redis-server processes), as a scenario's
+                     stack.redis: cluster does (which refuses any other --redis)
   --stack KIND       embedded (default: in this process) or containers (Docker:
                      images built FROM scratch from the source, nothing pulled;
                      the timeline's kills and Redis restarts go through Docker)
@@ -85,7 +88,8 @@ up flags:
   --addr HOST:PORT     the first instance (default 127.0.0.1:8080; the next ones on the
                        next ports; port 0: free ports)
   --mock-addr HOST:PORT  mockwx (default 127.0.0.1:9000)
-  --redis URL          use this Redis instead of an embedded one
+  --redis URL          use this Redis instead of an embedded one (or miniredis, redis-server,
+                       cluster: as run --redis)
   --api-key K          the service's API key (default local-dev-key-0123456789abcdef)
   --logs DIR           keep the logs and Redis data in DIR (default: a temporary
                        directory removed at exit)
@@ -118,6 +122,9 @@ merge flags:
 environment:
   WXLOAD_API_KEY      default of run --api-key
   MOCKWX_ADMIN_TOKEN  default of run --mock-token and up --mock-token
+  WXPUSH_REDIS_CLUSTER_PORTS  run and up on a Redis Cluster (--redis cluster, stack.redis:
+                      cluster): LO-HI, the loopback port range of its nodes (bus ports
+                      +10000), for a machine shared with other Redis users (default: free ports)
   XDG_CACHE_HOME      where run keeps this machine's self-check rates, to tell a busy
                       machine from a slow service: $XDG_CACHE_HOME/wxload/self-check.json
   HOME                ... or $HOME/.cache/wxload/self-check.json without XDG_CACHE_HOME
@@ -228,6 +235,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.IntVar(&opts.StatusCheckLimit, "status-limit", 0, "")
 	fs.StringVar(&shard, "shard", "", "")
 	fs.StringVar(&opts.Shard.RunID, "run-id", "", "")
+	opts.ClusterPorts = getenv(rediscluster.PortsVar)
 	// Flags may follow the scenario.
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -385,11 +393,11 @@ func helpAsked(args []string) bool {
 // Redis, or a Redis URL with its scheme.
 func checkRedisFlag(v string) error {
 	switch v {
-	case loadtest.RedisAuto, loadtest.RedisMini, loadtest.RedisProcess:
+	case loadtest.RedisAuto, loadtest.RedisMini, loadtest.RedisProcess, loadtest.RedisCluster:
 		return nil
 	}
 	if err := redisurl.Check(v); err != nil {
-		return fmt.Errorf("%w (or %s, or %s)", err, loadtest.RedisMini, loadtest.RedisProcess)
+		return fmt.Errorf("%w (or %s, %s or %s)", err, loadtest.RedisMini, loadtest.RedisProcess, loadtest.RedisCluster)
 	}
 	return nil
 }

@@ -198,6 +198,10 @@ func TestRunUsage(t *testing.T) {
 		{"report without a directory", []string{"report"}, "name one run directory"},
 		{"report of no run", []string{"report", t.TempDir()}, loadtest.SummaryFile},
 		{"validate nothing", []string{"validate"}, "name one or more"},
+		{"the cluster scenario on miniredis", []string{"run", "cluster", "--redis", "miniredis", "--quiet", "--no-self-check", "--out", filepath.Join(t.TempDir(), "r")},
+			"scenario cluster: stack.redis: cluster runs on a private Redis Cluster, which --redis miniredis contradicts"},
+		{"the cluster scenario in containers", []string{"run", "cluster", "--stack", "containers", "--quiet", "--no-self-check", "--out", filepath.Join(t.TempDir(), "r")},
+			"only the embedded stack starts"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, stdout, stderr := wxload(t, nil, tc.args...)
@@ -205,6 +209,22 @@ func TestRunUsage(t *testing.T) {
 			assert.Contains(t, stderr, tc.want)
 		})
 	}
+}
+
+// TestClusterPortsVar: a malformed WXPUSH_REDIS_CLUSTER_PORTS is bad usage
+// for run and up, named, before anything starts.
+func TestClusterPortsVar(t *testing.T) {
+	env := map[string]string{"WXPUSH_REDIS_CLUSTER_PORTS": "7400-"}
+	out := filepath.Join(t.TempDir(), "r")
+	for _, args := range [][]string{
+		{"run", "smoke", "--redis", "cluster", "--quiet", "--no-self-check", "--out", out},
+		{"up", "--redis", "cluster", "--addr", "127.0.0.1:0", "--mock-addr", "127.0.0.1:0"},
+	} {
+		code, _, stderr := wxload(t, env, args...)
+		assert.Equal(t, ExitUsage, code, "%q: %s", args, stderr)
+		assert.Contains(t, stderr, `WXPUSH_REDIS_CLUSTER_PORTS: port range "7400-"`, "%q", args)
+	}
+	assert.NoDirExists(t, out, "nothing ran")
 }
 
 // TestValidate: wxload validate accepts good files, reports every bad one
@@ -240,7 +260,7 @@ func TestValidate(t *testing.T) {
 }
 
 var catalogNames = []string{"smoke", "steady", "ramp-to-saturation", "token-expiry-storm", "system-busy",
-	"quota-45009", "latency-spike", "duplicate-flood", "crash-recovery", "redis-restart", "callback-safe-mode", "multi-app", "rate-limited", "user-events"}
+	"quota-45009", "latency-spike", "duplicate-flood", "crash-recovery", "redis-restart", "callback-safe-mode", "multi-app", "rate-limited", "user-events", "cluster"}
 
 // TestList: wxload list shows the catalog scenarios, one per line.
 func TestList(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/wxpush/wxpush/internal/rediscluster"
 	"github.com/wxpush/wxpush/loadtest"
 )
 
@@ -25,6 +26,7 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout, 
 	fs.StringVar(&opts.Addr, "addr", loadtest.DefaultUpAddr, "")
 	fs.StringVar(&opts.MockAddr, "mock-addr", loadtest.DefaultUpMockAddr, "")
 	fs.StringVar(&opts.RedisURL, "redis", "", "")
+	opts.ClusterPorts = getenv(rediscluster.PortsVar)
 	fs.StringVar(&opts.APIKey, "api-key", "", "")
 	fs.StringVar(&opts.LogDir, "logs", "", "")
 	fs.Var(&services, "service", "")
