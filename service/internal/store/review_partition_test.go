@@ -1,9 +1,16 @@
 package store_test
 
 import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
 	"context"
 	"sync/atomic"
 	"testing"
+
+	"github.com/wxpush/wxpush/service"
 
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
@@ -69,4 +76,92 @@ func TestReviewCheckPartitionsRaceOnAnOldQueue(t *testing.T) {
 	assert.ErrorIs(t, firstErr, store.ErrPartitions, "the first instance")
 	assert.ErrorIs(t, secondErr, store.ErrPartitions, "the second instance, checking while the first one did")
 	assert.NoError(t, store.New(r.Client, store.Options{Prefix: r.Prefix}).CheckPartitions(ctx), "one partition still starts")
+}
+
+// TestReviewSearchPagesAcrossPartitions pages through a partitioned store
+// whose partitions hold runs of newest ids (batches), with a filter rare
+// enough that pages end at the scan bound in the middle of some
+// partitions' read-ahead, while newer
+// messages keep arriving in every partition: every message older than the
+// first page's newest comes exactly once, newest first, with each filter.
+func TestReviewSearchPagesAcrossPartitions(t *testing.T) {
+	r := redistest.New(t)
+	ctx := t.Context()
+	s := store.New(r.Client, store.Options{Prefix: r.Prefix, Partitions: 4, SearchScan: 100, IdempotencyTTL: time.Hour})
+	var all []store.NewMessage
+	// add stores n messages from the i-th on in one batch: its unkeyed
+	// ones go to one partition, so partitions hold runs of newest ids.
+	add := func(i, n int) {
+		var batch []store.NewMessage
+		for j := i; j < i+n; j++ {
+			m := partMsg(fmt.Sprintf("m%d", j), now.Add(time.Duration(j)*time.Second))
+			if j%3 == 0 {
+				m.Request.ToUser = "oSame"
+			}
+			if j%25 == 0 {
+				m.Request.TemplateID = "tplRare"
+			}
+			if j%7 == 0 {
+				m.IdempotencyKey = fmt.Sprintf("key-%d", j)
+			}
+			batch = append(batch, m)
+		}
+		res, err := s.Enqueue(ctx, batch)
+		require.NoError(t, err)
+		for j := range batch {
+			batch[j].ID = res[j].ID
+		}
+		all = append(all, batch...)
+	}
+	for i := 0; i < 600; i += 12 {
+		add(i, 12)
+	}
+	more := 1000 // the messages that arrive while the pages are read
+	for _, q := range []service.MessageQuery{
+		{},
+		{ToUser: "oSame"},
+		{Since: now.Add(10 * time.Second), Until: now.Add(70 * time.Second)},
+		{ToUser: "oSame", Since: now.Add(5 * time.Second)},
+		{App: "default", Until: now.Add(410 * time.Second)},
+		{TemplateID: "tplRare"},
+		{TemplateID: "tplRare", Since: now.Add(100 * time.Second), Until: now.Add(500 * time.Second)},
+	} {
+		name := fmt.Sprintf("touser=%q template=%q since=%v until=%v", q.ToUser, q.TemplateID, !q.Since.IsZero(), !q.Until.IsZero())
+		var want []string // the matching messages stored before the first page
+		for _, m := range all {
+			at := m.AcceptedAt
+			if (q.ToUser == "" || m.Request.ToUser == q.ToUser) && (q.TemplateID == "" || m.Request.TemplateID == q.TemplateID) && (q.Since.IsZero() || !at.Before(q.Since)) && (q.Until.IsZero() || at.Before(q.Until)) {
+				want = append(want, m.ID)
+			}
+		}
+		slices.Sort(want)
+		slices.Reverse(want)
+		var got []string
+		q.Limit = 5
+		for pages := 0; ; pages++ {
+			require.Less(t, pages, 1000, "%s: the cursor keeps going", name)
+			page, err := s.Search(ctx, q)
+			require.NoError(t, err, name)
+			for _, m := range page.Messages {
+				got = append(got, m.ID)
+			}
+			// Newer messages arrive meanwhile, in every partition.
+			add(more, 3)
+			more += 3
+			if page.NextCursor == "" {
+				break
+			}
+			q.Cursor = page.NextCursor
+		}
+		// The messages that arrived while paging are newer than the first
+		// page's cursor (only the first page may show them).
+		var older []string
+		for _, id := range got {
+			if slices.Contains(want, id) {
+				older = append(older, id)
+			}
+		}
+		assert.Equal(t, want, older, "%s: every message once, newest first", name)
+		assert.True(t, slices.IsSortedFunc(got, func(a, b string) int { return strings.Compare(b, a) }), "%s: newest first", name)
+	}
 }
