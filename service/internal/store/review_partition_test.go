@@ -165,3 +165,55 @@ func TestReviewSearchPagesAcrossPartitions(t *testing.T) {
 		assert.True(t, slices.IsSortedFunc(got, func(a, b string) int { return strings.Compare(b, a) }), "%s: newest first", name)
 	}
 }
+
+// TestReviewReportRacesTheSettleAcrossPartitions: a delivery report comes
+// while its send is being recorded, on a store of 4 partitions. The
+// send's Settle runs before each of the report's commands in turn (and
+// after the last): whichever comes first, the report is applied exactly
+// once, by ApplyDelivery or by the Settle.
+func TestReviewReportRacesTheSettleAcrossPartitions(t *testing.T) {
+	for k := int32(1); k <= 10; k++ {
+		t.Run(fmt.Sprintf("settle before command %d", k), func(t *testing.T) {
+			r := redistest.New(t)
+			ctx := t.Context()
+			opts := store.Options{Prefix: r.Prefix, Partitions: 4, Apps: []string{"default"}}
+			s := store.New(r.Client, opts)
+			e := sendingMessage(t, s, "race")
+
+			o, err := redis.ParseURL(r.URL)
+			require.NoError(t, err)
+			hooked := redis.NewClient(o)
+			t.Cleanup(func() { _ = hooked.Close() })
+			require.NoError(t, hooked.Ping(ctx).Err())
+			var settled store.Settled
+			ran := false
+			settle := func() {
+				settled, err = s.Settle(ctx, e, store.Settlement{Kind: store.SettleSent, App: "default", ToUser: storeUser, MsgID: 91}, now)
+				require.NoError(t, err)
+				ran = true
+			}
+			hooked.AddHook(&beforeNth{n: k, fn: settle})
+			res, aerr := store.New(hooked, opts).ApplyDelivery(ctx, report(91, "success", true, ""), 0)
+			require.NoError(t, aerr)
+			if !ran {
+				settle()
+			}
+
+			byReport, bySettle := res.Outcome == store.DeliveryDelivered, settled.Early == store.DeliveryDelivered
+			assert.True(t, byReport != bySettle, "applied once: by the report (%s) or by the settle (%q)", res.Outcome, settled.Early)
+			m, err := s.Get(ctx, "race")
+			require.NoError(t, err)
+			assert.Equal(t, service.StatusDelivered, m.Status)
+			reports := 0
+			for _, ev := range m.History {
+				if ev.Type == service.HistoryDeliveryReport {
+					reports++
+				}
+			}
+			assert.Equal(t, 1, reports, "one delivery report in the history")
+			again, err := s.ApplyDelivery(ctx, report(91, "success", true, ""), 0)
+			require.NoError(t, err)
+			assert.Equal(t, store.DeliveryFinal, again.Outcome, "WeChat's retry of the report")
+		})
+	}
+}
