@@ -217,3 +217,16 @@ func TestReviewReportRacesTheSettleAcrossPartitions(t *testing.T) {
 		})
 	}
 }
+
+// TestReviewReadPartitionOutOfRange: a partition the store does not have
+// is an error, not a panic.
+func TestReviewReadPartitionOutOfRange(t *testing.T) {
+	r := redistest.New(t)
+	s := store.New(r.Client, store.Options{Prefix: r.Prefix, Partitions: 2})
+	for _, p := range []int{-1, 2} {
+		_, err := s.ReadPartition(t.Context(), p, "w", 1, -1)
+		assert.Error(t, err, "partition %d", p)
+	}
+	_, err := s.ReadPartition(t.Context(), 1, "w", 1, -1)
+	assert.NoError(t, err)
+}
