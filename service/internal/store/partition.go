@@ -169,41 +169,42 @@ var ErrPartitions = errors.New("store: partition count changed")
 
 func (k keys) partitions() string { return k.prefix + "partitions" }
 
+// checkPartitionsScript records or reads the partition count in one step,
+// so that instances starting at once over a queue of the one-partition
+// layout cannot see a count that one of them is about to take back.
+// KEYS: the count, then the one-partition layout's queue, ix:all and
+// delayed (all under the prefix's own tag). ARGV: the count to record.
+// Returns the recorded count (this one when it records it), or "" when
+// nothing is recorded and a count above 1 meets a queue of the
+// one-partition layout (then nothing is written).
+var checkPartitionsScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[2], KEYS[3], KEYS[4]) > 0 then return '' end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+`)
+
 // CheckPartitions records the partition count in Redis, or checks it
 // against the recorded one: a store written with another count (or, for a
 // count above 1, a queue written before partitions were recorded) is
 // refused, since its messages would not be found where the new count looks
-// for them. The error says how to change the count safely.
+// for them. The check and the record are one atomic step. The error says
+// how to change the count safely.
 func (s *Store) CheckPartitions(ctx context.Context) error {
 	n := len(s.parts)
-	set, err := s.rdb.SetNX(ctx, s.keys.partitions(), n, 0).Result()
+	k := s.keys
+	v, err := checkPartitionsScript.Run(ctx, s.rdb, []string{k.partitions(), k.prefix + "queue", k.prefix + "ix:all", k.prefix + "delayed"}, n).Text()
 	if err != nil {
 		return unavailable("check partitions", err)
 	}
-	if set {
-		if n == 1 {
-			return nil
-		}
-		// A store written before the count was recorded has one partition
-		// under the prefix itself.
-		old, err := s.rdb.Exists(ctx, s.keys.prefix+"queue", s.keys.prefix+"ix:all", s.keys.prefix+"delayed").Result()
-		if err != nil {
-			return unavailable("check partitions", err)
-		}
-		if old == 0 {
-			return nil
-		}
-		_ = s.rdb.Del(ctx, s.keys.partitions()).Err()
-		return fmt.Errorf("%w: Redis holds a queue of 1 partition under %q but --partitions is %d; %s", ErrPartitions, s.keys.prefix, n, drainHint)
+	switch v {
+	case strconv.Itoa(n):
+		return nil
+	case "":
+		return fmt.Errorf("%w: Redis holds a queue of 1 partition under %q but --partitions is %d; %s", ErrPartitions, k.prefix, n, drainHint)
 	}
-	v, err := s.rdb.Get(ctx, s.keys.partitions()).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return unavailable("check partitions", err)
-	}
-	if v != strconv.Itoa(n) {
-		return fmt.Errorf("%w: Redis holds a queue of %s partitions (key %s) but --partitions is %d; %s", ErrPartitions, v, s.keys.partitions(), n, drainHint)
-	}
-	return nil
+	return fmt.Errorf("%w: Redis holds a queue of %s partitions (key %s) but --partitions is %d; %s", ErrPartitions, v, k.partitions(), n, drainHint)
 }
 
 const drainHint = "start with the recorded count, or change it as the README's \"Changing the partition count\" says (drain the queue, stop every instance, delete the key, start them all with the new count)"

@@ -410,8 +410,11 @@ func entries(msgs []redis.XMessage) []Entry {
 // Partitions-1) for consumer, blocking up to block. The call is bounded by
 // block plus two seconds even if the server never answers (a half-open
 // connection, a server restarting). A worker reads each partition in a
-// loop of its own.
+// loop of its own. A p out of range is an error.
 func (s *Store) ReadPartition(ctx context.Context, p int, consumer string, count int, block time.Duration) ([]Entry, error) {
+	if p < 0 || p >= len(s.parts) {
+		return nil, fmt.Errorf("store: read partition %d of %d", p, len(s.parts))
+	}
 	msgs, err := s.queue(s.parts[p]).read(ctx, consumer, count, block)
 	return entries(msgs), err
 }
