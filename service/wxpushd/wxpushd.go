@@ -17,6 +17,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -43,21 +44,21 @@ type Server struct {
 	log  *slog.Logger
 	rdb  redis.UniversalClient
 	mini *miniredis.Miniredis // the embedded store, when no Redis URL
-	// partitionsUnchecked: Redis did not answer at start, so Run checks
-	// the partition count when it does.
-	partitionsUnchecked bool
-	store               *store.Store
-	tokens              *token.Manager
-	worker              *worker.Worker
-	reports             *callback.Receiver  // WeChat callbacks: the endpoint and the delivery report processor
-	hooks               *webhook.Dispatcher // status webhooks
-	events              *webhook.Forwarder  // event webhooks
-	metrics             *metrics.Metrics
-	epoch               *epochWatch   // the store-reset alarm
-	clock               *redisClock   // the workers' clock: this host's, corrected to Redis's
-	kick                chan struct{} // a new Redis connection: check the store epoch now
-	handler             http.Handler
-	ln                  net.Listener
+	// partitionsOK is set once the partition count is confirmed: until
+	// then sends are refused (partitionGate).
+	partitionsOK atomic.Bool
+	store        *store.Store
+	tokens       *token.Manager
+	worker       *worker.Worker
+	reports      *callback.Receiver  // WeChat callbacks: the endpoint and the delivery report processor
+	hooks        *webhook.Dispatcher // status webhooks
+	events       *webhook.Forwarder  // event webhooks
+	metrics      *metrics.Metrics
+	epoch        *epochWatch   // the store-reset alarm
+	clock        *redisClock   // the workers' clock: this host's, corrected to Redis's
+	kick         chan struct{} // a new Redis connection: check the store epoch now
+	handler      http.Handler
+	ln           net.Listener
 
 	mu     sync.Mutex
 	hs     *http.Server       // set while Run serves
@@ -209,13 +210,30 @@ func (s *Server) checkPartitions(ctx context.Context) error {
 	err := s.store.CheckPartitions(cctx)
 	switch {
 	case err == nil:
+		s.partitionsOK.Store(true)
 		return nil
 	case errors.Is(err, store.ErrPartitions):
 		return fmt.Errorf("%w: %w", ErrUsage, err)
 	}
 	s.log.Warn("partition count not checked yet: redis does not answer; checked when it does", "partitions", s.store.Partitions(), "err", err)
-	s.partitionsUnchecked = true
 	return nil
+}
+
+// partitionGate is the API's queue: the store, refusing sends (503) until
+// the partition count is confirmed, so that an instance started with
+// another count while Redis did not answer cannot acknowledge messages
+// into partitions the others never read.
+type partitionGate struct {
+	*store.Store
+	ok *atomic.Bool
+}
+
+// Enqueue refuses until the count is confirmed, then is the store's.
+func (g partitionGate) Enqueue(ctx context.Context, msgs []store.NewMessage) ([]store.EnqueueResult, error) {
+	if !g.ok.Load() {
+		return nil, fmt.Errorf("%w: the partition count is not checked yet (Redis has not answered since the start)", store.ErrUnavailable)
+	}
+	return g.Store.Enqueue(ctx, msgs)
 }
 
 // awaitPartitions checks the partition count until Redis answers and
@@ -384,7 +402,7 @@ func (s *Server) build(opts Options) error {
 		return err
 	}
 	s.handler, err = httpapi.New(httpapi.Options{
-		Queue: s.store, Apps: names, APIKeys: cfg.APIKeys, InsecureNoAuth: cfg.InsecureNoAuth,
+		Queue: partitionGate{s.store, &s.partitionsOK}, Apps: names, APIKeys: cfg.APIKeys, InsecureNoAuth: cfg.InsecureNoAuth,
 		NewID: func() string { return store.NewID(time.Now()) }, Now: time.Now, Logger: s.log, Metrics: s.metrics,
 		Extra: func(r *gin.Engine) {
 			s.reports.Register(r)
@@ -458,29 +476,53 @@ func (s *Server) Run(ctx context.Context) error {
 	s.mu.Unlock()
 	go func() { serveErr <- hs.Serve(ln) }()
 	// A count Redis could not confirm at start is checked as soon as it
-	// answers; another count stops the service, as it would have at start.
+	// answers; until then the API answers 503 to sends (partitionsOK) and
+	// nothing reads or writes the partitions; another count stops the
+	// service, as it would have at start.
 	partErr := make(chan error, 1)
-	if s.partitionsUnchecked {
+	checked := make(chan struct{}) // closed once the count is confirmed
+	if s.partitionsOK.Load() {
+		close(checked)
+	} else {
 		go func() {
 			if err := s.awaitPartitions(workCtx); err != nil {
 				s.log.Error("stopping: the partition count does not match the store's", "err", err)
-				partErr <- err
+				partErr <- fmt.Errorf("%w: %w", ErrUsage, err)
+				return
+			}
+			if workCtx.Err() == nil {
+				s.partitionsOK.Store(true)
+				s.log.Info("partition count checked: sends accepted, workers start", "partitions", s.store.Partitions())
+				close(checked)
 			}
 		}()
+	}
+	// whenChecked runs fn once the count is confirmed; not at all when the
+	// service stops first.
+	whenChecked := func(fn func()) {
+		select {
+		case <-checked:
+			fn()
+		case <-workCtx.Done():
+		}
 	}
 	workDone := make(chan error, 1)
 	if s.cfg.NoWorkers {
 		s.log.Info("API only (--no-workers): this instance does not send")
 		workDone <- nil
 	} else {
-		go func() { workDone <- s.worker.Run(workCtx) }()
+		go func() {
+			var err error
+			whenChecked(func() { err = s.worker.Run(workCtx) })
+			workDone <- err
+		}()
 	}
 	// Delivery reports are applied by every instance, senders or not: the
 	// callbacks an API-only instance records must not wait for another.
 	reportsDone := make(chan struct{})
 	go func() {
 		defer close(reportsDone)
-		_ = s.reports.Run(workCtx)
+		whenChecked(func() { _ = s.reports.Run(workCtx) })
 	}()
 	// Every instance watches the store epoch, senders or not.
 	epochDone := make(chan struct{})
@@ -492,13 +534,13 @@ func (s *Server) Run(ctx context.Context) error {
 	trimDone := make(chan struct{})
 	go func() {
 		defer close(trimDone)
-		trimIndexes(workCtx, s.store, s.log)
+		whenChecked(func() { trimIndexes(workCtx, s.store, s.log) })
 	}()
 	// Status webhooks are delivered by every instance as well.
 	hooksDone := make(chan struct{})
 	go func() {
 		defer close(hooksDone)
-		_ = s.hooks.Run(workCtx)
+		whenChecked(func() { _ = s.hooks.Run(workCtx) })
 	}()
 
 	// So are event webhooks.

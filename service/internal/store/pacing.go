@@ -398,6 +398,15 @@ func (s *Store) ReadAppState(ctx context.Context, app, quotaDay string, now time
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return AppState{}, unavailable("app state", err)
 	}
+	// A missing quota counter answers redis.Nil, which Exec reports in
+	// place of a later partition's real error: each command is checked.
+	for i := range s.parts {
+		for _, err := range []error{hs[i].Err(), waiting[i].Err(), quota[i].Err()} {
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return AppState{}, unavailable("app state", err)
+			}
+		}
+	}
 	var st AppState
 	var m map[string]string
 	for i := range s.parts {

@@ -8,7 +8,6 @@ import (
 	"hash/fnv"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -152,15 +151,12 @@ func idFloorBytes(t time.Time) []byte {
 	return b
 }
 
-// rotation spreads the partition a multi-partition read starts with.
-var rotation atomic.Uint32
-
 // start returns where a round over the partitions begins.
 func (s *Store) start() int {
 	if len(s.parts) == 1 {
 		return 0
 	}
-	return int(rotation.Add(1) % uint32(len(s.parts)))
+	return int(s.rotation.Add(1) % uint32(len(s.parts)))
 }
 
 // ErrPartitions is what CheckPartitions answers when the store was written

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -73,6 +74,9 @@ type Store struct {
 	parts []*part
 	// followers coalesces the workers' follower checks (shared keys).
 	followers coalescer[string, bool]
+	// rotation spreads the partition a round over the partitions starts
+	// with (reads, reclaims, due retries, status events).
+	rotation atomic.Uint32
 }
 
 type keys struct {

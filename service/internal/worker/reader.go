@@ -13,8 +13,9 @@ import (
 
 // readLoop feeds jobs from partition p until ctx is done. Entries read
 // but not taken by a processor when ctx ends are handed back to the queue.
-// With several partitions each loop reads its share of the processors
-// (at least one), so that no more entries wait unstarted than with one.
+// With several partitions each loop reads its share of the processors (at
+// least one): Concurrency entries read ahead in all, or one per partition
+// when there are more partitions than processors.
 func (w *Worker) readLoop(ctx context.Context, p int, jobs chan<- store.Entry) {
 	backoff := 100 * time.Millisecond
 	count := max(w.o.Concurrency/w.q.Partitions(), 1)
