@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/wxpush/wxpush/internal/harness"
 	"github.com/wxpush/wxpush/internal/rediscluster"
+	"github.com/wxpush/wxpush/internal/rediscluster/clustertest"
 	"github.com/wxpush/wxpush/internal/redisurl"
 	"github.com/wxpush/wxpush/scenarios"
 )
@@ -154,14 +154,7 @@ func TestEmbeddedStackOnCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a Redis Cluster and the stack")
 	}
-	for _, bin := range []string{"redis-server", "redis-cli"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is needed under CI=true (.ci/run installs redis-server): %v", bin, err)
-			}
-			t.Skipf("%s is not installed", bin)
-		}
-	}
+	clustertest.Need(t)
 	sc, err := scenarios.Parse([]byte(`name: tiny-cluster
 description: a few messages through two instances on the cluster
 stack: {instances: 2, redis: cluster, partitions: 3}

@@ -3,8 +3,6 @@ package harness_test
 import (
 	"context"
 	"errors"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
@@ -13,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/wxpush/wxpush/internal/harness"
-	"github.com/wxpush/wxpush/internal/rediscluster"
+	"github.com/wxpush/wxpush/internal/rediscluster/clustertest"
 )
 
 // TestInProcessCluster: on a private Redis Cluster the instances get a
@@ -21,21 +19,12 @@ import (
 // StartRedis brings them back with their data; FlushRedis empties the
 // cluster; CutRedis says why it cannot be done; gates are refused.
 func TestInProcessCluster(t *testing.T) {
-	for _, bin := range []string{"redis-server", "redis-cli"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is needed under CI=true (.ci/run installs redis-server): %v", bin, err)
-			}
-			t.Skipf("%s is not installed", bin)
-		}
-	}
-	ports, err := rediscluster.ParsePortRange(os.Getenv(rediscluster.PortsVar))
-	require.NoError(t, err)
+	ports := clustertest.Need(t)
 	ctx := t.Context()
 
 	gated := testSpec(1)
 	gated.Redis, gated.ClusterPorts = harness.RedisCluster, ports
-	_, err = harness.StartInProcess(ctx, gated)
+	_, err := harness.StartInProcess(ctx, gated)
 	assert.ErrorContains(t, err, "no gate can stand in front of it")
 
 	spec := testSpec(2)

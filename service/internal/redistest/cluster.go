@@ -2,14 +2,13 @@ package redistest
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/wxpush/wxpush/internal/rediscluster"
+	"github.com/wxpush/wxpush/internal/rediscluster/clustertest"
 )
 
 // Cluster is a real Redis Cluster of redis-server processes on loopback
@@ -43,18 +42,7 @@ func NewCluster(t testing.TB, n int) *Cluster {
 // so a failover after Nodes.KillMaster takes about 2 s.
 func NewClusterWithReplicas(t testing.TB, masters, replicas int) *Cluster {
 	t.Helper()
-	for _, bin := range []string{"redis-server", "redis-cli"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("redistest: %s is needed under CI=true (.ci/run installs redis-server): %v", bin, err)
-			}
-			t.Skipf("redistest: %s is not installed", bin)
-		}
-	}
-	ports, err := rediscluster.ParsePortRange(os.Getenv(rediscluster.PortsVar))
-	if err != nil {
-		t.Fatalf("redistest: %s: %v", rediscluster.PortsVar, err)
-	}
+	ports := clustertest.Need(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	nodes, err := rediscluster.Start(ctx, rediscluster.Options{Masters: masters, Replicas: replicas,
