@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,9 +9,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/wxpush/wxpush/internal/rediscluster"
 )
 
 // The values of Spec.Redis that choose a Redis the deployment owns rather
@@ -93,7 +93,7 @@ func (p *RedisServer) Start(ctx context.Context) error {
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
 	for {
-		if pingRedis(p.Addr()) {
+		if rediscluster.Ping(ctx, p.Addr()) {
 			return nil
 		}
 		select {
@@ -138,20 +138,4 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// pingRedis reports whether a Redis answers PING at addr (and has loaded
-// its data: a loading server answers -LOADING).
-func pingRedis(addr string) bool {
-	c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err != nil {
-		return false
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(500 * time.Millisecond))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return false
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	return err == nil && strings.HasPrefix(line, "+PONG")
 }

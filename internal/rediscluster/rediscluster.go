@@ -180,7 +180,7 @@ func Start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("rediscluster: redis-cli --cluster create: %w\n%s", err, out)
 	}
-	if err := c.waitReady(ctx, true); err != nil {
+	if err := c.waitReady(ctx); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -299,7 +299,7 @@ func (c *Cluster) startNode(ctx context.Context, n *node) error {
 	deadline := time.NewTimer(10 * time.Second)
 	defer deadline.Stop()
 	for {
-		if ping(ctx, n.addr()) {
+		if Ping(ctx, n.addr()) {
 			return nil
 		}
 		select {
@@ -360,9 +360,10 @@ func (n *node) signal(sig syscall.Signal, wait time.Duration) {
 
 func (n *node) kill() { n.signal(syscall.SIGKILL, 10*time.Second) }
 
-// ping reports whether a Redis at addr answers PING (a node still loading
-// its data answers -LOADING).
-func ping(ctx context.Context, addr string) bool {
+// Ping reports whether a Redis at addr (a cluster node or not) answers
+// PING with its data loaded (a server still loading answers -LOADING):
+// the readiness a freshly started redis-server is waited for with.
+func Ping(ctx context.Context, addr string) bool {
 	d := net.Dialer{Timeout: 200 * time.Millisecond}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -459,29 +460,27 @@ func (c *Cluster) KillMaster(i int) (string, error) {
 func (c *Cluster) WaitFailover(ctx context.Context, dead string) error {
 	ctx, cancel := withDefaultTimeout(ctx, startTimeout)
 	defer cancel()
-	var last error
-	for {
-		masters, err := c.check(ctx, false, dead)
-		if err == nil {
-			c.mu.Lock()
-			c.masters = masters
-			c.mu.Unlock()
-			return nil
-		}
-		last = err
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("rediscluster: no failover of %s: %w (last: %v)", dead, ctx.Err(), last)
-		case <-time.After(50 * time.Millisecond):
-		}
+	if err := c.poll(ctx, false, dead); err != nil {
+		return fmt.Errorf("rediscluster: no failover of %s: %w", dead, err)
 	}
+	return nil
 }
 
-// waitReady polls check until it passes or ctx ends.
-func (c *Cluster) waitReady(ctx context.Context, replicas bool) error {
+// waitReady waits until the cluster is whole, each master with its
+// replicas (Start, Cluster.Start).
+func (c *Cluster) waitReady(ctx context.Context) error {
+	if err := c.poll(ctx, true, ""); err != nil {
+		return fmt.Errorf("rediscluster: cluster not ready: %w", err)
+	}
+	return nil
+}
+
+// poll runs check(replicas, dead) until it passes, then takes its masters
+// as Masters(); when ctx ends first, the error names check's last one.
+func (c *Cluster) poll(ctx context.Context, replicas bool, dead string) error {
 	var last error
 	for {
-		masters, err := c.check(ctx, replicas, "")
+		masters, err := c.check(ctx, replicas, dead)
 		if err == nil {
 			c.mu.Lock()
 			c.masters = masters
@@ -491,7 +490,7 @@ func (c *Cluster) waitReady(ctx context.Context, replicas bool) error {
 		last = err
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("rediscluster: cluster not ready: %w (last: %v)", ctx.Err(), last)
+			return fmt.Errorf("%w (last: %v)", ctx.Err(), last)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -671,7 +670,7 @@ func (c *Cluster) Start(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return c.waitReady(ctx, true)
+	return c.waitReady(ctx)
 }
 
 // FlushAll deletes every key of the cluster (FLUSHALL on each master; the
