@@ -36,3 +36,6 @@ func Slot(key string) int {
 	}
 	return int(crc16(key)) % clusterSlots
 }
+
+// HashPart is the partition v hashes to in s.
+func HashPart(s *Store, v string) int { return s.hashPart(v) }

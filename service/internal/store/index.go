@@ -101,10 +101,17 @@ end
 // idFloor is the smallest id NewID can give at t: ids at or after t sort
 // at or after it.
 func idFloor(t time.Time) string {
+	b := idFloorBytes(t)
+	return idEncoding.EncodeToString(b[:])
+}
+
+// idFloorBytes is idFloor(t) before its encoding: t's milliseconds in the
+// first 48 bits, the rest zero.
+func idFloorBytes(t time.Time) [16]byte {
 	var b [16]byte
 	ms := max(t.UnixMilli(), 0)
 	binary.BigEndian.PutUint64(b[:8], uint64(ms)<<16)
-	return idEncoding.EncodeToString(b[:])
+	return b
 }
 
 // idTime is the acceptance time an id carries; false when id is not one of

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"strconv"
 	"strings"
 	"time"
@@ -113,14 +112,19 @@ func crc16(s string) uint16 {
 // Partitions returns the number of partitions.
 func (s *Store) Partitions() int { return len(s.parts) }
 
-// hashPart is the partition a string hashes to.
+// hashPart is the partition a string hashes to: its 32-bit FNV-1a
+// (hash/fnv's New32a, written out: this runs for every message operation,
+// and the hasher would be allocated each time) modulo the count.
 func (s *Store) hashPart(v string) int {
 	if len(s.parts) == 1 {
 		return 0
 	}
-	h := fnv.New32a()
-	_, _ = h.Write([]byte(v))
-	return int(h.Sum32() % uint32(len(s.parts)))
+	h := uint32(2166136261)
+	for i := 0; i < len(v); i++ {
+		h ^= uint32(v[i])
+		h *= 16777619
+	}
+	return int(h % uint32(len(s.parts)))
 }
 
 // part returns the partition of message id.
@@ -134,8 +138,8 @@ func (s *Store) idIn(id string, p int, at time.Time) string {
 	}
 	b, err := idEncoding.DecodeString(id)
 	if len(id) != 26 || err != nil || len(b) != 16 {
-		b = make([]byte, 16)
-		copy(b, idFloorBytes(at))
+		floor := idFloorBytes(at)
+		b = floor[:]
 	}
 	for {
 		_, _ = rand.Read(b[6:])
@@ -143,12 +147,6 @@ func (s *Store) idIn(id string, p int, at time.Time) string {
 			return c
 		}
 	}
-}
-
-// idFloorBytes is idFloor(t) as bytes.
-func idFloorBytes(t time.Time) []byte {
-	b, _ := idEncoding.DecodeString(idFloor(t))
-	return b
 }
 
 // start returns where a round over the partitions begins.

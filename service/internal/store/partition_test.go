@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +41,20 @@ func TestPartitionPrefixesSpreadOverTheSlots(t *testing.T) {
 	untagged := store.New(nil, store.Options{Prefix: "plain:", Partitions: 2})
 	for _, p := range store.PartitionPrefixes(untagged) {
 		assert.Regexp(t, `^plain:\{wxp:p\d(\.\d+)?\}:$`, p)
+	}
+}
+
+// TestHashPartIsFNV1a: the partition of a message is its id's 32-bit
+// FNV-1a (hash/fnv) modulo the count, so every instance, of every
+// version, finds a message where it was written.
+func TestHashPartIsFNV1a(t *testing.T) {
+	for _, n := range []int{2, 3, 6, 16, 1024} {
+		s := store.New(nil, store.Options{Partitions: n})
+		for _, v := range []string{"", "a", "06H4N9N90G0NM09QYZKKNEV048", "order-42-shipped", "订单"} {
+			h := fnv.New32a()
+			_, _ = h.Write([]byte(v))
+			assert.Equal(t, int(h.Sum32()%uint32(n)), store.HashPart(s, v), "%q with %d partitions", v, n)
+		}
 	}
 }
 
@@ -356,3 +371,4 @@ func TestCheckPartitionsRefusesAChangedCount(t *testing.T) {
 	err = store.New(r.Client, store.Options{Prefix: old, Partitions: 3}).CheckPartitions(ctx)
 	require.ErrorIs(t, err, store.ErrPartitions)
 }
+
