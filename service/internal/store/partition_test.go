@@ -372,3 +372,17 @@ func TestCheckPartitionsRefusesAChangedCount(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrPartitions)
 }
 
+// TestMsgIDLookupReportsALaterPartitionsError: a partition without the
+// msgid (redis.Nil) must not hide another partition's error as "not
+// found".
+func TestMsgIDLookupReportsALaterPartitionsError(t *testing.T) {
+	r := redistest.New(t)
+	s := store.New(r.Client, store.Options{Prefix: r.Prefix, Partitions: 2})
+	last := store.PartitionPrefixes(s)[1]
+	require.NoError(t, r.Client.HSet(t.Context(), last+"msgid:default:77", "not", "a string").Err())
+	_, err := s.MessageByMsgID(t.Context(), "default", 77)
+	require.ErrorIs(t, err, store.ErrUnavailable)
+	assert.NotErrorIs(t, err, store.ErrNotFound)
+	_, err = s.MessageByMsgID(t.Context(), "default", 78)
+	assert.ErrorIs(t, err, store.ErrNotFound, "absent from every partition")
+}

@@ -1198,27 +1198,22 @@ func (s *Store) MessageByMsgID(ctx context.Context, app string, msgid int64) (st
 // returns the message id and its partition; ErrNotFound when no partition
 // has it (yet).
 func (s *Store) findMsgID(ctx context.Context, app string, msgid int64) (string, *part, error) {
-	if len(s.parts) == 1 {
-		id, err := s.rdb.Get(ctx, s.parts[0].keys.msgid(app, msgid)).Result()
-		if errors.Is(err, redis.Nil) {
-			return "", nil, ErrNotFound
-		}
-		if err != nil {
-			return "", nil, unavailable("msgid index", err)
-		}
-		return id, s.parts[0], nil
-	}
 	pipe := s.rdb.Pipeline()
 	cmds := make([]*redis.StringCmd, len(s.parts))
 	for i, p := range s.parts {
 		cmds[i] = pipe.Get(ctx, p.keys.msgid(app, msgid))
 	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		return "", nil, unavailable("msgid index", err)
-	}
+	_, _ = pipe.Exec(ctx)
+	// Each reply on its own: Exec's error is the first command's that
+	// failed, and a partition without the msgid (redis.Nil) would hide a
+	// later partition's real error.
 	for i, c := range cmds {
-		if id := c.Val(); id != "" {
+		id, err := c.Result()
+		switch {
+		case err == nil:
 			return id, s.parts[i], nil
+		case !errors.Is(err, redis.Nil):
+			return "", nil, unavailable("msgid index", err)
 		}
 	}
 	return "", nil, ErrNotFound
