@@ -205,18 +205,28 @@ func (s *Server) reconnected(context.Context, *redis.Conn) error {
 // recorded (store.CheckPartitions): another count is an error that stops
 // the start. When Redis does not answer yet, Run checks once it does.
 func (s *Server) checkPartitions(ctx context.Context) error {
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	err := s.store.CheckPartitions(cctx)
-	switch {
-	case err == nil:
-		s.partitionsOK.Store(true)
-		return nil
-	case errors.Is(err, store.ErrPartitions):
-		return fmt.Errorf("%w: %w", ErrUsage, err)
+	err := s.tryPartitions(ctx)
+	if err == nil || errors.Is(err, ErrUsage) {
+		return err
 	}
 	s.log.Warn("partition count not checked yet: redis does not answer; checked when it does", "partitions", s.store.Partitions(), "err", err)
 	return nil
+}
+
+// tryPartitions checks the partition count once (5 s at most): nil once
+// it matches (sends are accepted from then on), ErrUsage for another
+// count, else Redis's error.
+func (s *Server) tryPartitions(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := s.store.CheckPartitions(ctx)
+	switch {
+	case err == nil:
+		s.partitionsOK.Store(true)
+	case errors.Is(err, store.ErrPartitions):
+		err = fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	return err
 }
 
 // partitionGate is the API's queue: the store, refusing sends (503) until
@@ -241,10 +251,7 @@ func (g partitionGate) Enqueue(ctx context.Context, msgs []store.NewMessage) ([]
 // ends).
 func (s *Server) awaitPartitions(ctx context.Context) error {
 	for {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := s.store.CheckPartitions(cctx)
-		cancel()
-		if err == nil || errors.Is(err, store.ErrPartitions) {
+		if err := s.tryPartitions(ctx); err == nil || errors.Is(err, ErrUsage) {
 			return err
 		}
 		select {
@@ -487,11 +494,10 @@ func (s *Server) Run(ctx context.Context) error {
 		go func() {
 			if err := s.awaitPartitions(workCtx); err != nil {
 				s.log.Error("stopping: the partition count does not match the store's", "err", err)
-				partErr <- fmt.Errorf("%w: %w", ErrUsage, err)
+				partErr <- err
 				return
 			}
-			if workCtx.Err() == nil {
-				s.partitionsOK.Store(true)
+			if s.partitionsOK.Load() {
 				s.log.Info("partition count checked: sends accepted, workers start", "partitions", s.store.Partitions())
 				close(checked)
 			}
