@@ -317,25 +317,18 @@ func (s *Store) ApplyDelivery(ctx context.Context, rep DeliveryReport, earlyTTL 
 	if rep.Delivered {
 		result = string(DeliveryDelivered)
 	}
-	if len(s.parts) > 1 {
-		return s.applyDeliveryParts(ctx, rep, result, earlyTTL)
-	}
-	return s.applyDelivery(ctx, s.parts[0], rep, result, earlyTTL, "")
-}
-
-// applyDeliveryParts applies a report with several partitions. The
-// partition whose msgid index names the message applies it; when none
-// does yet, each partition in turn applies or parks it atomically, so the
-// Settle that indexes the msgid later (in whichever partition) finds it
-// parked, and one that indexed it meanwhile has it applied. (The reports
-// parked in the other partitions expire with earlyTTL.)
-func (s *Store) applyDeliveryParts(ctx context.Context, rep DeliveryReport, result string, earlyTTL time.Duration) (DeliveryResult, error) {
+	// The partition whose msgid index names the message applies it; when
+	// none does yet, each partition in turn applies or parks it
+	// atomically, so the Settle that indexes the msgid later (in whichever
+	// partition) finds it parked, and one that indexed it meanwhile has it
+	// applied. (Reports parked in the other partitions expire with
+	// earlyTTL.)
 	id, p, err := s.findMsgID(ctx, rep.App, rep.MsgID)
 	switch {
 	case err == nil:
 		return s.applyDelivery(ctx, p, rep, result, earlyTTL, id)
 	case !errors.Is(err, ErrNotFound):
-		return DeliveryResult{}, unavailable("apply delivery", err)
+		return DeliveryResult{}, err // ErrUnavailable already, naming the msgid index
 	}
 	for _, p := range s.parts {
 		res, err := s.applyDelivery(ctx, p, rep, result, earlyTTL, "")
@@ -347,7 +340,7 @@ func (s *Store) applyDeliveryParts(ctx context.Context, rep DeliveryReport, resu
 }
 
 // applyDelivery applies a report in partition p; id is the message id its
-// msgid index was read to name ("": read it first).
+// msgid index was just read to name ("": none).
 func (s *Store) applyDelivery(ctx context.Context, p *part, rep DeliveryReport, result string, earlyTTL time.Duration, id string) (DeliveryResult, error) {
 	k := p.keys
 	idx := k.msgid(rep.App, rep.MsgID)
@@ -356,7 +349,7 @@ func (s *Store) applyDelivery(ctx context.Context, p *part, rep DeliveryReport, 
 	// the Settle that records the send), so one re-read is enough; the loop
 	// bound is a guard.
 	for try := range 3 {
-		if try > 0 || id == "" {
+		if try > 0 { // the index changed since it was read
 			var err error
 			if id, err = s.rdb.Get(ctx, idx).Result(); err != nil && !errors.Is(err, redis.Nil) {
 				return DeliveryResult{}, unavailable("apply delivery", err)
