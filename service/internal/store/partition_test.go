@@ -358,11 +358,20 @@ func TestCheckPartitionsRefusesAChangedCount(t *testing.T) {
 		assert.Contains(t, err.Error(), "--partitions is "+strconv.Itoa(n))
 		assert.Contains(t, err.Error(), "Changing the partition count")
 	}
+	// The record does not expire: a start a month later with another
+	// count is refused as well.
+	ttl, err := r.Client.TTL(ctx, r.Prefix+"partitions").Result()
+	require.NoError(t, err)
+	assert.Equal(t, time.Duration(-1), ttl, "the count is kept without expiry")
+	if r.Mini != nil {
+		r.Mini.FastForward(31 * 24 * time.Hour)
+		require.ErrorIs(t, newStore(2).CheckPartitions(ctx), store.ErrPartitions, "a month on")
+	}
 
 	// A store written before the count was recorded has one partition.
 	old := strings.Replace(r.Prefix, "{", "old:{", 1)
 	one := store.New(r.Client, store.Options{Prefix: old})
-	_, err := one.Enqueue(ctx, []store.NewMessage{partMsg("old", now)})
+	_, err = one.Enqueue(ctx, []store.NewMessage{partMsg("old", now)})
 	require.NoError(t, err)
 	err = store.New(r.Client, store.Options{Prefix: old, Partitions: 3}).CheckPartitions(ctx)
 	require.ErrorIs(t, err, store.ErrPartitions)
